@@ -1,0 +1,158 @@
+// Host agent: one per node of the allocation (local mode: one per emulated host, started inside its
+// network namespace; Slurm: started with srun). Owns the QEMU processes of its node: spawn, QMP,
+// hotplug, migration endpoints, and the guest-agent sockets, whose frames it checks (size, schema)
+// before forwarding them to the coordinator. Talks to the coordinator over the authenticated channel.
+import net from 'node:net';
+import fs from 'node:fs';
+import { connectChannel, type RpcPeer } from './channel.js';
+import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError, type HostFrame } from '../../../guest/protocol/index.js';
+import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
+import { plugNic, unplugDevice } from '../hotplug/index.js';
+import { ensureTap, deleteTap } from '../local/index.js';
+import { DEFAULTS } from '../defaults.js';
+import { SymError } from '../errors.js';
+
+interface VmEntry {
+  spec: VmSpec;
+  proc: VmProcess;
+  guest?: net.Socket;
+  stopping: boolean;
+  taps: string[];
+  badFrames: number;
+}
+
+export class HostAgent {
+  private vms = new Map<string, VmEntry>();
+  constructor(readonly host: string, readonly peer: RpcPeer) {
+    peer
+      .handle('host.info', () => ({ host: this.host, pid: process.pid, vms: [...this.vms.keys()] }))
+      .handle('vm.start', (p: { spec: VmSpec; taps?: Array<{ tap: string; bridge: string }> }) => this.startVm(p.spec, p.taps ?? []))
+      .handle('vm.stop', (p: { name: string }) => this.stopVm(p.name))
+      .handle('vm.qmp', (p: { name: string; command: string; args?: Record<string, unknown>; timeoutMs?: number }) =>
+        this.vm(p.name).proc.qmp.execute(p.command, p.args, { timeoutMs: p.timeoutMs ?? DEFAULTS.qmp.commandTimeoutMs }))
+      .handle('vm.unplug', (p: { name: string; id: string; netdevId?: string; timeoutMs?: number }) =>
+        unplugDevice(this.vm(p.name).proc.qmp, p.id, { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.unplugTimeoutMs, netdevId: p.netdevId }))
+      .handle('vm.plugNic', async (p: { name: string; id: string; netdevId: string; tap: string; bridge?: string; mac: string; model: 'virtio-net-pci' | 'e1000e'; bus: string; timeoutMs?: number }) => {
+        if (p.bridge) await ensureTap(p.tap, p.bridge);
+        const e = this.vm(p.name);
+        if (!e.taps.includes(p.tap)) e.taps.push(p.tap);
+        return plugNic(e.proc.qmp, { id: p.id, netdevId: p.netdevId, tap: p.tap, mac: p.mac, model: p.model, bus: p.bus }, { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.plugTimeoutMs });
+      })
+      .handle('guest.reconnect', (p: { name: string }) => { this.connectGuest(this.vm(p.name)); return {}; })
+      .handle('shutdown', async () => {
+        await this.stopAll();
+        setTimeout(() => process.exit(0), 50);
+        return {};
+      });
+    peer.on('event', (name: string, data: { vm: string; frame: HostFrame }) => {
+      if (name === 'guest.send') {
+        const e = this.vms.get(data.vm);
+        if (e?.guest && !e.guest.destroyed) e.guest.write(encodeFrame(data.frame));
+      }
+    });
+    peer.on('close', () => {
+      // the coordinator is gone: leave nothing behind on this node
+      void this.stopAll().finally(() => process.exit(0));
+    });
+    peer.start();
+  }
+
+  private vm(name: string): VmEntry {
+    const e = this.vms.get(name);
+    if (!e) throw new SymError('ESYM_NO_VM', { message: `no VM ${name} on host ${this.host}` });
+    return e;
+  }
+
+  async startVm(spec: VmSpec, taps: Array<{ tap: string; bridge: string }>): Promise<{ pid: number }> {
+    if (this.vms.has(spec.name)) throw new SymError('ESYM_VM_EXISTS', { message: `VM ${spec.name} already runs on ${this.host}` });
+    fs.mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
+    for (const t of taps) await ensureTap(t.tap, t.bridge);
+    const proc = await startVm(spec, {});
+    const e: VmEntry = { spec, proc, stopping: false, taps: taps.map((t) => t.tap), badFrames: 0 };
+    this.vms.set(spec.name, e);
+    proc.qmp.on('event', (ev: { event: string; data: unknown }) => this.peer.notify('qmp.event', { vm: spec.name, event: ev.event, data: ev.data }));
+    void proc.exited.then((r) => {
+      const cur = this.vms.get(spec.name);
+      if (cur === e) this.vms.delete(spec.name);
+      e.guest?.destroy();
+      for (const t of e.taps) void deleteTap(t).catch(() => {});
+      this.peer.notify('vm.exit', { vm: spec.name, code: r.code, signal: r.signal, expected: e.stopping });
+    });
+    this.connectGuest(e);
+    return { pid: proc.pid };
+  }
+
+  private connectGuest(e: VmEntry): void {
+    if (e.guest && !e.guest.destroyed) e.guest.destroy();
+    const sock = net.createConnection(e.spec.agentSocket);
+    e.guest = sock;
+    const dec = new LineDecoder(DEFAULTS.agent.maxFrameBytes);
+    sock.on('connect', () => this.peer.notify('guest.link', { vm: e.spec.name, up: true }));
+    sock.on('data', (d: Buffer) => {
+      let lines: string[];
+      try {
+        lines = dec.push(d);
+      } catch (err) {
+        e.badFrames++;
+        this.peer.notify('guest.bad', { vm: e.spec.name, reason: (err as Error).message });
+        return;
+      }
+      for (const line of lines) {
+        if (!line.trim()) continue;
+        try {
+          this.peer.notify('guest.frame', { vm: e.spec.name, frame: parseGuestFrame(line, DEFAULTS.agent.maxFrameBytes) });
+        } catch (err) {
+          // untrusted input: drop it, count it, tell the coordinator (partial frames after a reconnect land here too)
+          e.badFrames++;
+          if (err instanceof ProtocolError) this.peer.notify('guest.bad', { vm: e.spec.name, reason: err.message });
+        }
+      }
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      if (e.guest !== sock) return;
+      this.peer.notify('guest.link', { vm: e.spec.name, up: false });
+      if (!e.stopping && this.vms.get(e.spec.name) === e) setTimeout(() => { if (e.guest === sock && !e.stopping) this.connectGuest(e); }, 300);
+    });
+  }
+
+  async stopVm(name: string): Promise<{ stopped: boolean }> {
+    const e = this.vms.get(name);
+    if (!e) return { stopped: false };
+    e.stopping = true;
+    e.guest?.destroy();
+    await e.proc.stop({ graceMs: DEFAULTS.teardown.stopGraceMs });
+    for (const t of e.taps) await deleteTap(t).catch(() => {});
+    this.vms.delete(name);
+    return { stopped: true };
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.allSettled([...this.vms.keys()].map((n) => this.stopVm(n)));
+  }
+}
+
+async function main(): Promise<void> {
+  const coord = process.env.SYMRUN_COORD ?? '';
+  const secret = process.env.SYMRUN_JOB_SECRET ?? '';
+  const host = process.env.SYMRUN_HOST ?? '';
+  const m = /^(.+):(\d+)$/.exec(coord);
+  if (!m || !secret || !host) {
+    process.stderr.write('symrun host agent: SYMRUN_COORD=ip:port, SYMRUN_JOB_SECRET and SYMRUN_HOST must be set (the coordinator starts this program)\n');
+    process.exit(2);
+  }
+  delete process.env.SYMRUN_JOB_SECRET;
+  const peer = await connectChannel({ host: m[1]!, port: Number(m[2]), secret, name: host, timeoutMs: 30_000 });
+  const agent = new HostAgent(host, peer);
+  const bye = () => void agent.stopAll().finally(() => process.exit(0));
+  process.on('SIGTERM', bye);
+  process.on('SIGINT', bye);
+  process.on('SIGHUP', bye);
+}
+
+if (process.argv[1] && import.meta.url === new URL(`file://${fs.realpathSync(process.argv[1])}`).href) {
+  main().catch((e) => {
+    process.stderr.write(`symrun host agent: ${(e as Error).message}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,307 @@
+// The JSON schema of symrun.yaml. It is the single description of every key: load.ts validates
+// with it (ajv), docs.ts renders docs/config.md from its descriptions, and editors can use it
+// (yaml-language-server) if it is written out as JSON.
+//
+// Annotations beyond standard JSON schema (registered with ajv as no-op keywords):
+//   x-expect   the expected form in a few words; used in error fixes ("a size like 512M")
+//   x-type     a short type name for the docs ("PCI address")
+//   x-default  the default as users should read it in the docs, when `default` alone is not clear
+import { DEFAULTS } from '../defaults.js';
+
+/** Defaults that have no entry in DEFAULTS (defaults.ts) because only the config layer uses them. */
+export const CONFIG_DEFAULTS = {
+  image: 'auto',
+  interconnectType: 'emulated' as 'emulated' | 'vfio',
+  subnet: 'auto',
+  shareCwd: true,
+  shareExclude: [] as string[],
+  tagOutput: false,
+  local: 0,
+  spares: 0,
+} as const;
+
+/** Smallest VM memory symrun accepts (the guest image does not boot in less). */
+export const MIN_MEMORY_MIB = 64;
+export const MAX_CPUS = 256;
+export const MAX_LOCAL = 64;
+
+export const PCI_ADDRESS_RE = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i;
+
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+/** 'auto', or an IPv4 CIDR whose prefix is /16 to /28 */
+export const SUBNET_PATTERN = `^(?:auto|${OCTET}(?:\\.${OCTET}){3}/(?:1[6-9]|2[0-8]))$`;
+/** Linux interface name: 1-15 characters, no '/', ':', whitespace; not '.' or '..' */
+export const IFNAME_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$';
+export const HOSTNAME_PATTERN =
+  '^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$';
+/** a size: an integer (unit given by the key) or a number with a binary suffix: 512M, 2G, 1.5GiB, 524288K */
+export const SIZE_PATTERN = '^\\s*[0-9]+(?:\\.[0-9]+)?\\s*(?:[KMGT](?:i?B)?|B)?\\s*$';
+export const MCA_NAME_PATTERN = '^[A-Za-z0-9_]+$';
+
+const sizeOf = (what: string, bareUnit: string, min?: string) => ({
+  type: ['string', 'integer'],
+  pattern: SIZE_PATTERN,
+  minimum: 0,
+  'x-expect': `a size like 512M, 2G or 524288K, or a bare integer in ${bareUnit}${min ? ` (at least ${min})` : ''}`,
+  description: what,
+});
+
+const pciAddress = {
+  type: 'string',
+  'x-type': 'PCI address',
+  pattern: '^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\\.[0-7]$',
+  'x-expect': 'a PCI address domain:bus:device.function like 0000:3b:00.1 (see lspci -D)',
+};
+
+export const CONFIG_SCHEMA = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'symrun.yaml',
+  description:
+    'Configuration of a symrun job. Every key is optional; command-line options override the file. ' +
+    'Keys are camelCase; unknown keys are rejected.',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    accel: {
+      type: 'string',
+      enum: ['auto', 'kvm', 'tcg'],
+      default: DEFAULTS.accel,
+      description:
+        'QEMU accelerator. `auto` uses KVM when /dev/kvm is usable and falls back to TCG (software ' +
+        'emulation, slow but works everywhere); `kvm` fails if KVM is not usable; `tcg` never uses KVM.',
+    },
+    image: {
+      type: 'string',
+      minLength: 1,
+      default: CONFIG_DEFAULTS.image,
+      'x-expect': "'auto' or a directory holding vmlinuz, initrd.img and root.ext4",
+      description:
+        'Guest image. `auto` builds (once) or reuses the content-addressed image in the cache; otherwise a ' +
+        'directory holding `vmlinuz`, `initrd.img` and `root.ext4`. A relative path is relative to the ' +
+        'directory of the config file (or to the current directory when given with --image); `~/` is expanded.',
+    },
+    vm: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Shape of every VM.',
+      properties: {
+        memory: {
+          ...sizeOf('Guest RAM of each VM. Suffixes are binary (M = MiB, G = GiB); a bare integer is MiB. Must be a whole number of MiB, at least 64M.', 'MiB', '64M'),
+          default: `${DEFAULTS.vm.memoryMiB}M`,
+        },
+        cpus: {
+          type: 'integer',
+          minimum: 1,
+          maximum: MAX_CPUS,
+          default: DEFAULTS.vm.cpus,
+          'x-expect': `a whole number from 1 to ${MAX_CPUS}`,
+          description: 'Virtual CPUs of each VM. Also the default number of MPI slots per VM.',
+        },
+        machine: {
+          type: 'string',
+          pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+          'x-type': 'machine type',
+          default: DEFAULTS.vm.machine,
+          'x-expect': 'a QEMU machine type like q35 or pc-q35-8.2 (see qemu-system-x86_64 -machine help)',
+          description:
+            'QEMU machine type. Must support PCIe hotplug (q35 does); it must be the same on every host for migration.',
+        },
+        extraArgs: {
+          type: 'array',
+          items: { type: 'string', 'x-expect': 'a QEMU argument as a string' },
+          default: [],
+          'x-expect': 'a list of strings, e.g. ["-cpu", "host"]',
+          description:
+            'Extra QEMU arguments appended to every VM\'s command line, one list item per argument (no shell splitting). ' +
+            'Arguments that change the guest hardware must be the same on every host or migration fails.',
+        },
+      },
+    },
+    interconnect: {
+      type: 'object',
+      additionalProperties: false,
+      description:
+        'The passthrough interconnect device of every VM: the device symrun unplugs before and replugs after each migration.',
+      properties: {
+        type: {
+          type: 'string',
+          enum: ['emulated', 'vfio'],
+          default: CONFIG_DEFAULTS.interconnectType,
+          description:
+            '`emulated`: an emulated NIC stands in for the passthrough device (laptops, CI, local mode); it is ' +
+            'hot-unplugged and replugged exactly like a real one. `vfio`: a real PCI device (a NIC or an SR-IOV VF) ' +
+            'bound to vfio-pci on every host, chosen by `addresses` or `pool`.',
+        },
+        model: {
+          type: 'string',
+          enum: ['virtio-net-pci', 'e1000e'],
+          default: DEFAULTS.interconnect.model,
+          description: 'Only with `type: emulated`: the QEMU NIC model of the stand-in device.',
+        },
+        addresses: {
+          type: 'object',
+          propertyNames: { pattern: HOSTNAME_PATTERN, 'x-expect': 'a host name like node01' },
+          additionalProperties: pciAddress,
+          'x-expect': 'a map of host name to PCI address, e.g. { node01: "0000:3b:00.1" }',
+          'x-type': 'map of host name → PCI address',
+          'x-default': 'none',
+          description:
+            'Only with `type: vfio`: the PCI address of the device to pass through, per host (host name as ' +
+            'Slurm or `hosts` names it). Quote addresses in YAML: `"0000:3b:00.1"`.',
+        },
+        pool: {
+          type: 'array',
+          items: pciAddress,
+          minItems: 1,
+          uniqueItems: true,
+          'x-expect': 'a list of PCI addresses, e.g. ["0000:3b:02.0", "0000:3b:02.1"]',
+          'x-default': 'none',
+          description:
+            'Only with `type: vfio`: SR-IOV virtual functions (PCI addresses, the same on every host) from which ' +
+            'each VM claims a free one. Used for hosts that have no entry in `addresses`.',
+        },
+      },
+    },
+    network: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Addressing of the interconnect inside the guests.',
+      properties: {
+        subnet: {
+          type: 'string',
+          pattern: SUBNET_PATTERN,
+          'x-type': '`auto` or IPv4 CIDR',
+          default: CONFIG_DEFAULTS.subnet,
+          'x-expect': "'auto' or an IPv4 network in CIDR form with a prefix from /16 to /28, like 198.18.7.0/24",
+          description:
+            `IPv4 subnet of the interconnect. \`auto\` picks a free /24 inside ${DEFAULTS.network.range} for the job; ` +
+            'otherwise a network address in CIDR form (host bits zero), prefix /16 to /28.',
+        },
+        guestIfName: {
+          type: 'string',
+          pattern: IFNAME_PATTERN,
+          'x-type': 'interface name',
+          default: DEFAULTS.interconnect.guestIfName,
+          'x-expect': "a Linux interface name: 1 to 15 letters, digits, '_', '-' or '.', not starting with '.' or '-'",
+          description: 'Name the interconnect interface gets inside every guest (it is renamed by MAC address).',
+        },
+        bridge: {
+          type: 'string',
+          pattern: IFNAME_PATTERN,
+          'x-type': 'interface name',
+          'x-expect': "an existing host bridge name (1 to 15 characters), like br-fabric",
+          'x-default': 'none (local mode creates its own)',
+          description:
+            'Production: an existing host bridge the VMs\' tap devices are attached to. ' +
+            'Local mode creates its own bridge and ignores this.',
+        },
+      },
+    },
+    mpi: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'How mpirun is started inside the VMs.',
+      properties: {
+        np: {
+          type: 'integer',
+          minimum: 1,
+          'x-expect': 'a whole number, at least 1',
+          'x-default': 'slotsPerVm × number of VMs',
+          description: 'Total number of MPI ranks.',
+        },
+        slotsPerVm: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 4096,
+          'x-expect': 'a whole number, at least 1',
+          'x-default': 'vm.cpus',
+          description: 'MPI slots (ranks) per VM.',
+        },
+        tagOutput: {
+          type: 'boolean',
+          default: CONFIG_DEFAULTS.tagOutput,
+          description: 'Prefix every output line with the rank that wrote it (mpirun --tag-output).',
+        },
+        mca: {
+          type: 'object',
+          propertyNames: { pattern: MCA_NAME_PATTERN, 'x-expect': 'an MCA parameter name like btl_tcp_eager_limit' },
+          additionalProperties: {
+            type: ['string', 'number', 'boolean'],
+            'x-expect': 'a string or number value',
+          },
+          default: {},
+          'x-expect': 'a map of MCA parameter name to value, e.g. { btl_tcp_eager_limit: "65536" }',
+          'x-type': 'map of name → value',
+          description:
+            'Extra Open MPI MCA parameters, passed to mpirun as `--mca name value` (numbers and booleans ' +
+            'are passed as written). Command-line `--mca name value` pairs override entries here.',
+        },
+        extraArgs: {
+          type: 'array',
+          items: { type: 'string' },
+          default: [],
+          'x-expect': 'a list of strings, e.g. ["--bind-to", "none"]',
+          description: 'Extra mpirun arguments, one list item per argument, placed before the program.',
+        },
+      },
+    },
+    share: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Staging of the current directory into the guests.',
+      properties: {
+        cwd: {
+          type: 'boolean',
+          default: CONFIG_DEFAULTS.shareCwd,
+          description:
+            'Copy the current directory into every guest before the run (the program runs there) and copy ' +
+            'files the job wrote back afterwards.',
+        },
+        maxBytes: {
+          ...sizeOf(
+            'Largest total size of the current directory staged into the guests. Suffixes are binary; a bare integer is bytes.',
+            'bytes',
+          ),
+          default: `${DEFAULTS.share.maxBytes / (1024 * 1024)}M`,
+        },
+        exclude: {
+          type: 'array',
+          items: { type: 'string', minLength: 1 },
+          default: CONFIG_DEFAULTS.shareExclude,
+          'x-expect': 'a list of patterns, e.g. [".git", "*.o"]',
+          description:
+            'Glob-like patterns (relative to the current directory) of files and directories not staged.',
+        },
+      },
+    },
+    local: {
+      type: 'integer',
+      minimum: 0,
+      maximum: MAX_LOCAL,
+      default: CONFIG_DEFAULTS.local,
+      'x-expect': `a whole number from 0 to ${MAX_LOCAL}`,
+      description:
+        'Local mode: emulate this many hosts on this machine, each running one VM (0 = not local: use Slurm or `hosts`).',
+    },
+    spares: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 1024,
+      default: CONFIG_DEFAULTS.spares,
+      'x-expect': 'a whole number, 0 or more',
+      description: 'Hosts held back (running no ranks) as migration and restart targets.',
+    },
+    hosts: {
+      type: 'array',
+      items: { type: 'string', pattern: HOSTNAME_PATTERN, 'x-type': 'host name', 'x-expect': 'a host name like node01' },
+      uniqueItems: true,
+      default: [],
+      'x-expect': 'a list of host names, e.g. [node01, node02]',
+      description:
+        'Explicit host list for production runs without Slurm (spares included). Empty = use the Slurm allocation, or local mode.',
+    },
+  },
+} as const;
+
+/** Keywords of CONFIG_SCHEMA that are annotations only (ajv must know them in strict mode). */
+export const ANNOTATION_KEYWORDS = ['x-expect', 'x-default', 'x-type'] as const;

@@ -1,0 +1,65 @@
+// The resolved configuration every other module consumes. Produced by config/load.ts from
+// symrun.yaml + CLI overrides + DEFAULTS; validated with a JSON schema (config/schema.ts).
+
+export type Accel = 'auto' | 'kvm' | 'tcg';
+
+export interface VmConfig {
+  memoryMiB: number;
+  cpus: number;
+  machine: string;
+  /** extra QEMU arguments appended to every VM's command line */
+  extraArgs: string[];
+}
+
+export type InterconnectConfig =
+  | { type: 'emulated'; model: 'virtio-net-pci' | 'e1000e' }
+  /** vfio passthrough: one PCI address per host (map host -> address), or a pool of VFs shared by all hosts */
+  | { type: 'vfio'; addresses?: Record<string, string>; pool?: string[] };
+
+export interface NetworkConfig {
+  /** "auto" = one free /24 in 198.18.0.0/15, or an explicit CIDR like 198.18.7.0/24 */
+  subnet: string;
+  /** interface name inside the guest */
+  guestIfName: string;
+  /** production: an existing host bridge to attach VM taps to; local mode creates its own */
+  bridge?: string;
+}
+
+export interface MpiConfig {
+  /** total ranks; default = slots per VM x VMs */
+  np?: number;
+  /** ranks per VM (mpirun slots); default = vm.cpus */
+  slotsPerVm?: number;
+  tagOutput: boolean;
+  /** extra MCA parameters (name -> value), passed as --mca name value */
+  mca: Record<string, string>;
+  /** extra mpirun arguments */
+  extraArgs: string[];
+}
+
+export interface ShareConfig {
+  /** stage the current directory into the guests and bring written files back */
+  cwd: boolean;
+  maxBytes: number;
+  /** glob-like patterns (relative to cwd) not staged */
+  exclude: string[];
+}
+
+export interface SymrunConfig {
+  /** where this config came from (file path or "defaults") */
+  source: string;
+  accel: Accel;
+  /** "auto" = build or reuse the content-addressed image; otherwise a directory holding vmlinuz, initrd.img, root.ext4 */
+  image: string;
+  vm: VmConfig;
+  interconnect: InterconnectConfig;
+  network: NetworkConfig;
+  mpi: MpiConfig;
+  share: ShareConfig;
+  /** --local N: number of emulated hosts running VMs (0 = not local) */
+  local: number;
+  /** hosts held back as migration / restart targets */
+  spares: number;
+  /** explicit host list (production without Slurm); empty = local or Slurm */
+  hosts: string[];
+}

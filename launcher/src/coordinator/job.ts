@@ -1,0 +1,543 @@
+// The coordinator of one job (`symrun run`): hosts -> host agents -> VMs -> guest agents -> network ->
+// staging -> mpirun in vm1 -> output -> stage-out -> teardown. Every resource is registered on a
+// teardown stack the moment it exists, so Ctrl-C, SIGTERM or a failure in any step removes all of it.
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { SymrunConfig } from '../config/types.js';
+import { SymError, EXIT } from '../errors.js';
+import { DEFAULTS, runtimeRoot, repoRoot } from '../defaults.js';
+import { serveChannel, serveUnix, type RpcPeer, type ChannelServer } from '../agent/channel.js';
+import { GuestClient } from '../agent/guest.js';
+import type { GuestFrame } from '../../../guest/protocol/index.js';
+import { resolveImage, imageFiles, type ImageInfo } from '../image/index.js';
+import { detectQemu, probeAccel, type VmSpec } from '../vm/index.js';
+import { createLocalCluster, cleanupJob, findStaleJobs, requireRoot, type LocalCluster } from '../local/index.js';
+import { resolveProgram, programClosure, snapshotDir, tarCreate, tarExtractSafe } from '../stage/index.js';
+import { planMpi, retagLine, LineSplitter } from '../mpi/launch.js';
+
+export interface JobOptions {
+  config: SymrunConfig;
+  /** the application and its arguments */
+  app: string[];
+  cwd: string;
+  quiet?: boolean;
+  signal?: AbortSignal;
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  /** called with each phase name and its duration (ms) */
+  onPhase?: (phase: string, ms: number) => void;
+  jobId?: string;
+}
+
+export interface JobResult { exitCode: number; jobId: string; phases: Record<string, number>; firstOutputMs?: number }
+
+export interface VmState {
+  name: string;
+  index: number;
+  host: string;
+  mac: string;
+  ip: string;
+  tap: string;
+  client: GuestClient;
+  state: 'booting' | 'ready' | 'running' | 'stopped';
+}
+
+const nowMs = () => performance.now();
+
+export function newJobId(): string {
+  return crypto.randomBytes(4).toString('hex').slice(0, 6).replace(/^\d/, 'j');
+}
+
+/** Deterministic locally administered MAC for a job's VM (the same on every host it moves to). */
+export function vmMac(jobId: string, index: number): string {
+  const h = crypto.createHash('sha256').update(jobId).digest();
+  return ['52', '54', h[0]!.toString(16).padStart(2, '0'), h[1]!.toString(16).padStart(2, '0'), h[2]!.toString(16).padStart(2, '0'), index.toString(16).padStart(2, '0')].join(':');
+}
+
+export class Job {
+  readonly id: string;
+  readonly runDir: string;
+  readonly phases: Record<string, number> = {};
+  private teardown: Array<{ what: string; fn: () => Promise<unknown> | unknown }> = [];
+  private peers = new Map<string, RpcPeer>();
+  private peerWaiters = new Map<string, (p: RpcPeer) => void>();
+  readonly vms = new Map<string, VmState>();
+  private cluster?: LocalCluster;
+  private image?: ImageInfo;
+  state = 'starting';
+  private out: NodeJS.WritableStream;
+  private err: NodeJS.WritableStream;
+  private t0 = nowMs();
+  private firstOutputMs?: number;
+  private controlExecs = new Map<string, { peer: RpcPeer; handle: import('../agent/guest.js').ExecHandle }>();
+
+  constructor(readonly opts: JobOptions) {
+    this.id = opts.jobId ?? newJobId();
+    this.runDir = path.join(runtimeRoot(), this.id);
+    this.out = opts.stdout ?? process.stdout;
+    this.err = opts.stderr ?? process.stderr;
+  }
+
+  private say(msg: string): void {
+    if (!this.opts.quiet) this.err.write(`symrun: ${msg}\n`);
+  }
+
+  private async phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const t = nowMs();
+    try {
+      return await fn();
+    } finally {
+      const ms = Math.round(nowMs() - t);
+      this.phases[name] = ms;
+      this.opts.onPhase?.(name, ms);
+    }
+  }
+
+  private onCleanup(what: string, fn: () => Promise<unknown> | unknown): void {
+    this.teardown.push({ what, fn });
+  }
+
+  private checkAbort(): void {
+    const s = this.opts.signal;
+    if (s?.aborted) throw s.reason instanceof Error ? s.reason : new SymError('ESYM_CANCELLED', { message: 'cancelled' });
+  }
+
+  async run(): Promise<JobResult> {
+    let exitCode: number = EXIT.runtime;
+    try {
+      exitCode = await this.runInner();
+    } finally {
+      await this.phase('teardown', () => this.tearDown());
+    }
+    return { exitCode, jobId: this.id, phases: this.phases, firstOutputMs: this.firstOutputMs };
+  }
+
+  private async runInner(): Promise<number> {
+    const cfg = this.opts.config;
+    if (cfg.local < 1) {
+      throw new SymError('ESYM_NO_HOSTS', { message: 'no hosts to run on: not inside a Slurm allocation and --local not given', field: '--local', fix: 'run inside sbatch/salloc, or pass --local N to emulate N hosts on this machine' });
+    }
+    requireRoot('--local creates network namespaces, bridges and tap devices');
+    const [prog, ...args] = this.opts.app;
+    if (!prog) throw new SymError('ESYM_NO_APP', { message: 'no application given', fix: 'symrun [options] -- ./app args', exitCode: EXIT.usage });
+    const program = resolveProgram(prog, { cwd: this.opts.cwd, PATH: process.env.PATH });
+
+    // a previous run killed with SIGKILL leaves namespaces and run dirs: clean them first
+    await this.phase('cleanup-stale', async () => {
+      for (const j of await findStaleJobs()) {
+        await cleanupJob(j);
+        this.say(`removed leftovers of an earlier run (job ${j})`);
+      }
+      cleanStaleRunDirs();
+    });
+
+    fs.mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(this.runDir, 'owner.json'), JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString(), app: this.opts.app, cwd: this.opts.cwd }));
+    this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
+
+    const [image, qemu, accel] = await this.phase('image', () =>
+      Promise.all([
+        resolveImage(cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal }),
+        detectQemu(),
+        probeAccel(cfg.accel),
+      ]),
+    );
+    this.image = image;
+    if (accel.notice) this.say(accel.notice);
+    this.checkAbort();
+
+    const files = await imageFiles(image);
+    const [closure, snap] = await this.phase('closure', () =>
+      Promise.all([
+        programClosure([program.hostPath], { imageFiles: files }),
+        cfg.share.cwd ? snapshotDir(this.opts.cwd, { maxBytes: cfg.share.maxBytes, exclude: cfg.share.exclude }) : Promise.resolve(undefined),
+      ]),
+    );
+
+    const nHosts = cfg.local + cfg.spares;
+    const cluster = await this.phase('hosts', () => createLocalCluster({ jobId: this.id, hosts: nHosts, subnet: cfg.network.subnet, signal: this.opts.signal }));
+    this.cluster = cluster;
+    this.onCleanup('emulated hosts', () => cluster.destroy());
+
+    const secret = crypto.randomBytes(32).toString('hex');
+    const server = await serveChannel({ host: cluster.coordinatorIp, secret, onPeer: (p) => this.addPeer(p) });
+    this.onCleanup('channel', () => server.close());
+    const control = await serveUnix(path.join(this.runDir, 'control.sock'), (p) => this.serveControl(p));
+    this.onCleanup('control socket', () => control.close());
+
+    await this.phase('agents', () => this.startHostAgents(cluster, server, secret));
+    this.checkAbort();
+
+    // VMs on the first `local` hosts; the rest are spares
+    const names: string[] = [];
+    for (let i = 1; i <= cfg.local; i++) {
+      const host = cluster.hosts[i - 1]!;
+      const name = `vm${i}`;
+      names.push(name);
+      const client = new GuestClient(name);
+      this.vms.set(name, { name, index: i, host: host.name, mac: vmMac(this.id, i), ip: cluster.guestIp(i), tap: `symtap${i}`, client, state: 'booting' });
+      client.on('rsh', (f: Extract<GuestFrame, { t: 'rsh' }>) => void this.relayRsh(name, f));
+    }
+    this.say(`booting ${names.length} VMs (${accel.accel}, ${cfg.vm.memoryMiB} MiB, ${cfg.vm.cpus} vCPU) on ${names.length} hosts${cfg.spares ? ` + ${cfg.spares} spare` : ''}`);
+    await this.phase('boot', () => Promise.all(names.map((n) => this.bootVm(n, accel.accel, qemu.version))));
+    this.checkAbort();
+
+    await this.phase('network', () => this.configureNetwork());
+    await this.phase('stage', () => this.stageIn(closure.files, snap?.files ?? []));
+    this.checkAbort();
+
+    const slotsPerVm = cfg.mpi.slotsPerVm ?? cfg.vm.cpus;
+    const plan = planMpi({
+      vms: names.map((n) => ({ name: n, slots: slotsPerVm })),
+      np: cfg.mpi.np,
+      program: program.hostPath,
+      args,
+      cwd: this.opts.cwd,
+      ifName: cfg.network.guestIfName,
+      tagOutput: cfg.mpi.tagOutput,
+      mca: cfg.mpi.mca,
+      extraArgs: cfg.mpi.extraArgs,
+    });
+    const vm1 = this.vms.get(names[0]!)!;
+    const check = await vm1.client.run(['test', '-x', program.hostPath], { timeoutMs: 30_000 });
+    if (check.status !== 0) {
+      this.err.write(`symrun: ${program.hostPath}: not found or not executable inside ${vm1.name}\n`);
+      return EXIT.notFound;
+    }
+    this.say(`launching ${plan.np} ranks on ${names.length} VMs`);
+    this.state = 'running';
+    const status = await this.phase('run', () => this.runMpi(vm1, plan.argv, plan.env, plan.rankVm));
+    this.state = 'finishing';
+    await this.phase('stage-out', () => this.stageOut());
+    return status;
+  }
+
+  private addPeer(p: RpcPeer): void {
+    this.peers.set(p.name, p);
+    this.peerWaiters.get(p.name)?.(p);
+    p.on('event', (name: string, data: any) => this.onHostEvent(p, name, data));
+    p.start();
+  }
+
+  private async startHostAgents(cluster: LocalCluster, server: ChannelServer, secret: string): Promise<void> {
+    const agentJs = path.join(repoRoot(), 'dist', 'launcher', 'src', 'agent', 'hostagent.js');
+    const children: ChildProcess[] = [];
+    this.onCleanup('host agents', async () => {
+      await Promise.allSettled([...this.peers.values()].map((p) => p.call('shutdown', {}, { timeoutMs: DEFAULTS.teardown.totalMs - 1000 }).catch(() => undefined)));
+      for (const c of children) killGroup(c, 'SIGKILL');
+    });
+    await Promise.all(
+      cluster.hosts.map(async (h) => {
+        const log = fs.openSync(path.join(this.runDir, `${h.name}.agent.log`), 'a');
+        const c = spawn('ip', ['netns', 'exec', h.netns, process.execPath, agentJs], {
+          env: { ...process.env, SYMRUN_COORD: `${cluster.coordinatorIp}:${server.port}`, SYMRUN_JOB_SECRET: secret, SYMRUN_HOST: h.name, SYMRUN_JOB_ID: this.id },
+          detached: true,
+          stdio: ['ignore', log, log],
+        });
+        fs.closeSync(log);
+        children.push(c);
+        await new Promise<RpcPeer>((resolve, reject) => {
+          const t = setTimeout(() => reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${h.name} did not connect within 30 s`, fix: `see ${path.join(this.runDir, `${h.name}.agent.log`)}` })), 30_000);
+          c.once('exit', (code) => { clearTimeout(t); reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${h.name} exited (${code}) before connecting: ${tail(path.join(this.runDir, `${h.name}.agent.log`))}` })); });
+          const have = this.peers.get(h.name);
+          if (have) { clearTimeout(t); resolve(have); return; }
+          this.peerWaiters.set(h.name, (p) => { clearTimeout(t); resolve(p); });
+        });
+      }),
+    );
+  }
+
+  private onHostEvent(_p: RpcPeer, name: string, data: any): void {
+    const vm = data?.vm ? this.vms.get(String(data.vm)) : undefined;
+    switch (name) {
+      case 'guest.frame':
+        vm?.client.receive(data.frame as GuestFrame);
+        break;
+      case 'guest.link':
+        if (!vm) break;
+        if (data.up) {
+          const peer = this.peers.get(vm.host)!;
+          vm.client.attach((frame) => peer.notify('guest.send', { vm: vm.name, frame }));
+        } else vm.client.detach('link down');
+        break;
+      case 'vm.exit':
+        if (vm && !data.expected && this.state !== 'tearing-down') this.say(`${vm.name} stopped unexpectedly (exit ${data.code ?? data.signal})`);
+        if (vm) vm.state = 'stopped';
+        break;
+      default:
+        break;
+    }
+  }
+
+  vmSpec(vm: VmState, accel: 'kvm' | 'tcg', withNic: boolean): VmSpec {
+    const cfg = this.opts.config;
+    const dir = path.join(this.runDir, vm.name);
+    const ic = cfg.interconnect;
+    const nic: string[] = [];
+    if (withNic) {
+      if (ic.type === 'emulated') {
+        nic.push('-netdev', `tap,id=${DEFAULTS.interconnect.netdevId},ifname=${vm.tap},script=no,downscript=no`);
+        nic.push('-device', `${ic.model},netdev=${DEFAULTS.interconnect.netdevId},id=${DEFAULTS.interconnect.deviceId},mac=${vm.mac},bus=rp1`);
+      } else {
+        const addr = ic.addresses?.[vm.host] ?? ic.pool?.[0];
+        if (!addr) throw new SymError('ESYM_NO_DEVICE', { message: `no passthrough device configured for host ${vm.host}`, field: 'interconnect.addresses', fix: `add ${vm.host}: "0000:xx:yy.z" under interconnect.addresses, or an interconnect.pool` });
+        nic.push('-device', `vfio-pci,host=${addr},id=${DEFAULTS.interconnect.deviceId},bus=rp1`);
+      }
+    }
+    return {
+      name: vm.name,
+      runDir: dir,
+      accel,
+      memoryMiB: cfg.vm.memoryMiB,
+      cpus: cfg.vm.cpus,
+      machine: cfg.vm.machine,
+      kernel: this.image!.kernel,
+      initrd: this.image!.initrd,
+      rootfs: this.image!.rootfs,
+      append: `console=ttyS0 root=/dev/vda ro quiet panic=-1 symrun.hostname=${vm.name}`,
+      agentSocket: path.join(dir, 'agent.sock'),
+      agentPortName: DEFAULTS.agent.portName,
+      rootPorts: DEFAULTS.interconnect.rootPorts,
+      extraArgs: [...cfg.vm.extraArgs, ...nic],
+    };
+  }
+
+  private async bootVm(name: string, accel: 'kvm' | 'tcg', _qemuVersion: unknown): Promise<void> {
+    const vm = this.vms.get(name)!;
+    const peer = this.peers.get(vm.host)!;
+    const host = this.cluster!.hosts.find((h) => h.name === vm.host)!;
+    const spec = this.vmSpec(vm, accel, true);
+    fs.mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
+    await peer.call('vm.start', { spec, taps: this.opts.config.interconnect.type === 'emulated' ? [{ tap: vm.tap, bridge: host.bridge }] : [] }, { timeoutMs: 120_000 });
+    try {
+      await vm.client.ready(DEFAULTS.agent.bootTimeoutMs, this.opts.signal);
+    } catch (e) {
+      const con = tail(path.join(spec.runDir, `${vm.name}.console.log`), 1500);
+      throw new SymError('ESYM_BOOT', { message: `${vm.name} did not come up: ${(e as Error).message}`, fix: `console of ${vm.name}:\n${con}` });
+    }
+    vm.state = 'ready';
+  }
+
+  private async configureNetwork(): Promise<void> {
+    const cfg = this.opts.config;
+    const entries: Array<[string, string]> = [...this.vms.values()].map((v) => [v.ip, v.name]);
+    await Promise.all(
+      [...this.vms.values()].map(async (v) => {
+        await v.client.request('hosts', { entries });
+        await v.client.request('net-config', { mac: v.mac, name: cfg.network.guestIfName, address: `${v.ip}/${this.cluster!.prefixLen}`, announce: true, waitMs: 15_000 });
+      }),
+    );
+  }
+
+  private async stageIn(absFiles: string[], cwdFiles: string[]): Promise<void> {
+    const cwd = this.opts.cwd;
+    const bufs: Array<{ argv: string[]; data: Buffer }> = [];
+    if (absFiles.length) bufs.push({ argv: ['tar', '-x', '-f', '-', '-C', '/'], data: await collect(tarCreate({ absolute: absFiles })) });
+    if (cwdFiles.length) bufs.push({ argv: ['sh', '-c', `mkdir -p "$0" && tar -x -f - -C "$0"`, cwd], data: await collect(tarCreate({ root: cwd, paths: cwdFiles })) });
+    await Promise.all(
+      [...this.vms.values()].map(async (v) => {
+        await v.client.run(['mkdir', '-p', cwd, '/run/symrun']);
+        for (const b of bufs) {
+          const r = await v.client.run(b.argv, { input: b.data, timeoutMs: 300_000 });
+          if (r.status !== 0) throw new SymError('ESYM_STAGE_IN', { message: `staging files into ${v.name} failed: ${r.stderr.trim()}` });
+        }
+        if (absFiles.some((f) => /\.so(\.|$)/.test(f))) await v.client.run(['ldconfig']);
+        // files the ranks write after this marker come back to the host
+        await v.client.run(['touch', '/run/symrun/stage-marker']);
+      }),
+    );
+  }
+
+  private async stageOut(): Promise<void> {
+    if (!this.opts.config.share.cwd) return;
+    const cwd = this.opts.cwd;
+    const st = fs.statSync(cwd);
+    for (const v of this.vms.values()) {
+      if (v.client.state !== 'ready') {
+        this.say(`cannot fetch results from ${v.name} (agent not connected)`);
+        continue;
+      }
+      // busybox tar has no file list option: xargs hands it the names (NUL-separated, any characters)
+      const script = 'cd "$0" && find . -newer /run/symrun/stage-marker -type f -print0 | xargs -0 -r tar -c -f -';
+      const chunks: Buffer[] = [];
+      const h = await v.client.exec({ argv: ['sh', '-c', script, cwd] }, { onStdout: (d) => chunks.push(d), onStderr: (d) => this.err.write(d) });
+      const r = await h.done;
+      const data = Buffer.concat(chunks);
+      if (r.status !== 0 || data.length === 0) continue;
+      const { Readable } = await import('node:stream');
+      const res = await tarExtractSafe(Readable.from([data]), cwd, { maxBytes: this.opts.config.share.maxBytes, uid: st.uid, gid: st.gid });
+      if (res.files.length) this.say(`${v.name}: ${res.files.length} file(s) written by the job copied back to ${cwd}`);
+    }
+  }
+
+  private async runMpi(vm1: VmState, argv: string[], env: Record<string, string>, rankVm: string[]): Promise<number> {
+    const tag = this.opts.config.mpi.tagOutput;
+    const so = new LineSplitter();
+    const se = new LineSplitter();
+    const first = () => { if (this.firstOutputMs === undefined) this.firstOutputMs = Math.round(nowMs() - this.t0); };
+    const write = (s: NodeJS.WritableStream, split: LineSplitter) => (d: Buffer) => {
+      first();
+      if (!tag) { s.write(d); return; }
+      for (const l of split.push(d.toString('utf8'))) s.write(retagLine(l, rankVm));
+    };
+    const h = await vm1.client.exec({ argv, env, cwd: this.opts.cwd, job: true }, { onStdout: write(this.out, so), onStderr: write(this.err, se) });
+    const onAbort = () => h.signal('SIGTERM');
+    this.opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const r = await h.done;
+    this.opts.signal?.removeEventListener('abort', onAbort);
+    const restO = so.flush(); if (restO) this.out.write(restO);
+    const restE = se.flush(); if (restE) this.err.write(restE);
+    this.checkAbort();
+    return r.status;
+  }
+
+  /** mpirun in one VM asked (through symrun-rsh) to start a command in another VM. */
+  private async relayRsh(from: string, f: Extract<GuestFrame, { t: 'rsh' }>): Promise<void> {
+    const src = this.vms.get(from)!;
+    const target = [...this.vms.values()].find((v) => v.name === f.host || v.ip === f.host || f.host.startsWith(`${v.name}.`));
+    const reply = (fr: import('../../../guest/protocol/index.js').HostFrame) => { try { src.client.send(fr); } catch { /* source moving: rsh client sees EOF */ } };
+    if (!target) {
+      reply({ t: 'rsh-out', rid: f.rid, fd: 2, data: Buffer.from(`symrun-rsh: unknown host ${f.host}\n`).toString('base64') });
+      reply({ t: 'rsh-exit', rid: f.rid, code: 255 });
+      return;
+    }
+    try {
+      const h = await target.client.exec(
+        { argv: ['/bin/sh', '-c', f.argv.join(' ')], job: true, env: { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', HOME: '/root' } },
+        {
+          onStdout: (d) => reply({ t: 'rsh-out', rid: f.rid, fd: 1, data: d.toString('base64') }),
+          onStderr: (d) => reply({ t: 'rsh-out', rid: f.rid, fd: 2, data: d.toString('base64') }),
+        },
+      );
+      const r = await h.done;
+      reply({ t: 'rsh-exit', rid: f.rid, code: Math.min(255, r.status) });
+    } catch (e) {
+      reply({ t: 'rsh-out', rid: f.rid, fd: 2, data: Buffer.from(`symrun-rsh: ${(e as Error).message}\n`).toString('base64') });
+      reply({ t: 'rsh-exit', rid: f.rid, code: 255 });
+    }
+  }
+
+  // ---------- control socket (symrun status / exec) ----------
+  statusReport(): Record<string, unknown> {
+    return {
+      jobId: this.id,
+      pid: process.pid,
+      state: this.state,
+      app: this.opts.app,
+      cwd: this.opts.cwd,
+      hosts: this.cluster?.hosts.map((h) => ({ name: h.name, ip: h.ip, role: [...this.vms.values()].some((v) => v.host === h.name) ? 'vm' : 'spare', agent: this.peers.has(h.name) })) ?? [],
+      vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state })),
+      phases: this.phases,
+    };
+  }
+
+  private serveControl(p: RpcPeer): void {
+    p.handle('status', () => this.statusReport());
+    p.handle('exec.start', async (a: { vm: string; argv: string[]; pty?: { cols: number; rows: number }; cwd?: string }) => {
+      const vm = this.vms.get(a.vm);
+      if (!vm) throw new SymError('ESYM_NO_VM', { message: `no VM named ${a.vm} in job ${this.id}`, fix: `VMs: ${[...this.vms.keys()].join(', ')}` });
+      let sidRef = '';
+      const h = await vm.client.exec(
+        { argv: a.argv, pty: a.pty, cwd: a.cwd, stdin: true },
+        {
+          onStdout: (d) => p.notify('exec.out', { sid: sidRef, fd: 1, data: d.toString('base64') }),
+          onStderr: (d) => p.notify('exec.out', { sid: sidRef, fd: 2, data: d.toString('base64') }),
+        },
+      );
+      sidRef = h.sid;
+      this.controlExecs.set(h.sid, { peer: p, handle: h });
+      void h.done.then((r) => { this.controlExecs.delete(h.sid); p.notify('exec.exit', { sid: h.sid, status: r.status }); });
+      return { sid: h.sid };
+    });
+    p.on('event', (name: string, d: any) => {
+      const e = this.controlExecs.get(String(d?.sid));
+      if (!e || e.peer !== p) return;
+      if (name === 'exec.in') {
+        if (d.data) e.handle.write(Buffer.from(String(d.data), 'base64'));
+        if (d.eof) e.handle.end();
+      } else if (name === 'exec.resize') e.handle.resize(Number(d.cols), Number(d.rows));
+      else if (name === 'exec.signal') e.handle.signal(String(d.sig));
+    });
+    p.on('close', () => {
+      for (const [sid, e] of this.controlExecs) if (e.peer === p) { e.handle.signal('SIGHUP'); this.controlExecs.delete(sid); }
+    });
+    p.start();
+  }
+
+  private async tearDown(): Promise<void> {
+    this.state = 'tearing-down';
+    const deadline = Date.now() + DEFAULTS.teardown.totalMs;
+    for (const v of this.vms.values()) v.client.close();
+    while (this.teardown.length) {
+      const step = this.teardown.pop()!;
+      const left = Math.max(500, deadline - Date.now());
+      try {
+        await Promise.race([Promise.resolve().then(step.fn), new Promise((_, rej) => setTimeout(() => rej(new Error(`timed out after ${left} ms`)), left))]);
+      } catch (e) {
+        this.err.write(`symrun: warning: teardown of ${step.what} failed: ${(e as Error).message}\n`);
+      }
+    }
+    // last resort: anything of this job still there (e.g. a step above timed out)
+    await cleanupJob(this.id).catch(() => undefined);
+    this.state = 'done';
+  }
+}
+
+function killGroup(c: ChildProcess, sig: NodeJS.Signals): void {
+  if (c.pid === undefined || c.exitCode !== null) return;
+  try { process.kill(-c.pid, sig); } catch { /* gone */ }
+}
+
+function tail(file: string, n = 600): string {
+  try {
+    const s = fs.readFileSync(file, 'utf8');
+    return s.slice(-n).trim();
+  } catch {
+    return '(no log)';
+  }
+}
+
+function collect(t: { stream: NodeJS.ReadableStream; done: Promise<void> }): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    t.stream.on('data', (d: Buffer) => chunks.push(d));
+    t.stream.on('error', reject);
+    t.stream.on('end', () => t.done.then(() => resolve(Buffer.concat(chunks)), reject));
+  });
+}
+
+/** Run directories whose owner process is gone (symrun was SIGKILLed). */
+function cleanStaleRunDirs(): void {
+  const root = runtimeRoot();
+  let entries: string[] = [];
+  try { entries = fs.readdirSync(root); } catch { return; }
+  for (const e of entries) {
+    const own = path.join(root, e, 'owner.json');
+    if (!fs.existsSync(own)) continue;
+    try {
+      const { pid } = JSON.parse(fs.readFileSync(own, 'utf8')) as { pid: number };
+      try { process.kill(pid, 0); continue; } catch { /* dead */ }
+      fs.rmSync(path.join(root, e), { recursive: true, force: true });
+    } catch { /* unreadable: leave it */ }
+  }
+}
+
+/** Live jobs on this machine (for `symrun status` / `exec` without --job). */
+export function listJobs(): Array<{ id: string; pid: number; control: string }> {
+  const root = runtimeRoot();
+  const out: Array<{ id: string; pid: number; control: string }> = [];
+  let entries: string[] = [];
+  try { entries = fs.readdirSync(root); } catch { return out; }
+  for (const e of entries) {
+    const own = path.join(root, e, 'owner.json');
+    const control = path.join(root, e, 'control.sock');
+    try {
+      const { pid } = JSON.parse(fs.readFileSync(own, 'utf8')) as { pid: number };
+      process.kill(pid, 0);
+      if (fs.existsSync(control)) out.push({ id: e, pid, control });
+    } catch { /* not live */ }
+  }
+  return out;
+}

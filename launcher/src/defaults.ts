@@ -1,0 +1,134 @@
+// Every default symrun uses lives here (ARCHITECTURE.md: "all defaults live in one place").
+import os from 'node:os';
+import path from 'node:path';
+
+export const DEFAULTS = {
+  accel: 'auto' as 'auto' | 'kvm' | 'tcg',
+  vm: {
+    memoryMiB: 512,
+    cpus: 1,
+    machine: 'q35',
+  },
+  interconnect: {
+    /** stand-in for the passthrough NIC when no vfio device is configured */
+    model: 'virtio-net-pci' as 'virtio-net-pci' | 'e1000e',
+    /** interface name inside the guest (renamed by MAC) */
+    guestIfName: 'symfab0',
+    /** QEMU device id of the interconnect device; the same id is used on every host */
+    deviceId: 'symfab0',
+    netdevId: 'symfab0nd',
+    /** number of pcie-root-ports for hot-pluggable devices */
+    rootPorts: 4,
+  },
+  network: {
+    /** private benchmark range; each job gets one /24 inside it */
+    range: '198.18.0.0/15',
+  },
+  agent: {
+    /** virtio-serial port name of the guest agent */
+    portName: 'org.symrun.agent.0',
+    /** guest agent must answer the sync handshake within this after boot */
+    bootTimeoutMs: 180_000,
+    heartbeatMs: 2_000,
+    /** a guest that misses this many heartbeats is considered unresponsive */
+    heartbeatMisses: 5,
+    /** largest single frame a host accepts from a guest (untrusted input) */
+    maxFrameBytes: 4 * 1024 * 1024,
+    /** output kept per exec session while the host is disconnected (migration) */
+    maxBufferedOutputBytes: 16 * 1024 * 1024,
+  },
+  share: {
+    /** largest total size of the current directory staged into the guests */
+    maxBytes: 256 * 1024 * 1024,
+  },
+  qmp: {
+    connectTimeoutMs: 30_000,
+    commandTimeoutMs: 30_000,
+  },
+  hotplug: {
+    unplugTimeoutMs: 15_000,
+    plugTimeoutMs: 15_000,
+  },
+  teardown: {
+    /** polite stop (QMP quit / SIGTERM), then SIGKILL after this */
+    stopGraceMs: 3_000,
+    /** whole teardown must be done within this (issue: < 10 s) */
+    totalMs: 8_000,
+  },
+  mpi: {
+    btl: 'self,vader,tcp',
+  },
+} as const;
+
+export function cacheDir(): string {
+  return process.env.SYMRUN_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'symrun');
+}
+
+/** Root of per-job runtime state (sockets, journals, console logs). Readable only by the job's user. */
+export function runtimeRoot(): string {
+  if (process.env.SYMRUN_RUNTIME_DIR) return process.env.SYMRUN_RUNTIME_DIR;
+  if (process.getuid?.() === 0) return '/run/symrun';
+  return path.join(process.env.XDG_RUNTIME_DIR || os.tmpdir(), `symrun-${process.getuid?.() ?? 'u'}`);
+}
+
+/** Repository root (dist/launcher/src/defaults.js -> ../../..). */
+export function repoRoot(): string {
+  const here = path.dirname(new URL(import.meta.url).pathname);
+  return path.resolve(here, '..', '..', '..');
+}
+
+/** `symrun --local N`: emulated hosts as network namespaces (launcher/src/local/). */
+export const LOCAL_DEFAULTS = {
+  /** per-job state files, global on purpose: namespaces are machine-wide, so is stale-job detection */
+  stateDir: '/run/symrun/local',
+  /** last-octet layout inside the job's subnet: .1 coordinator, .11.. hosts, .101.. guests */
+  coordinatorHostPart: 1,
+  firstHostPart: 11,
+  firstGuestPart: 101,
+  maxHosts: 89,
+  maxGuests: 154,
+  /** explicit network.subnet prefix lengths accepted in local mode */
+  minPrefixLen: 16,
+  maxPrefixLen: 24,
+  /** cleanup: SIGTERM to processes left in a job's namespaces, SIGKILL after this */
+  killGraceMs: 1_000,
+} as const;
+
+/** Guest image builder (launcher/src/image). */
+export const IMAGE_DEFAULTS = {
+  /** images kept in `${cacheDir()}/images` (most recently used first; the one in use is never removed) */
+  keep: 3,
+  /** filesystem label of root.ext4 */
+  rootLabel: 'symroot',
+  /** modules the initrd loads, in this order after their dependencies (lab-measured) */
+  initrdModules: ['crc32c_generic', 'virtio_pci', 'virtio_blk', 'virtio_net', 'virtio_console', 'e1000e', 'ext4', 'overlay'],
+  /** extra modules shipped in the root for later features (modprobe-able, not loaded by default) */
+  rootModules: ['virtio_net', 'e1000e', 'bonding', 'failover', 'net_failover'],
+  /** Debian packages whose files (and the ldd closure of their ELFs) go into the root */
+  mpiPackages: ['openmpi-bin', 'openmpi-common', 'libopenmpi3', 'libpmix2'],
+  /** root.ext4 size = content * growth + slackMiB */
+  rootGrowth: 1.25,
+  rootSlackMiB: 64,
+  /** temp build dirs of dead builders older than this are removed */
+  staleTmpMs: 6 * 3600_000,
+  /** kernel command line a VM should use with this image (append symrun.hostname=NAME) */
+  kernelCmdline: 'console=ttyS0 root=/dev/vda ro panic=-1',
+} as const;
+
+/** Staging of programs and the current directory (launcher/src/stage). */
+export const STAGE_DEFAULTS = {
+  /** most entries accepted from one stage-out archive (a guest could otherwise exhaust host inodes) */
+  maxStageOutEntries: 200_000,
+  /** longest entry name accepted from a guest archive */
+  maxNameBytes: 4096,
+  /** largest pax extended header / GNU long-name record accepted from a guest archive */
+  maxMetaBytes: 1024 * 1024,
+} as const;
+
+/** QEMU / accelerator defaults (vm/ module). */
+export const VM_DEFAULTS = {
+  /** deadline of each KVM probe guest (boot sector and kernel run in parallel) */
+  accelProbeTimeoutMs: 5_000,
+  /** file under runtimeRoot() caching the KVM probe per host boot */
+  accelProbeCacheFile: 'accel-probe.json',
+} as const;

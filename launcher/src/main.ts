@@ -1,0 +1,244 @@
+// symrun command line. Everything after `--` is the application (or the command for `exec`).
+import { Command, Option } from 'commander';
+import { SymError, EXIT, renderError, isSymError } from './errors.js';
+import { loadConfig, describeConfig, type ConfigOverrides } from './config/index.js';
+import { Job, listJobs } from './coordinator/job.js';
+import { connectUnix } from './agent/channel.js';
+import { buildImage, resolveImage } from './image/index.js';
+
+const EXAMPLES = `
+Examples:
+  symrun --local 3 -- ./ring 200                 3 emulated hosts, one VM each, ranks spread over them
+  symrun --local 3 -np 6 --tag-output -- ./app   6 ranks, output lines prefixed with [vm,rank]
+  symrun --config symrun.yaml -- ./app           configured from YAML (see docs/config.md)
+  symrun --local 2 --mca btl_tcp_eager_limit 65536 -- hpcc
+  symrun image build                             build (or reuse) the guest image
+  symrun exec vm1 -- ip addr                     run a command in a guest of the running job
+  symrun exec -it vm2 -- sh                      interactive shell in a guest
+  symrun status --json                           the running job: hosts, VMs, phases
+
+Exit status: the application's (first non-zero rank; 128+N for a signal); 127 if the program is
+missing; 2 for bad usage or configuration; 3 for a missing part of the environment; 4 for a
+failure of symrun itself.`;
+
+/** mpirun/srun habits: -np N, --mca NAME VALUE, -n N. */
+export function normalizeArgs(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-np') out.push('--np');
+    else if ((a === '--mca' || a === '-mca') && i + 2 < argv.length + 0 && argv[i + 1] !== undefined && argv[i + 2] !== undefined && !argv[i + 1]!.includes('=')) {
+      out.push('--mca', `${argv[i + 1]}=${argv[i + 2]}`);
+      i += 2;
+    } else out.push(a);
+  }
+  return out;
+}
+
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+interface RunFlags {
+  config?: string; local?: string; spares?: string; accel?: string; image?: string; memory?: string; cpus?: string;
+  np?: string; slotsPerVm?: string; tagOutput?: boolean; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean;
+}
+
+function overridesFrom(f: RunFlags): ConfigOverrides {
+  const mca = (f.mca ?? []).map((kv) => {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new SymError('ESYM_USAGE', { message: `--mca needs a name and a value`, field: '--mca', value: kv, fix: '--mca NAME VALUE (or NAME=VALUE)', exitCode: EXIT.usage });
+    return [kv.slice(0, i), kv.slice(i + 1)] as [string, string];
+  });
+  return {
+    accel: f.accel, image: f.image, memory: f.memory, cpus: f.cpus, local: f.local, spares: f.spares, np: f.np,
+    slotsPerVm: f.slotsPerVm, tagOutput: f.tagOutput, mca: mca.length ? mca : undefined, subnet: f.subnet,
+  };
+}
+
+async function runCommand(flags: RunFlags, app: string[]): Promise<number> {
+  const config = loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
+  const ac = new AbortController();
+  let signals = 0;
+  const onSig = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      process.stderr.write(`\nsymrun: ${sig}: stopping the job and removing its VMs (again to force)\n`);
+      ac.abort(new SymError('ESYM_INTERRUPTED', { message: `interrupted by ${sig}`, exitCode: sig === 'SIGINT' ? 130 : 143 }));
+    } else process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
+  process.on('SIGHUP', onSig);
+  const job = new Job({ config, app, cwd: process.cwd(), quiet: flags.quiet, signal: ac.signal });
+  try {
+    const r = await job.run();
+    if (flags.json) process.stderr.write(JSON.stringify({ jobId: r.jobId, exitCode: r.exitCode, phasesMs: r.phases, firstOutputMs: r.firstOutputMs }) + '\n');
+    return r.exitCode;
+  } catch (e) {
+    if (ac.signal.aborted && isSymError(ac.signal.reason)) {
+      process.stderr.write(`symrun: stopped (${(ac.signal.reason as SymError).message}); nothing left behind\n`);
+      return (ac.signal.reason as SymError).exitCode;
+    }
+    throw e;
+  }
+}
+
+async function findJob(id?: string): Promise<{ id: string; control: string }> {
+  const jobs = listJobs();
+  if (id) {
+    const j = jobs.find((x) => x.id === id);
+    if (!j) throw new SymError('ESYM_NO_JOB', { message: `no running symrun job ${id} on this machine`, field: '--job', value: id, fix: jobs.length ? `running jobs: ${jobs.map((x) => x.id).join(', ')}` : 'start one with `symrun --local N -- ./app`', exitCode: EXIT.usage });
+    return j;
+  }
+  if (jobs.length === 1) return jobs[0]!;
+  if (jobs.length === 0) throw new SymError('ESYM_NO_JOB', { message: 'no running symrun job found on this machine', fix: 'start one with `symrun --local N -- ./app`, or pass --job ID', exitCode: EXIT.usage });
+  throw new SymError('ESYM_NO_JOB', { message: `${jobs.length} symrun jobs are running`, field: '--job', fix: `pick one with --job ID (${jobs.map((x) => x.id).join(', ')})`, exitCode: EXIT.usage });
+}
+
+async function execCommand(vm: string, cmd: string[], flags: { job?: string; interactive?: boolean; tty?: boolean }): Promise<number> {
+  if (!cmd.length) throw new SymError('ESYM_USAGE', { message: 'no command given', fix: 'symrun exec VM -- COMMAND [ARGS]', exitCode: EXIT.usage });
+  const j = await findJob(flags.job);
+  const peer = await connectUnix(j.control);
+  const tty = !!flags.tty && process.stdin.isTTY;
+  const pty = tty ? { cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 } : undefined;
+  let sid = '';
+  const early: Array<[string, any]> = [];
+  return new Promise<number>((resolve, reject) => {
+    peer.on('event', (name: string, d: any) => {
+      if (!sid) { early.push([name, d]); return; }
+      handle(name, d);
+    });
+    const handle = (name: string, d: any) => {
+      if (d?.sid !== sid) return;
+      if (name === 'exec.out') (d.fd === 2 ? process.stderr : process.stdout).write(Buffer.from(d.data, 'base64'));
+      if (name === 'exec.exit') {
+        if (tty) process.stdin.setRawMode(false);
+        peer.close();
+        resolve(d.status);
+      }
+    };
+    peer.on('close', () => reject(new SymError('ESYM_JOB_GONE', { message: `job ${j.id} ended during exec` })));
+    peer.call<{ sid: string }>('exec.start', { vm, argv: cmd, pty, cwd: process.cwd() }).then((r) => {
+      sid = r.sid;
+      for (const [n, d] of early) handle(n, d);
+      if (flags.interactive || tty) {
+        if (tty) process.stdin.setRawMode(true);
+        process.stdin.on('data', (d: Buffer) => peer.notify('exec.in', { sid, data: d.toString('base64') }));
+        process.stdin.on('end', () => peer.notify('exec.in', { sid, eof: true }));
+        if (tty) process.stdout.on('resize', () => peer.notify('exec.resize', { sid, cols: process.stdout.columns, rows: process.stdout.rows }));
+      } else peer.notify('exec.in', { sid, eof: true });
+    }, reject);
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const dd = argv.indexOf('--');
+  const left = normalizeArgs(dd >= 0 ? argv.slice(0, dd) : argv);
+  const right = dd >= 0 ? argv.slice(dd + 1) : [];
+  const json = left.includes('--json');
+  let exit = 0;
+
+  const program = new Command('symrun')
+    .description('Run MPI jobs in VMs with passthrough interconnects; migrate, checkpoint and restart them')
+    .usage('[options] -- PROGRAM [ARGS...]')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .showSuggestionAfterError(true);
+  program.addHelpText('after', EXAMPLES);
+
+  const runOpts = (c: Command) =>
+    c
+      .option('-c, --config <file>', 'symrun.yaml to read (default: $SYMRUN_CONFIG)')
+      .option('--local <n>', 'emulate N hosts on this machine (network namespaces; needs root), one VM each')
+      .option('--spares <n>', 'hosts held back as migration/restart targets')
+      .addOption(new Option('--accel <accel>', 'VM accelerator').choices(['auto', 'kvm', 'tcg']))
+      .option('--image <dir>', "guest image directory, or 'auto'")
+      .option('--memory <size>', 'guest RAM per VM (e.g. 512M, 2G)')
+      .option('--cpus <n>', 'vCPUs per VM')
+      .option('-n, --np <n>', 'number of MPI ranks (also -np)')
+      .option('--slots-per-vm <n>', 'ranks per VM (default: vCPUs per VM)')
+      .option('--tag-output', 'prefix each output line with [vm,rank]<stdout|stderr>:')
+      .option('--mca <name=value>', 'Open MPI MCA parameter (also --mca NAME VALUE); repeatable', collect)
+      .option('--subnet <cidr>', "private /24 for the job's network ('auto')")
+      .option('-q, --quiet', 'no progress messages')
+      .option('--json', 'print a JSON summary (job id, exit code, phase timings) on stderr at the end');
+
+  runOpts(program.command('run', { isDefault: true, hidden: true }).usage('[options] -- PROGRAM [ARGS...]')).action(async (flags: RunFlags) => {
+    if (!right.length) throw new SymError('ESYM_USAGE', { message: 'no program given', fix: 'symrun [options] -- PROGRAM [ARGS...]   (see symrun --help)', exitCode: EXIT.usage });
+    exit = await runCommand(flags, right);
+  });
+
+  const image = program.command('image').description('build or inspect the guest image');
+  image
+    .command('build')
+    .description('build (or reuse, content-addressed) the guest image')
+    .option('--force', 'rebuild even if an image with the same hash exists')
+    .option('--json', 'print the image description as JSON')
+    .action(async (f: { force?: boolean; json?: boolean }) => {
+      const info = await buildImage({ force: f.force, onProgress: f.json ? undefined : (s: string) => process.stderr.write(`symrun: image: ${s}\n`) });
+      process.stdout.write(f.json ? JSON.stringify(info, null, 2) + '\n' : `${info.builtNow ? 'built' : 'reused'} image ${info.hash.slice(0, 12)} in ${info.dir}\n`);
+    });
+  image
+    .command('info')
+    .description('show the image a job would use')
+    .option('-c, --config <file>')
+    .option('--json')
+    .action(async (f: { config?: string; json?: boolean }) => {
+      const cfg = loadConfig({ file: f.config });
+      const info = await resolveImage(cfg.image);
+      process.stdout.write(f.json ? JSON.stringify(info, null, 2) + '\n' : `image ${info.hash.slice(0, 12)}\n  kernel ${info.kernel} (${info.kernelVersion})\n  initrd ${info.initrd}\n  root   ${info.rootfs}\n`);
+    });
+
+  program
+    .command('exec <vm>')
+    .description('run a command in a guest of the running job: symrun exec VM -- CMD [ARGS]')
+    .option('--job <id>', 'job id (default: the only running job)')
+    .option('-i, --interactive', 'forward stdin')
+    .option('-t, --tty', 'allocate a pseudo-terminal')
+    .action(async (vm: string, f: { job?: string; interactive?: boolean; tty?: boolean }) => {
+      exit = await execCommand(vm, right, f);
+    });
+
+  program
+    .command('status')
+    .description('hosts, VMs and phase of the running job')
+    .option('--job <id>', 'job id (default: the only running job)')
+    .option('--json', 'stable JSON output')
+    .action(async (f: { job?: string; json?: boolean }) => {
+      const j = await findJob(f.job);
+      const peer = await connectUnix(j.control);
+      const s = (await peer.call('status', {}, { timeoutMs: 10_000 })) as { jobId: string; state: string; vms: Array<Record<string, string>>; hosts: Array<Record<string, unknown>> };
+      peer.close();
+      if (f.json) process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+      else {
+        process.stdout.write(`job ${s.jobId}: ${s.state}\n`);
+        process.stdout.write(`  ${'VM'.padEnd(6)} ${'HOST'.padEnd(8)} ${'IP'.padEnd(16)} ${'STATE'.padEnd(9)} AGENT\n`);
+        for (const v of s.vms) process.stdout.write(`  ${v.name!.padEnd(6)} ${v.host!.padEnd(8)} ${v.ip!.padEnd(16)} ${v.state!.padEnd(9)} ${v.agent}\n`);
+        const spares = s.hosts.filter((h) => h.role === 'spare').map((h) => h.name);
+        if (spares.length) process.stdout.write(`  spare hosts: ${spares.join(', ')}\n`);
+      }
+    });
+
+  program
+    .command('config')
+    .description('show the resolved configuration')
+    .option('-c, --config <file>')
+    .option('--json')
+    .action((f: { config?: string; json?: boolean }) => {
+      const cfg = loadConfig({ file: f.config });
+      process.stdout.write(f.json ? JSON.stringify(cfg, null, 2) + '\n' : describeConfig(cfg) + '\n');
+    });
+
+  try {
+    await program.parseAsync(left, { from: 'user' });
+  } catch (e) {
+    const ce = e as { code?: string; exitCode?: number };
+    if (ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' || ce.code === 'commander.help') return 0;
+    if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) return EXIT.usage; // commander already printed the reason
+    process.stderr.write(renderError(e, { json, debug: !!process.env.SYMRUN_DEBUG }) + '\n');
+    return isSymError(e) ? e.exitCode : EXIT.runtime;
+  }
+  return exit;
+}

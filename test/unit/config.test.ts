@@ -1,0 +1,204 @@
+import t from 'tap';
+import path from 'node:path';
+import { loadConfig, describeConfig, CONFIG_SCHEMA, OVERRIDE_OPTIONS } from '../../launcher/src/config/index.js';
+import { DEFAULTS } from '../../launcher/src/defaults.js';
+import { fixture, example, yamlFile } from '../fixtures/config/helpers.js';
+
+const noEnv = {};
+
+t.test('no file: every default, source "defaults"', async (t) => {
+  const cfg = loadConfig({ env: noEnv });
+  t.same(cfg, {
+    source: 'defaults',
+    accel: DEFAULTS.accel,
+    image: 'auto',
+    vm: { memoryMiB: DEFAULTS.vm.memoryMiB, cpus: DEFAULTS.vm.cpus, machine: DEFAULTS.vm.machine, extraArgs: [] },
+    interconnect: { type: 'emulated', model: DEFAULTS.interconnect.model },
+    network: { subnet: 'auto', guestIfName: DEFAULTS.interconnect.guestIfName },
+    mpi: { tagOutput: false, mca: {}, extraArgs: [] },
+    share: { cwd: true, maxBytes: DEFAULTS.share.maxBytes, exclude: [] },
+    local: 0,
+    spares: 0,
+    hosts: [],
+  });
+  t.notOk('np' in cfg.mpi, 'np left to the planner');
+  t.notOk('slotsPerVm' in cfg.mpi, 'slotsPerVm left to the planner (= cpus)');
+  t.notOk('bridge' in cfg.network);
+});
+
+t.test('empty file and comment-only file = defaults', async (t) => {
+  for (const f of ['empty.yaml', 'comments-only.yaml']) {
+    const cfg = loadConfig({ file: fixture(f), env: noEnv });
+    t.equal(cfg.source, fixture(f));
+    t.same({ ...cfg, source: 'defaults' }, loadConfig({ env: noEnv }), f);
+  }
+});
+
+t.test('SYMRUN_CONFIG is used when no file is given; --config wins over it', async (t) => {
+  const a = yamlFile('accel: tcg\n');
+  const b = yamlFile('accel: kvm\n');
+  t.equal(loadConfig({ env: { SYMRUN_CONFIG: a } }).accel, 'tcg');
+  t.equal(loadConfig({ env: { SYMRUN_CONFIG: a } }).source, a);
+  t.equal(loadConfig({ file: b, env: { SYMRUN_CONFIG: a } }).accel, 'kvm');
+  t.equal(loadConfig({ env: { SYMRUN_CONFIG: '' } }).source, 'defaults', 'empty variable = unset');
+});
+
+t.test('a relative --config path is resolved against cwd', async (t) => {
+  const f = yamlFile('spares: 3\n');
+  const cfg = loadConfig({ file: path.basename(f), cwd: path.dirname(f), env: noEnv });
+  t.equal(cfg.source, f);
+  t.equal(cfg.spares, 3);
+});
+
+t.test('every key of the full fixture is read', async (t) => {
+  const file = fixture('full.yaml');
+  const cfg = loadConfig({ file, env: noEnv });
+  t.same(cfg, {
+    source: file,
+    accel: 'kvm',
+    image: path.join(path.dirname(file), 'images', 'v1'),
+    vm: { memoryMiB: 1024, cpus: 4, machine: 'pc-q35-8.2', extraArgs: ['-cpu', 'host'] },
+    interconnect: {
+      type: 'vfio',
+      addresses: { node01: '0000:3b:00.1', node02: '0000:3b:00.1' },
+      pool: ['0000:3b:02.0', '0000:3b:02.1'],
+    },
+    network: { subnet: '198.18.8.0/24', guestIfName: 'fab0', bridge: 'br-fabric' },
+    mpi: {
+      np: 8,
+      slotsPerVm: 4,
+      tagOutput: true,
+      mca: { btl_tcp_eager_limit: '65536', mpi_yield_when_idle: '1' },
+      extraArgs: ['--bind-to', 'none'],
+    },
+    share: { cwd: false, maxBytes: 1024 ** 3, exclude: ['.git', '*.o'] },
+    local: 0,
+    spares: 2,
+    hosts: ['node01', 'node02'],
+  });
+});
+
+t.test('every example file loads', async (t) => {
+  const local = loadConfig({ file: example('local/symrun.yaml'), env: noEnv });
+  t.equal(local.local, 3);
+  t.equal(local.spares, 1);
+  t.equal(local.accel, 'tcg');
+  t.same(local.interconnect, { type: 'emulated', model: 'virtio-net-pci' });
+
+  const cluster = loadConfig({ file: example('cluster/symrun.yaml'), env: noEnv });
+  t.equal(cluster.accel, 'kvm');
+  t.equal(cluster.interconnect.type, 'vfio');
+  t.ok(cluster.interconnect.type === 'vfio' && cluster.interconnect.addresses?.node01);
+  t.equal(cluster.local, 0);
+
+  const pool = loadConfig({ file: example('cluster/symrun-vf-pool.yaml'), env: noEnv });
+  t.equal(pool.accel, 'kvm');
+  t.ok(pool.interconnect.type === 'vfio' && pool.interconnect.pool && pool.interconnect.pool.length >= 2);
+});
+
+t.test('image: auto stays auto; a path is resolved against the file, or cwd for --image; ~ is expanded', async (t) => {
+  const f = yamlFile('image: img/dir\n');
+  t.equal(loadConfig({ file: f, env: noEnv }).image, path.join(path.dirname(f), 'img', 'dir'));
+  t.equal(loadConfig({ file: f, env: noEnv, cwd: '/somewhere', overrides: { image: 'other' } }).image, '/somewhere/other');
+  t.equal(loadConfig({ env: { HOME: '/home/u' }, overrides: { image: '~/imgs' } }).image, '/home/u/imgs');
+  t.equal(loadConfig({ env: noEnv, overrides: { image: 'auto' } }).image, 'auto');
+});
+
+t.test('sizes: bare memory is MiB, bare maxBytes is bytes', async (t) => {
+  const cfg = loadConfig({ file: yamlFile('vm: { memory: 768 }\nshare: { maxBytes: 1048576 }\n'), env: noEnv });
+  t.equal(cfg.vm.memoryMiB, 768);
+  t.equal(cfg.share.maxBytes, 1048576);
+  t.equal(loadConfig({ file: yamlFile('vm: { memory: 1.5G }\n'), env: noEnv }).vm.memoryMiB, 1536);
+});
+
+t.test('mca values are strings (numbers and booleans as written)', async (t) => {
+  const cfg = loadConfig({ file: yamlFile('mpi: { mca: { a: 65536, b: true, c: "x y" } }\n'), env: noEnv });
+  t.same(cfg.mpi.mca, { a: '65536', b: 'true', c: 'x y' });
+});
+
+t.test('PCI addresses are stored in lower case', async (t) => {
+  const cfg = loadConfig({ file: yamlFile('interconnect: { type: vfio, pool: ["0000:AF:02.0"] }\n'), env: noEnv });
+  t.same(cfg.interconnect, { type: 'vfio', pool: ['0000:af:02.0'] });
+});
+
+t.test('CLI overrides win over the file', async (t) => {
+  const file = fixture('full.yaml');
+  const cfg = loadConfig({
+    file,
+    env: noEnv,
+    overrides: {
+      accel: 'tcg',
+      memory: '2G',
+      cpus: '2',
+      local: '3',
+      spares: 0,
+      np: '6',
+      slotsPerVm: 2,
+      tagOutput: false,
+      mca: [['btl_tcp_eager_limit', '1024'], ['btl', 'self,tcp']],
+      hosts: ['node01,node02', 'node03'],
+      subnet: 'auto',
+    },
+  });
+  t.equal(cfg.accel, 'tcg');
+  t.equal(cfg.vm.memoryMiB, 2048);
+  t.equal(cfg.vm.cpus, 2);
+  t.equal(cfg.vm.machine, 'pc-q35-8.2', 'keys not overridden come from the file');
+  t.equal(cfg.local, 3);
+  t.equal(cfg.spares, 0);
+  t.equal(cfg.mpi.np, 6);
+  t.equal(cfg.mpi.slotsPerVm, 2);
+  t.equal(cfg.mpi.tagOutput, false);
+  t.same(cfg.mpi.mca, { btl_tcp_eager_limit: '1024', mpi_yield_when_idle: '1', btl: 'self,tcp' }, '--mca merges, option wins');
+  t.same(cfg.hosts, ['node01', 'node02', 'node03'], 'comma lists are split');
+  t.equal(cfg.network.subnet, 'auto');
+  t.equal(cfg.source, file);
+});
+
+t.test('overrides apply without a file', async (t) => {
+  const cfg = loadConfig({ env: noEnv, overrides: { local: 2, memory: '256M', tagOutput: true } });
+  t.equal(cfg.local, 2);
+  t.equal(cfg.vm.memoryMiB, 256);
+  t.equal(cfg.mpi.tagOutput, true);
+  t.equal(cfg.source, 'defaults');
+});
+
+t.test('overrides do not leak between calls or mutate the input', async (t) => {
+  const overrides = { mca: [['a', '1']] as Array<[string, string]>, hosts: ['n1'] };
+  loadConfig({ env: noEnv, overrides });
+  t.same(overrides, { mca: [['a', '1']], hosts: ['n1'] });
+  t.same(loadConfig({ env: noEnv }).mpi.mca, {});
+});
+
+t.test('OVERRIDE_OPTIONS names an option for every override', async (t) => {
+  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'cpus', 'hosts', 'image', 'local', 'mca', 'memory', 'np', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
+  t.equal(OVERRIDE_OPTIONS.np, '-np');
+});
+
+t.test('describeConfig summarizes', async (t) => {
+  const s = describeConfig(loadConfig({ file: example('local/symrun.yaml'), env: noEnv }));
+  t.match(s, /config:\s+.*examples\/local\/symrun\.yaml/);
+  t.match(s, /accel:\s+tcg/);
+  t.match(s, /3 emulated hosts; 1 spare/);
+  t.match(s, /512 MiB/);
+  t.match(s, /emulated virtio-net-pci/);
+  t.match(s, /np 6, 2 slots per VM/);
+  const v = describeConfig(loadConfig({ file: fixture('full.yaml'), env: noEnv }));
+  t.match(v, /vfio passthrough/);
+  t.match(v, /node01=0000:3b:00\.1/);
+  t.match(v, /VF pool: 0000:3b:02\.0, 0000:3b:02\.1/);
+  t.match(v, /hosts: node01, node02; 2 spares/);
+  t.match(v, /share:\s+off/);
+  t.ok(describeConfig(loadConfig({ env: noEnv })).split('\n').length < 15, 'short');
+});
+
+t.test('CONFIG_SCHEMA documents every key', async (t) => {
+  const walk = (node: any, at: string): void => {
+    for (const [k, v] of Object.entries<any>(node.properties ?? {})) {
+      t.ok(typeof v.description === 'string' && v.description.length > 10, `${at}${k} has a description`);
+      walk(v, `${at}${k}.`);
+    }
+    if (node.type === 'object' && node.properties) t.equal(node.additionalProperties, false, `${at || 'top'} rejects unknown keys`);
+  };
+  walk(CONFIG_SCHEMA, '');
+});
