@@ -27,7 +27,7 @@ function run(args: string[], opts: { killAfterLine?: RegExp; killSignal?: NodeJS
     const t0 = Date.now();
     // run symrun as a user would: without the test runner's loaders in NODE_OPTIONS
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('TAP')));
-    const c = spawn(process.execPath, [symrun, ...args], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(symrun, args, { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let killed = false;
@@ -98,8 +98,6 @@ t.test('bad input: clear errors with field, value and fix', async (t) => {
   t.not(r.code, 0);
   t.match(r.stderr, /no-image/);
   t.match(r.stderr, /fix:/);
-  r = await run(['--local', '1', '--', './ring']);
-  t.ok(r.code !== null);
 });
 
 t.test('SIGTERM mid-run tears everything down within 10 s', async (t) => {
