@@ -19,6 +19,11 @@ interface VmEntry {
   stopping: boolean;
   taps: string[];
   badFrames: number;
+  released: boolean;
+}
+
+async function releaseTaps(taps: string[]): Promise<void> {
+  await Promise.allSettled(taps.map((t) => deleteTap(t)));
 }
 
 export class HostAgent {
@@ -66,16 +71,25 @@ export class HostAgent {
   async startVm(spec: VmSpec, taps: Array<{ tap: string; bridge: string }>): Promise<{ pid: number }> {
     if (this.vms.has(spec.name)) throw new SymError('ESYM_VM_EXISTS', { message: `VM ${spec.name} already runs on ${this.host}` });
     fs.mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
-    for (const t of taps) await ensureTap(t.tap, t.bridge);
-    const proc = await startVm(spec, {});
-    const e: VmEntry = { spec, proc, stopping: false, taps: taps.map((t) => t.tap), badFrames: 0 };
+    const made: string[] = [];
+    let proc: VmProcess;
+    try {
+      for (const t of taps) {
+        await ensureTap(t.tap, t.bridge);
+        made.push(t.tap);
+      }
+      proc = await startVm(spec, {});
+    } catch (err) {
+      await releaseTaps(made); // nothing of a failed start stays on the node
+      throw err;
+    }
+    const e: VmEntry = { spec, proc, stopping: false, taps: made, badFrames: 0, released: false };
     this.vms.set(spec.name, e);
     proc.qmp.on('event', (ev: { event: string; data: unknown }) => this.peer.notify('qmp.event', { vm: spec.name, event: ev.event, data: ev.data }));
     void proc.exited.then((r) => {
       const cur = this.vms.get(spec.name);
       if (cur === e) this.vms.delete(spec.name);
-      e.guest?.destroy();
-      for (const t of e.taps) void deleteTap(t).catch(() => {});
+      void this.release(e);
       this.peer.notify('vm.exit', { vm: spec.name, code: r.code, signal: r.signal, expected: e.stopping });
     });
     this.connectGuest(e);
@@ -122,9 +136,17 @@ export class HostAgent {
     e.stopping = true;
     e.guest?.destroy();
     await e.proc.stop({ graceMs: DEFAULTS.teardown.stopGraceMs });
-    for (const t of e.taps) await deleteTap(t).catch(() => {});
+    await this.release(e);
     this.vms.delete(name);
     return { stopped: true };
+  }
+
+  /** Guest socket and taps of a VM whose QEMU is gone; runs once whoever notices first. */
+  private async release(e: VmEntry): Promise<void> {
+    if (e.released) return;
+    e.released = true;
+    e.guest?.destroy();
+    await releaseTaps(e.taps);
   }
 
   async stopAll(): Promise<void> {
