@@ -37,7 +37,7 @@ t.test('qemuArgs', async (t) => {
     'socket,id=qmp0,path=/run/x/vm0.qmp,server=on,wait=off', '-mon chardev=qmp0,mode=control',
     'file,id=con0,path=/run/x/vm0.console.log', '-kernel /img/vmlinuz', '-initrd /img/initrd.img',
     'file=/img/root,,1.ext4,if=none,id=root0,format=raw,readonly=on', 'virtio-blk-pci,drive=root0',
-    'virtio-serial-pci', 'socket,id=agent0,path=/run/x/vm0.agent,server=on,wait=off', 'virtserialport,bus=vser0.0,chardev=agent0,name=org.symrun.agent.0',
+    'virtio-serial-pci', 'socket,id=agent0,path=/run/x/vm0.agent,server=on,wait=off', 'virtserialport,bus=vser0.0,chardev=agent0,id=agentport0,name=org.symrun.agent.0',
     'pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1', 'pcie-root-port,id=rp3,bus=pcie.0,chassis=3,slot=3', '-pidfile /run/x/vm0.pid']) {
     t.ok(j.includes(s), s);
   }

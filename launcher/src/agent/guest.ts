@@ -51,11 +51,16 @@ export class GuestClient extends EventEmitter {
     this.state = 'syncing';
     this.syncId = crypto.randomBytes(8).toString('hex');
     send({ t: 'sync', id: this.syncId, lastSeq: this.lastSeq });
-    // the agent may still be booting: repeat the sync until it answers
+    // fallback if no port-open event arrives (resync() is the fast path): repeat until it answers
     const again = setInterval(() => {
       if (this.state !== 'syncing' || this.link !== send) return clearInterval(again);
       send({ t: 'sync', id: this.syncId!, lastSeq: this.lastSeq });
     }, 1000);
+  }
+
+  /** Re-send the pending sync now (the host saw the guest open its port: VSERPORT_CHANGE). */
+  resync(): void {
+    if (this.state === 'syncing' && this.link && this.syncId) this.link({ t: 'sync', id: this.syncId, lastSeq: this.lastSeq });
   }
 
   /** The link is gone; sessions stay, pending requests fail. */

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Readable } from 'node:stream';
 import type { SymrunConfig } from '../config/types.js';
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS, runtimeRoot, repoRoot } from '../defaults.js';
@@ -14,6 +15,7 @@ import type { GuestFrame } from '../../../guest/protocol/index.js';
 import { resolveImage, imageFiles, type ImageInfo } from '../image/index.js';
 import { detectQemu, probeAccel, type VmSpec } from '../vm/index.js';
 import { createLocalCluster, cleanupJob, findStaleJobs, requireRoot, type LocalCluster } from '../local/index.js';
+import { ownerAlive, procStartTime } from '../local/state.js';
 import { resolveProgram, programClosure, snapshotDir, tarCreate, tarExtractSafe } from '../stage/index.js';
 import { planMpi, retagLine, LineSplitter } from '../mpi/launch.js';
 
@@ -134,10 +136,10 @@ export class Job {
     });
 
     fs.mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
-    fs.writeFileSync(path.join(this.runDir, 'owner.json'), JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString(), app: this.opts.app, cwd: this.opts.cwd }));
+    fs.writeFileSync(path.join(this.runDir, 'owner.json'), JSON.stringify({ pid: process.pid, pidStartTime: procStartTime(process.pid), startedAt: new Date().toISOString(), app: this.opts.app, cwd: this.opts.cwd }));
     this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
 
-    const [image, qemu, accel] = await this.phase('image', () =>
+    const [image, , accel] = await this.phase('image', () =>
       Promise.all([
         resolveImage(cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal }),
         detectQemu(),
@@ -181,7 +183,7 @@ export class Job {
       client.on('rsh', (f: Extract<GuestFrame, { t: 'rsh' }>) => void this.relayRsh(name, f));
     }
     this.say(`booting ${names.length} VMs (${accel.accel}, ${cfg.vm.memoryMiB} MiB, ${cfg.vm.cpus} vCPU) on ${names.length} hosts${cfg.spares ? ` + ${cfg.spares} spare` : ''}`);
-    await this.phase('boot', () => Promise.all(names.map((n) => this.bootVm(n, accel.accel, qemu.version))));
+    await this.phase('boot', () => Promise.all(names.map((n) => this.bootVm(n, accel.accel))));
     this.checkAbort();
 
     await this.phase('network', () => this.configureNetwork());
@@ -262,6 +264,11 @@ export class Job {
           vm.client.attach((frame) => peer.notify('guest.send', { vm: vm.name, frame }));
         } else vm.client.detach('link down');
         break;
+      case 'qmp.event':
+        // the guest opened the agent's port: sync now instead of at the next retry tick
+        if (process.env.SYMRUN_DEBUG) this.err.write(`symrun: debug: ${vm?.name} qmp ${data.event} ${JSON.stringify(data.data)} at ${Math.round(nowMs() - this.t0)} ms\n`);
+        if (vm && data.event === 'VSERPORT_CHANGE' && data.data?.open === true) vm.client.resync();
+        break;
       case 'vm.exit':
         if (vm && !data.expected && this.state !== 'tearing-down') this.say(`${vm.name} stopped unexpectedly (exit ${data.code ?? data.signal})`);
         if (vm) vm.state = 'stopped';
@@ -304,7 +311,7 @@ export class Job {
     };
   }
 
-  private async bootVm(name: string, accel: 'kvm' | 'tcg', _qemuVersion: unknown): Promise<void> {
+  private async bootVm(name: string, accel: 'kvm' | 'tcg'): Promise<void> {
     const vm = this.vms.get(name)!;
     const peer = this.peers.get(vm.host)!;
     const host = this.cluster!.hosts.find((h) => h.name === vm.host)!;
@@ -366,7 +373,6 @@ export class Job {
       const r = await h.done;
       const data = Buffer.concat(chunks);
       if (r.status !== 0 || data.length === 0) continue;
-      const { Readable } = await import('node:stream');
       const res = await tarExtractSafe(Readable.from([data]), cwd, { maxBytes: this.opts.config.share.maxBytes, uid: st.uid, gid: st.gid });
       if (res.files.length) this.say(`${v.name}: ${res.files.length} file(s) written by the job copied back to ${cwd}`);
     }
@@ -508,36 +514,30 @@ function collect(t: { stream: NodeJS.ReadableStream; done: Promise<void> }): Pro
   });
 }
 
-/** Run directories whose owner process is gone (symrun was SIGKILLed). */
-function cleanStaleRunDirs(): void {
+/** Every job run directory with an owner record, and whether its owner still runs (pid AND start time). */
+function runDirs(): Array<{ id: string; dir: string; pid: number; alive: boolean }> {
   const root = runtimeRoot();
   let entries: string[] = [];
-  try { entries = fs.readdirSync(root); } catch { return; }
-  for (const e of entries) {
-    const own = path.join(root, e, 'owner.json');
-    if (!fs.existsSync(own)) continue;
+  try { entries = fs.readdirSync(root); } catch { return []; }
+  const out: Array<{ id: string; dir: string; pid: number; alive: boolean }> = [];
+  for (const id of entries) {
+    const dir = path.join(root, id);
     try {
-      const { pid } = JSON.parse(fs.readFileSync(own, 'utf8')) as { pid: number };
-      try { process.kill(pid, 0); continue; } catch { /* dead */ }
-      fs.rmSync(path.join(root, e), { recursive: true, force: true });
-    } catch { /* unreadable: leave it */ }
+      const o = JSON.parse(fs.readFileSync(path.join(dir, 'owner.json'), 'utf8')) as { pid: number; pidStartTime?: string };
+      out.push({ id, dir, pid: o.pid, alive: ownerAlive({ ownerPid: o.pid, ownerStartTime: o.pidStartTime }) });
+    } catch { /* no or unreadable owner record: not a job dir we manage */ }
   }
+  return out;
+}
+
+/** Run directories whose owner process is gone (symrun was SIGKILLed). */
+function cleanStaleRunDirs(): void {
+  for (const r of runDirs()) if (!r.alive) fs.rmSync(r.dir, { recursive: true, force: true });
 }
 
 /** Live jobs on this machine (for `symrun status` / `exec` without --job). */
 export function listJobs(): Array<{ id: string; pid: number; control: string }> {
-  const root = runtimeRoot();
-  const out: Array<{ id: string; pid: number; control: string }> = [];
-  let entries: string[] = [];
-  try { entries = fs.readdirSync(root); } catch { return out; }
-  for (const e of entries) {
-    const own = path.join(root, e, 'owner.json');
-    const control = path.join(root, e, 'control.sock');
-    try {
-      const { pid } = JSON.parse(fs.readFileSync(own, 'utf8')) as { pid: number };
-      process.kill(pid, 0);
-      if (fs.existsSync(control)) out.push({ id: e, pid, control });
-    } catch { /* not live */ }
-  }
-  return out;
+  return runDirs()
+    .filter((r) => r.alive && fs.existsSync(path.join(r.dir, 'control.sock')))
+    .map((r) => ({ id: r.id, pid: r.pid, control: path.join(r.dir, 'control.sock') }));
 }

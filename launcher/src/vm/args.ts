@@ -64,7 +64,8 @@ export function qemuArgs(spec: VmSpec, qemu: { version: QemuVersion }): string[]
     '-device', 'virtio-blk-pci,drive=root0,id=rootdisk0',
     '-device', 'virtio-serial-pci,id=vser0',
     '-chardev', `socket,id=agent0,path=${optEscape(spec.agentSocket)},server=on,wait=off`,
-    '-device', `virtserialport,bus=vser0.0,chardev=agent0,name=${optEscape(spec.agentPortName)}`,
+    // an id makes QEMU report the guest opening/closing the port (VSERPORT_CHANGE): the host syncs on it
+    '-device', `virtserialport,bus=vser0.0,chardev=agent0,id=agentport0,name=${optEscape(spec.agentPortName)}`,
   ];
   rootPortIds(spec.rootPorts).forEach((id, i) => {
     a.push('-device', `pcie-root-port,id=${id},bus=pcie.0,chassis=${i + 1},slot=${i + 1}`);
