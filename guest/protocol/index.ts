@@ -63,7 +63,7 @@ export interface HostsArgs { entries: Array<[string, string]> }
 export interface QuiesceArgs { adapter: 'freeze' | 'failover' | 'hooks'; command?: string }
 export interface InterfaceReport { name: string; mac: string; up: boolean; addresses: string[] }
 
-export const OPS = ['exec', 'net-config', 'net-report', 'hosts', 'quiesce', 'resume', 'info', 'kill', 'write-file'] as const;
+export const OPS = ['exec', 'net-config', 'net-report', 'hosts', 'quiesce', 'resume', 'info', 'kill'] as const;
 export type Op = (typeof OPS)[number];
 
 // ---------- codec ----------

@@ -349,7 +349,6 @@ async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
 
 // ---------------- quiesce ----------------
 let frozenPids: number[] = [];
-let hookResume: string | undefined;
 
 function jobPids(): number[] {
   // fallback: every descendant of job sessions
@@ -401,8 +400,7 @@ async function resume(a: QuiesceArgs): Promise<{ adapter: string }> {
     for (const p of frozenPids) try { process.kill(p, 'SIGCONT'); } catch { /* gone */ }
     frozenPids = [];
   } else if (a.adapter === 'hooks') {
-    const cmd = a.command ?? hookResume;
-    if (cmd) await execFileP('/bin/sh', ['-c', cmd], { timeout: 60_000 });
+    if (a.command) await execFileP('/bin/sh', ['-c', a.command], { timeout: 60_000 });
   }
   return { adapter: a.adapter };
 }
@@ -463,13 +461,6 @@ async function handleReq(op: string, args: Record<string, unknown>): Promise<unk
       }
       fs.writeFileSync('/etc/hosts', lines.join('\n') + '\n');
       return { lines: lines.length };
-    }
-    case 'write-file': {
-      const p = String(args.path);
-      if (!p.startsWith('/')) throw new AgentError('EINVAL', 'path must be absolute');
-      fs.mkdirSync(p.replace(/\/[^/]+$/, '') || '/', { recursive: true });
-      fs.writeFileSync(p, Buffer.from(String(args.data ?? ''), 'base64'), { mode: typeof args.mode === 'number' ? args.mode : 0o644 });
-      return { path: p };
     }
     case 'quiesce':
       return quiesce(args as unknown as QuiesceArgs);

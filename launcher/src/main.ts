@@ -27,7 +27,7 @@ export function normalizeArgs(argv: string[]): string[] {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-np') out.push('--np');
-    else if ((a === '--mca' || a === '-mca') && i + 2 < argv.length + 0 && argv[i + 1] !== undefined && argv[i + 2] !== undefined && !argv[i + 1]!.includes('=')) {
+    else if ((a === '--mca' || a === '-mca') && i + 2 < argv.length && !argv[i + 1]!.includes('=')) {
       out.push('--mca', `${argv[i + 1]}=${argv[i + 2]}`);
       i += 2;
     } else out.push(a);
