@@ -60,7 +60,12 @@ export interface NetConfigArgs {
   waitMs?: number;
 }
 export interface HostsArgs { entries: Array<[string, string]> }
-export interface QuiesceArgs { adapter: 'freeze' | 'failover' | 'hooks'; command?: string }
+export interface QuiesceArgs {
+  adapter: 'freeze' | 'failover' | 'hooks';
+  command?: string;
+  /** fault injection (tests): answer a quiesce only after this long */
+  stallMs?: number;
+}
 export interface InterfaceReport { name: string; mac: string; up: boolean; addresses: string[] }
 
 export const OPS = ['exec', 'net-config', 'net-report', 'hosts', 'quiesce', 'resume', 'info', 'kill'] as const;

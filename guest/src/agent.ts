@@ -215,6 +215,12 @@ function ensureJobCgroup(): boolean {
 async function startExec(a: ExecArgs): Promise<{ pid: number }> {
   if (sessions.has(a.sid)) throw new AgentError('EEXIST', `session ${a.sid} exists`);
   if (!Array.isArray(a.argv) || a.argv.length === 0 || !a.argv.every((s) => typeof s === 'string')) throw new AgentError('EINVAL', 'argv must be a non-empty string array');
+  if (a.cwd !== undefined) {
+    // spawn would report a missing cwd as the *program* not found (ENOENT, 127): say what is missing
+    let dir = false;
+    try { dir = fs.statSync(a.cwd).isDirectory(); } catch { /* missing */ }
+    if (!dir) throw new AgentError('ENOENT', `working directory ${a.cwd} does not exist in ${os.hostname()}`);
+  }
   const env = { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', HOME: '/root', ...(a.env ?? {}) };
   let argv = a.argv;
   if (a.job && ensureJobCgroup()) {
@@ -372,7 +378,14 @@ function jobPids(): number[] {
   return out;
 }
 
+// A quiesce that is overtaken by a resume (the host gave up waiting and rolled back) must not
+// freeze anything when it finally runs: every quiesce/resume takes a ticket, later ones win.
+let quiesceTicket = 0;
+
 async function quiesce(a: QuiesceArgs): Promise<{ adapter: string; frozen: number }> {
+  const ticket = ++quiesceTicket;
+  if (a.stallMs) await sleep(Math.min(a.stallMs, 600_000));
+  if (ticket !== quiesceTicket) throw new AgentError('ECANCELED', 'quiesce overtaken by a resume; nothing frozen');
   if (a.adapter === 'freeze') {
     if (ensureJobCgroup()) {
       fs.writeFileSync(`${JOB_CGROUP}/cgroup.freeze`, '1');
@@ -395,6 +408,7 @@ async function quiesce(a: QuiesceArgs): Promise<{ adapter: string; frozen: numbe
 }
 
 async function resume(a: QuiesceArgs): Promise<{ adapter: string }> {
+  quiesceTicket++;
   if (a.adapter === 'freeze') {
     if (ensureJobCgroup()) fs.writeFileSync(`${JOB_CGROUP}/cgroup.freeze`, '0');
     for (const p of frozenPids) try { process.kill(p, 'SIGCONT'); } catch { /* gone */ }

@@ -58,6 +58,27 @@ export const DEFAULTS = {
   mpi: {
     btl: 'self,vader,tcp',
   },
+  /** QEMU migration (launcher/src/migration/qemu.ts) */
+  migration: {
+    /** migrate max-bandwidth in bytes/s; QEMU's default (128 MiB/s) makes a 512 MiB guest take 4 s+ */
+    maxBandwidthBytes: 10 * 1024 * 1024 * 1024,
+    /** downtime-limit in ms (QEMU's own default is 300) */
+    downtimeLimitMs: 300,
+    /** query-migrate poll interval of waitMigration (MIGRATION events also wake it up) */
+    pollIntervalMs: 200,
+    /** waitMigration gives up (ESYM_MIGRATION_TIMEOUT) after this unless the caller passes its own */
+    timeoutMs: 600_000,
+    /** migrate_cancel must reach cancelled/failed/completed within this */
+    cancelTimeoutMs: 30_000,
+    /** throttleGuest: step QEMU adds per auto-converge trigger once throttling is active */
+    throttleIncrementPercent: 10,
+    /** throttleGuest: throttle-trigger-threshold while symrun drives the throttle (1 = trigger at the next dirty syncs) */
+    throttleTriggerThreshold: 1,
+    /** saveStateToFile: max-bandwidth while writing a state file (the guest is stopped: no reason to limit) */
+    saveMaxBandwidthBytes: 10 * 1024 * 1024 * 1024,
+    /** deadlineDecision: throughput is measured over samples from the last this many ms */
+    deadlineWindowMs: 3_000,
+  },
 } as const;
 
 export function cacheDir(): string {
@@ -131,4 +152,31 @@ export const VM_DEFAULTS = {
   accelProbeTimeoutMs: 5_000,
   /** file under runtimeRoot() caching the KVM probe per host boot */
   accelProbeCacheFile: 'accel-probe.json',
+} as const;
+
+/** The SymVirt protocol (migration/ and coordinator/): migration, checkpoint, rollback. */
+export const PROTOCOL_DEFAULTS = {
+  /** query-migrate polling interval on the source (progress events, deadline policy) */
+  pollMs: 200,
+  /** Prepare: destination QEMU started and listening */
+  prepareTimeoutMs: 60_000,
+  /** Quiesce / Resume: every guest agent must answer within this */
+  quiesceTimeoutMs: 15_000,
+  /** Finish: the destination runs and its guest agent answers */
+  finishTimeoutMs: 90_000,
+  /** Reconfigure: the interconnect interface is up with its address in the guest */
+  reconfigureTimeoutMs: 30_000,
+  /** a whole migration (transfer included) unless --deadline says otherwise */
+  transferTimeoutMs: 600_000,
+  /** migrations in flight at once (e.g. two drained hosts) */
+  maxConcurrent: 2,
+  /** migration stream cap (QEMU max-bandwidth; its 128 MiB/s default is far below any real link) */
+  maxBandwidthBytes: 10 * 1024 * 1024 * 1024,
+  /** QEMU downtime-limit (its default) */
+  downtimeLimitMs: 300,
+  /** default migration mode and quiesce adapter */
+  mode: 'live' as 'live' | 'postcopy' | 'stop-copy',
+  quiesce: 'freeze' as 'freeze' | 'failover' | 'hooks',
+  /** deadline policy: actions it may take, in order of preference */
+  deadlineActions: ['postcopy', 'throttle', 'stop-copy'] as Array<'postcopy' | 'throttle' | 'stop-copy'>,
 } as const;

@@ -6,6 +6,8 @@ export const EXIT = {
   usage: 2,
   environment: 3,
   runtime: 4,
+  /** `symrun migrate`: the migration was rolled back; the VM still runs where it was, the job is intact */
+  notMoved: 5,
   notFound: 127,
 } as const;
 

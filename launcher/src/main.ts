@@ -5,6 +5,7 @@ import { loadConfig, describeConfig, type ConfigOverrides } from './config/index
 import { Job, listJobs } from './coordinator/job.js';
 import { connectUnix } from './agent/channel.js';
 import { buildImage, resolveImage } from './image/index.js';
+import { registerMigrate } from './cli/migrate.js';
 
 const EXAMPLES = `
 Examples:
@@ -16,6 +17,9 @@ Examples:
   symrun exec vm1 -- ip addr                     run a command in a guest of the running job
   symrun exec -it vm2 -- sh                      interactive shell in a guest
   symrun status --json                           the running job: hosts, VMs, phases
+  symrun --local 3 --spares 1 -- ./app           a spare host to migrate to
+  symrun migrate vm2 [--to h4] [--mode postcopy] live-migrate a VM of the running job
+  symrun cancel vm2                              abort that migration (rolls back)
 
 Exit status: the application's (first non-zero rank; 128+N for a signal); 127 if the program is
 missing; 2 for bad usage or configuration; 3 for a missing part of the environment; 4 for a
@@ -41,7 +45,7 @@ function collect(v: string, prev: string[] = []): string[] {
 
 interface RunFlags {
   config?: string; local?: string; spares?: string; accel?: string; image?: string; memory?: string; cpus?: string;
-  np?: string; slotsPerVm?: string; tagOutput?: boolean; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean;
+  np?: string; slotsPerVm?: string; tagOutput?: boolean; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean; events?: string;
 }
 
 function overridesFrom(f: RunFlags): ConfigOverrides {
@@ -70,7 +74,7 @@ async function runCommand(flags: RunFlags, app: string[]): Promise<number> {
   process.on('SIGINT', onSig);
   process.on('SIGTERM', onSig);
   process.on('SIGHUP', onSig);
-  const job = new Job({ config, app, cwd: process.cwd(), quiet: flags.quiet, signal: ac.signal });
+  const job = new Job({ config, app, cwd: process.cwd(), quiet: flags.quiet, signal: ac.signal, eventsFile: flags.events });
   try {
     const r = await job.run();
     if (flags.json) process.stderr.write(JSON.stringify({ jobId: r.jobId, exitCode: r.exitCode, phasesMs: r.phases, firstOutputMs: r.firstOutputMs }) + '\n');
@@ -100,35 +104,64 @@ async function execCommand(vm: string, cmd: string[], flags: { job?: string; int
   if (!cmd.length) throw new SymError('ESYM_USAGE', { message: 'no command given', fix: 'symrun exec VM -- COMMAND [ARGS]', exitCode: EXIT.usage });
   const j = await findJob(flags.job);
   const peer = await connectUnix(j.control);
-  const tty = !!flags.tty && process.stdin.isTTY;
+  // the guests have the job's directory (staged), not the caller's: run there only if we are inside it
+  const st = (await peer.call('status', {}, { timeoutMs: 10_000 })) as { cwd?: string };
+  const here = process.cwd();
+  const cwd = st.cwd && (here === st.cwd || here.startsWith(st.cwd.endsWith('/') ? st.cwd : `${st.cwd}/`)) ? here : undefined;
+  const tty = !!flags.tty && !!process.stdin.isTTY;
+  if (flags.tty && !tty) process.stderr.write('symrun: warning: -t ignored: stdin is not a terminal\n');
   const pty = tty ? { cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 } : undefined;
+  const forwardStdin = !!flags.interactive || tty;
   let sid = '';
+  let settled = false;
   const early: Array<[string, any]> = [];
+  const onStdin = (d: Buffer) => peer.notify('exec.in', { sid, data: d.toString('base64') });
+  const onStdinEnd = () => peer.notify('exec.in', { sid, eof: true });
+  const onResize = () => peer.notify('exec.resize', { sid, cols: process.stdout.columns, rows: process.stdout.rows });
+  const onSignal = (sig: NodeJS.Signals) => peer.notify('exec.signal', { sid, sig });
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  // restore the terminal and stop reading stdin, or the process would never exit
+  const cleanup = () => {
+    if (tty) try { process.stdin.setRawMode(false); } catch { /* stdin gone */ }
+    process.stdin.off('data', onStdin);
+    process.stdin.off('end', onStdinEnd);
+    if (forwardStdin) process.stdin.pause();
+    process.stdout.off('resize', onResize);
+    for (const s of sigs) process.off(s, onSignal);
+  };
   return new Promise<number>((resolve, reject) => {
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      fn();
+      peer.close();
+    };
     peer.on('event', (name: string, d: any) => {
       if (!sid) { early.push([name, d]); return; }
       handle(name, d);
     });
     const handle = (name: string, d: any) => {
-      if (d?.sid !== sid) return;
+      // one control connection carries one exec; the coordinator can send output of a command that
+      // fails at once (e.g. not found) before it knows the session id, with sid '' (see job.ts serveControl)
+      if (d?.sid !== sid && d?.sid !== '') return;
       if (name === 'exec.out') (d.fd === 2 ? process.stderr : process.stdout).write(Buffer.from(d.data, 'base64'));
-      if (name === 'exec.exit') {
-        if (tty) process.stdin.setRawMode(false);
-        peer.close();
-        resolve(d.status);
-      }
+      if (name === 'exec.exit') finish(() => resolve(Number(d.status)));
     };
-    peer.on('close', () => reject(new SymError('ESYM_JOB_GONE', { message: `job ${j.id} ended during exec` })));
-    peer.call<{ sid: string }>('exec.start', { vm, argv: cmd, pty, cwd: process.cwd() }).then((r) => {
+    peer.on('close', () => finish(() => reject(new SymError('ESYM_JOB_GONE', { message: `job ${j.id} ended during exec`, exitCode: EXIT.runtime }))));
+    peer.call<{ sid: string }>('exec.start', { vm, argv: cmd, pty, cwd }).then((r) => {
       sid = r.sid;
-      for (const [n, d] of early) handle(n, d);
-      if (flags.interactive || tty) {
+      // without a terminal, Ctrl-C/SIGTERM go to the remote command (with one, the pty sends ^C itself)
+      if (!tty) for (const s of sigs) process.on(s, onSignal);
+      if (forwardStdin) {
         if (tty) process.stdin.setRawMode(true);
-        process.stdin.on('data', (d: Buffer) => peer.notify('exec.in', { sid, data: d.toString('base64') }));
-        process.stdin.on('end', () => peer.notify('exec.in', { sid, eof: true }));
-        if (tty) process.stdout.on('resize', () => peer.notify('exec.resize', { sid, cols: process.stdout.columns, rows: process.stdout.rows }));
+        process.stdin.on('data', onStdin);
+        process.stdin.on('end', onStdinEnd);
+        process.stdin.resume();
+        if (tty) process.stdout.on('resize', onResize);
       } else peer.notify('exec.in', { sid, eof: true });
-    }, reject);
+      for (const [n, d] of early.splice(0)) handle(n, d);
+    }, (e) => finish(() => reject(isSymError(e) && e.code === 'ESYM_NO_VM' ? new SymError('ESYM_NO_VM', { message: e.message, field: 'VM', value: vm, fix: e.fix, exitCode: EXIT.usage }) : e)));
   });
 }
 
@@ -162,6 +195,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('--tag-output', 'prefix each output line with [vm,rank]<stdout|stderr>:')
       .option('--mca <name=value>', 'Open MPI MCA parameter (also --mca NAME VALUE); repeatable', collect)
       .option('--subnet <cidr>', "private /24 for the job's network ('auto')")
+      .option('--events <file>', 'append every migration/checkpoint phase as a JSON line to FILE')
       .option('-q, --quiet', 'no progress messages')
       .option('--json', 'print a JSON summary (job id, exit code, phase timings) on stderr at the end');
 
@@ -197,6 +231,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--job <id>', 'job id (default: the only running job)')
     .option('-i, --interactive', 'forward stdin')
     .option('-t, --tty', 'allocate a pseudo-terminal')
+    .addHelpText('after', `
+The command runs in the guest in the current directory if that is (inside) the job's directory, else in /.
+Exit status: the command's (128+N for a signal; 127 if not found); 2 if no job is running, --job names
+none, or VM is not a VM of the job; 4 if the job ends (or cannot be reached) during exec.`)
     .action(async (vm: string, f: { job?: string; interactive?: boolean; tty?: boolean }) => {
       exit = await execCommand(vm, right, f);
     });
@@ -206,6 +244,9 @@ export async function main(argv: string[]): Promise<number> {
     .description('hosts, VMs and phase of the running job')
     .option('--job <id>', 'job id (default: the only running job)')
     .option('--json', 'stable JSON output')
+    .addHelpText('after', `
+Exit status: 0; 2 if no job is running on this machine, --job names none, or several run and --job is
+missing (error code ESYM_NO_JOB, as JSON on stderr with --json); 4 if the job cannot be reached.`)
     .action(async (f: { job?: string; json?: boolean }) => {
       const j = await findJob(f.job);
       const peer = await connectUnix(j.control);
@@ -220,6 +261,8 @@ export async function main(argv: string[]): Promise<number> {
         if (spares.length) process.stdout.write(`  spare hosts: ${spares.join(', ')}\n`);
       }
     });
+
+  registerMigrate(program, findJob, (n) => { exit = n; });
 
   program
     .command('config')

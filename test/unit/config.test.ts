@@ -1,7 +1,7 @@
 import t from 'tap';
 import path from 'node:path';
 import { loadConfig, describeConfig, CONFIG_SCHEMA, OVERRIDE_OPTIONS } from '../../launcher/src/config/index.js';
-import { DEFAULTS } from '../../launcher/src/defaults.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
 import { fixture, example, yamlFile } from '../fixtures/config/helpers.js';
 
 const noEnv = {};
@@ -17,6 +17,11 @@ t.test('no file: every default, source "defaults"', async (t) => {
     network: { subnet: 'auto', guestIfName: DEFAULTS.interconnect.guestIfName },
     mpi: { tagOutput: false, mca: {}, extraArgs: [] },
     share: { cwd: true, maxBytes: DEFAULTS.share.maxBytes, exclude: [] },
+    migration: {
+      mode: PROTOCOL_DEFAULTS.mode, quiesce: PROTOCOL_DEFAULTS.quiesce, maxBandwidthBytes: PROTOCOL_DEFAULTS.maxBandwidthBytes,
+      multifdChannels: 0, downtimeLimitMs: PROTOCOL_DEFAULTS.downtimeLimitMs, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions],
+      maxConcurrent: PROTOCOL_DEFAULTS.maxConcurrent, hooks: {},
+    },
     local: 0,
     spares: 0,
     hosts: [],
@@ -72,6 +77,11 @@ t.test('every key of the full fixture is read', async (t) => {
       extraArgs: ['--bind-to', 'none'],
     },
     share: { cwd: false, maxBytes: 1024 ** 3, exclude: ['.git', '*.o'] },
+    migration: {
+      mode: 'postcopy', quiesce: 'hooks', maxBandwidthBytes: 2 * 1024 ** 3, multifdChannels: 4, downtimeLimitMs: 200,
+      deadlineMs: 90_000, deadlineActions: ['throttle', 'stop-copy'], maxConcurrent: 3,
+      hooks: { quiesce: 'site-quiesce --now', resume: 'site-resume' },
+    },
     local: 0,
     spares: 2,
     hosts: ['node01', 'node02'],

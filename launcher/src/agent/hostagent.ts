@@ -7,10 +7,18 @@ import fs from 'node:fs';
 import { connectChannel, type RpcPeer } from './channel.js';
 import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError, type HostFrame } from '../../../guest/protocol/index.js';
 import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
-import { plugNic, unplugDevice } from '../hotplug/index.js';
+import { plugNic, unplugDevice, listDevices } from '../hotplug/index.js';
+import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, startPostcopy, throttleGuest, setMaxBandwidth, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
+import { freePort } from './ports.js';
 import { ensureTap, deleteTap } from '../local/index.js';
-import { DEFAULTS } from '../defaults.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
 import { SymError } from '../errors.js';
+
+type MigrationMode = 'live' | 'postcopy' | 'stop-copy';
+
+function e2log(e: VmEntry): string {
+  return e.proc.stderrLog;
+}
 
 interface VmEntry {
   spec: VmSpec;
@@ -43,6 +51,21 @@ export class HostAgent {
         if (!e.taps.includes(p.tap)) e.taps.push(p.tap);
         return plugNic(e.proc.qmp, { id: p.id, netdevId: p.netdevId, tap: p.tap, mac: p.mac, model: p.model, bus: p.bus }, { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.plugTimeoutMs });
       })
+      // ---- migration endpoints (the coordinator drives the protocol; see migration/machine.ts) ----
+      .handle('mig.prepare', (p: { spec: VmSpec; tuning: MigrationTuning; listenIp: string }) => this.prepareIncoming(p.spec, p.tuning, p.listenIp))
+      .handle('mig.perform', (p: { name: string; uri: string; tuning: MigrationTuning; mode: MigrationMode; op: string }) => this.perform(p))
+      .handle('mig.action', async (p: { name: string; action: 'postcopy' | 'throttle' | 'stop-copy' | 'bandwidth'; percent?: number; bytesPerSec?: number }) => {
+        const q = this.vm(p.name).proc.qmp;
+        if (p.action === 'postcopy') await startPostcopy(q);
+        else if (p.action === 'throttle') await throttleGuest(q, p.percent ?? 50);
+        else if (p.action === 'bandwidth') await setMaxBandwidth(q, p.bytesPerSec ?? 0);
+        else await q.execute('stop');
+        return {};
+      })
+      .handle('mig.cancel', (p: { name: string }) => this.cancel(p.name))
+      .handle('mig.finish', (p: { name: string; timeoutMs?: number }) => this.finishIncoming(p.name, p.timeoutMs ?? 60_000))
+      .handle('vm.devices', async (p: { name: string }) => listDevices(this.vm(p.name).proc.qmp))
+      .handle('vm.kill', (p: { name: string }) => { const e = this.vm(p.name); process.kill(e.proc.pid, 'SIGKILL'); return {}; })
       .handle('guest.reconnect', (p: { name: string }) => { this.connectGuest(this.vm(p.name)); return {}; })
       .handle('shutdown', async () => {
         await this.stopAll();
@@ -128,6 +151,68 @@ export class HostAgent {
       this.peer.notify('guest.link', { vm: e.spec.name, up: false });
       if (!e.stopping && this.vms.get(e.spec.name) === e) setTimeout(() => { if (e.guest === sock && !e.stopping) this.connectGuest(e); }, 300);
     });
+  }
+
+  /** Destination side: QEMU with the same device set as the source now has, waiting for the stream. */
+  async prepareIncoming(spec: VmSpec, tuning: MigrationTuning, listenIp: string): Promise<{ uri: string; pid: number }> {
+    const { pid } = await this.startVm({ ...spec, incoming: 'defer' }, []);
+    const q = this.vm(spec.name).proc.qmp;
+    await configureMigration(q, tuning, 'dst');
+    const uri = `tcp:${listenIp}:${await freePort(listenIp)}`;
+    await startIncoming(q, uri);
+    return { uri, pid };
+  }
+
+  /** Source side: start the transfer and report progress until it completes (or fails / is cancelled). */
+  async perform(p: { name: string; uri: string; tuning: MigrationTuning; mode: MigrationMode; op: string }): Promise<MigrationProgress> {
+    const q = this.vm(p.name).proc.qmp;
+    await configureMigration(q, { ...p.tuning, postcopy: p.tuning.postcopy || p.mode === 'postcopy' }, 'src');
+    if (p.mode === 'stop-copy') await q.execute('stop');
+    await startOutgoing(q, p.uri);
+    let switched = false;
+    return waitMigration(q, {
+      intervalMs: PROTOCOL_DEFAULTS.pollMs,
+      onProgress: (pr) => {
+        this.peer.notify('mig.progress', { vm: p.name, op: p.op, progress: pr });
+        // postcopy mode: one precopy pass first (the guest's clean pages), then switch
+        if (p.mode === 'postcopy' && !switched && pr.status === 'active' && (pr.dirtySyncCount ?? 0) >= 1) {
+          switched = true;
+          void startPostcopy(q).catch((e) => this.peer.notify('mig.progress', { vm: p.name, op: p.op, note: `postcopy switch failed: ${(e as Error).message}` }));
+        }
+      },
+    });
+  }
+
+  /** Abort an outgoing migration and make sure the source VM runs again (rollback). */
+  async cancel(name: string): Promise<{ status: string; resumed: boolean }> {
+    const q = this.vm(name).proc.qmp;
+    await cancelMigration(q).catch(() => undefined);
+    const st = await q.execute<{ status: string; running: boolean }>('query-status');
+    let resumed = false;
+    if (!st.running) {
+      await q.execute('cont');
+      resumed = true;
+    }
+    return { status: st.status, resumed };
+  }
+
+  /** Destination side: the VM runs (QEMU keeps it paused if the source was stopped: stop-copy). */
+  async finishIncoming(name: string, timeoutMs: number): Promise<{ status: string }> {
+    const q = this.vm(name).proc.qmp;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const st = await q.execute<{ status: string; running: boolean }>('query-status');
+      if (st.running) return { status: st.status };
+      if (st.status === 'paused' || st.status === 'postmigrate') {
+        await q.execute('cont');
+        continue;
+      }
+      if (st.status !== 'inmigrate' && st.status !== 'prelaunch' && st.status !== 'finish-migrate') {
+        throw new SymError('ESYM_MIGRATION_FINISH', { message: `${name} on ${this.host} is in state ${st.status} after the transfer`, fix: `see ${e2log(this.vm(name))}` });
+      }
+      if (Date.now() > deadline) throw new SymError('ESYM_MIGRATION_FINISH', { message: `${name} on ${this.host} did not start running within ${Math.round(timeoutMs / 1000)} s (state ${st.status})` });
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   async stopVm(name: string): Promise<{ stopped: boolean }> {

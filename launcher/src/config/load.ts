@@ -10,8 +10,8 @@ import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, isNode, type Document } from 'yaml';
 import { SymError, EXIT, suggest } from '../errors.js';
-import { DEFAULTS } from '../defaults.js';
-import type { SymrunConfig, InterconnectConfig } from './types.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
+import type { SymrunConfig, InterconnectConfig, MigrationConfig } from './types.js';
 import {
   CONFIG_SCHEMA,
   CONFIG_DEFAULTS,
@@ -355,7 +355,18 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 const SIZE_FIELDS: ReadonlyArray<{ path: Seg[]; unit: 'MiB' | 'bytes'; minMiB?: number }> = [
   { path: ['vm', 'memory'], unit: 'MiB', minMiB: MIN_MEMORY_MIB },
   { path: ['share', 'maxBytes'], unit: 'bytes' },
+  { path: ['migration', 'maxBandwidth'], unit: 'bytes' },
 ];
+
+/** "30s", "2m", "1500ms", "1h" or a bare number of seconds -> ms (the schema checked the form). */
+export function parseDurationMs(v: string | number): number {
+  if (typeof v === 'number') return v * 1000;
+  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$/.exec(v);
+  if (!m) throw new RangeError(`not a duration: ${v}`);
+  const n = Number(m[1]);
+  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(n * mult);
+}
 
 /** Checks JSON schema cannot express clearly. Defensive: runs on data that may also have schema errors. */
 function semanticProblems(raw: Record<string, unknown>): Problem[] {
@@ -643,7 +654,7 @@ function expandHome(p: string, env: NodeJS.ProcessEnv): string {
 
 function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: string, env: NodeJS.ProcessEnv): SymrunConfig {
   const obj = (k: string): Record<string, unknown> => (isPlainObject(raw[k]) ? (raw[k] as Record<string, unknown>) : {});
-  const vm = obj('vm'), ic = obj('interconnect'), net = obj('network'), mpi = obj('mpi'), share = obj('share');
+  const vm = obj('vm'), ic = obj('interconnect'), net = obj('network'), mpi = obj('mpi'), share = obj('share'), mig = obj('migration');
 
   const imageRaw = (raw.image as string | undefined) ?? CONFIG_DEFAULTS.image;
   const image = imageRaw === 'auto' ? 'auto' : path.resolve(imageBase, expandHome(imageRaw, env));
@@ -690,6 +701,17 @@ function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: 
       maxBytes: share.maxBytes !== undefined ? parseSizeBytes(share.maxBytes as string | number, 'share.maxBytes') : DEFAULTS.share.maxBytes,
       exclude: [...((share.exclude as string[] | undefined) ?? CONFIG_DEFAULTS.shareExclude)],
     },
+    migration: {
+      mode: (mig.mode as MigrationConfig['mode'] | undefined) ?? PROTOCOL_DEFAULTS.mode,
+      quiesce: (mig.quiesce as MigrationConfig['quiesce'] | undefined) ?? PROTOCOL_DEFAULTS.quiesce,
+      maxBandwidthBytes: mig.maxBandwidth !== undefined ? parseSizeBytes(mig.maxBandwidth as string | number, 'migration.maxBandwidth') : PROTOCOL_DEFAULTS.maxBandwidthBytes,
+      multifdChannels: (mig.multifdChannels as number | undefined) ?? 0,
+      downtimeLimitMs: (mig.downtimeLimitMs as number | undefined) ?? PROTOCOL_DEFAULTS.downtimeLimitMs,
+      ...(mig.deadline !== undefined ? { deadlineMs: parseDurationMs(mig.deadline as string | number) } : {}),
+      deadlineActions: [...((mig.deadlineActions as MigrationConfig['deadlineActions'] | undefined) ?? PROTOCOL_DEFAULTS.deadlineActions)],
+      maxConcurrent: (mig.maxConcurrent as number | undefined) ?? PROTOCOL_DEFAULTS.maxConcurrent,
+      hooks: { ...(isPlainObject(mig.hooks) ? (mig.hooks as { quiesce?: string; resume?: string }) : {}) },
+    },
     local: (raw.local as number | undefined) ?? CONFIG_DEFAULTS.local,
     spares: (raw.spares as number | undefined) ?? CONFIG_DEFAULTS.spares,
     hosts: [...((raw.hosts as string[] | undefined) ?? [])],
@@ -730,7 +752,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): SymrunConfig {
         message: `${file}: the top level must be a mapping of keys (like "accel: kvm"), not ${kindOf(data)}`,
         field: '(top level)',
         value: data,
-        fix: 'write one key per line at the top level (accel, image, vm, interconnect, network, mpi, share, local, spares, hosts); see docs/config.md',
+        fix: 'write one key per line at the top level (accel, image, vm, interconnect, network, mpi, share, migration, local, spares, hosts); see docs/config.md',
         exitCode: EXIT.usage,
         details: { file },
       });

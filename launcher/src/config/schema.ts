@@ -6,7 +6,7 @@
 //   x-expect   the expected form in a few words; used in error fixes ("a size like 512M")
 //   x-type     a short type name for the docs ("PCI address")
 //   x-default  the default as users should read it in the docs, when `default` alone is not clear
-import { DEFAULTS } from '../defaults.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
 
 /** Defaults that have no entry in DEFAULTS (defaults.ts) because only the config layer uses them. */
 export const CONFIG_DEFAULTS = {
@@ -36,6 +36,8 @@ export const HOSTNAME_PATTERN =
   '^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$';
 /** a size: an integer (unit given by the key) or a number with a binary suffix: 512M, 2G, 1.5GiB, 524288K */
 export const SIZE_PATTERN = '^\\s*[0-9]+(?:\\.[0-9]+)?\\s*(?:[KMGT](?:i?B)?|B)?\\s*$';
+/** a duration: 30s, 2m, 1500ms, 1h; a bare integer is seconds */
+export const DURATION_PATTERN = '^\\s*[0-9]+(?:\\.[0-9]+)?\\s*(?:ms|s|m|h)?\\s*$';
 export const MCA_NAME_PATTERN = '^[A-Za-z0-9_]+$';
 
 const sizeOf = (what: string, bareUnit: string, min?: string) => ({
@@ -271,6 +273,63 @@ export const CONFIG_SCHEMA = {
           'x-expect': 'a list of patterns, e.g. [".git", "*.o"]',
           description:
             'Glob-like patterns (relative to the current directory) of files and directories not staged.',
+        },
+      },
+    },
+    migration: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Live migration (symrun migrate, drains): how VMs move and how the MPI traffic is quiesced.',
+      properties: {
+        mode: {
+          enum: ['live', 'postcopy', 'stop-copy'],
+          default: PROTOCOL_DEFAULTS.mode,
+          'x-expect': 'live, postcopy or stop-copy',
+          description: 'live = precopy while the guest runs; postcopy = one precopy pass, then the VM runs on the destination and pulls the rest; stop-copy = pause, then transfer.',
+        },
+        quiesce: {
+          enum: ['freeze', 'failover', 'hooks'],
+          default: PROTOCOL_DEFAULTS.quiesce,
+          'x-expect': 'freeze, failover or hooks',
+          description: 'How MPI traffic over the passthrough device stops: freeze every rank in every VM; failover to a virtio standby NIC (ranks keep running); hooks = site commands (migration.hooks).',
+        },
+        maxBandwidth: {
+          ...sizeOf('Bandwidth cap of one migration stream per second (QEMU max-bandwidth; its 128M default is far below real links). A bare integer is bytes per second.', 'bytes per second'),
+          default: `${PROTOCOL_DEFAULTS.maxBandwidthBytes / (1024 * 1024 * 1024)}G`,
+        },
+        multifdChannels: {
+          type: 'integer', minimum: 0, maximum: 64, default: 0,
+          'x-expect': 'a whole number from 0 (off) to 64',
+          description: 'Parallel migration streams (QEMU multifd); 0 = one stream.',
+        },
+        downtimeLimitMs: {
+          type: 'integer', minimum: 1, maximum: 600000, default: PROTOCOL_DEFAULTS.downtimeLimitMs,
+          'x-expect': 'milliseconds, e.g. 300',
+          description: 'Longest pause QEMU aims for when it stops the guest for the last pass (downtime-limit).',
+        },
+        deadline: {
+          type: ['string', 'integer'], pattern: DURATION_PATTERN, minimum: 1,
+          'x-expect': 'a duration like 30s, 2m or 1500ms (a bare integer is seconds)',
+          description: 'Time-bounded migration: when the projected finish misses this, act (migration.deadlineActions). Unset = no deadline.',
+        },
+        deadlineActions: {
+          type: 'array', items: { enum: ['postcopy', 'throttle', 'stop-copy'] }, uniqueItems: true, minItems: 1,
+          default: [...PROTOCOL_DEFAULTS.deadlineActions],
+          'x-expect': 'a list of postcopy, throttle, stop-copy',
+          description: 'What the deadline policy may do, in order of preference.',
+        },
+        maxConcurrent: {
+          type: 'integer', minimum: 1, maximum: 64, default: PROTOCOL_DEFAULTS.maxConcurrent,
+          'x-expect': 'a whole number, 1 or more',
+          description: 'Migrations in flight at once (e.g. two drained hosts); more wait their turn.',
+        },
+        hooks: {
+          type: 'object', additionalProperties: false,
+          description: 'Commands run inside every guest by the `hooks` quiesce adapter.',
+          properties: {
+            quiesce: { type: 'string', minLength: 1, description: 'Shell command run in each guest before the device is unplugged.' },
+            resume: { type: 'string', minLength: 1, description: 'Shell command run in each guest after the device is back.' },
+          },
         },
       },
     },

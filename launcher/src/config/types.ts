@@ -45,6 +45,19 @@ export interface ShareConfig {
   exclude: string[];
 }
 
+export interface MigrationConfig {
+  mode: 'live' | 'postcopy' | 'stop-copy';
+  quiesce: 'freeze' | 'failover' | 'hooks';
+  maxBandwidthBytes: number;
+  multifdChannels: number;
+  downtimeLimitMs: number;
+  /** time-bounded migration (ms); undefined = none */
+  deadlineMs?: number;
+  deadlineActions: Array<'postcopy' | 'throttle' | 'stop-copy'>;
+  maxConcurrent: number;
+  hooks: { quiesce?: string; resume?: string };
+}
+
 export interface SymrunConfig {
   /** where this config came from (file path or "defaults") */
   source: string;
@@ -56,6 +69,7 @@ export interface SymrunConfig {
   network: NetworkConfig;
   mpi: MpiConfig;
   share: ShareConfig;
+  migration: MigrationConfig;
   /** --local N: number of emulated hosts running VMs (0 = not local) */
   local: number;
   /** hosts held back as migration / restart targets */

@@ -18,6 +18,8 @@ import { createLocalCluster, cleanupJob, findStaleJobs, requireRoot, type LocalC
 import { ownerAlive, procStartTime } from '../local/state.js';
 import { resolveProgram, programClosure, snapshotDir, tarCreate, tarExtractSafe } from '../stage/index.js';
 import { planMpi, retagLine, LineSplitter } from '../mpi/launch.js';
+import { Migrations, type JobAccess, type MigrateRequest } from './migrate.js';
+import type { OpEvent } from '../migration/executor.js';
 
 export interface JobOptions {
   config: SymrunConfig;
@@ -31,6 +33,8 @@ export interface JobOptions {
   /** called with each phase name and its duration (ms) */
   onPhase?: (phase: string, ms: number) => void;
   jobId?: string;
+  /** append every protocol event (JSON lines) to this file */
+  eventsFile?: string;
 }
 
 export interface JobResult { exitCode: number; jobId: string; phases: Record<string, number>; firstOutputMs?: number }
@@ -73,6 +77,10 @@ export class Job {
   private err: NodeJS.WritableStream;
   private t0 = nowMs();
   private firstOutputMs?: number;
+  private accel: 'kvm' | 'tcg' = 'tcg';
+  readonly migrations: Migrations;
+  private eventSubscribers = new Set<RpcPeer>();
+  private eventsFd?: number;
   private controlExecs = new Map<string, { peer: RpcPeer; handle: import('../agent/guest.js').ExecHandle }>();
 
   constructor(readonly opts: JobOptions) {
@@ -80,6 +88,48 @@ export class Job {
     this.runDir = path.join(runtimeRoot(), this.id);
     this.out = opts.stdout ?? process.stdout;
     this.err = opts.stderr ?? process.stderr;
+    this.migrations = new Migrations(this.access(), (e) => this.event(e));
+  }
+
+  /** Every protocol event: --events file, control-socket subscribers, and a line on stderr per phase. */
+  private event(e: OpEvent): void {
+    const line = JSON.stringify(e) + '\n';
+    if (this.eventsFd !== undefined) { try { fs.writeSync(this.eventsFd, line); } catch { /* disk full: keep going */ } }
+    for (const p of this.eventSubscribers) p.notify('op.event', e);
+    if (e.event === 'end' || e.event === 'fail' || e.event === 'result' || e.event === 'action' || e.event === 'cancel') {
+      const d = e.data ?? {};
+      const what = e.event === 'result' ? `${d.outcome}${d.error ? ` (${(d.error as { message: string }).message})` : ''}` : e.event === 'action' ? `action ${d.action ?? d.fault}${d.reason ? `: ${d.reason}` : ''}` : e.event === 'fail' ? `failed: ${d.error}` : e.event;
+      this.say(`${e.kind} ${d.vm} ${d.from}->${d.to}: ${e.phase} ${what}${e.ms !== undefined ? ` (${e.ms} ms)` : ''}`);
+    }
+  }
+
+  /** The narrow view of this job the migration code works through. */
+  private access(): JobAccess {
+    const cfg = () => this.opts.config;
+    return {
+      id: this.id,
+      runDir: this.runDir,
+      get migration() { return cfg().migration; },
+      get deviceModel() { const ic = cfg().interconnect; return ic.type === 'emulated' ? ic.model : 'virtio-net-pci'; },
+      vm: (n) => this.vms.get(n),
+      vmNames: () => [...this.vms.keys()],
+      hosts: () => (this.cluster?.hosts ?? []).map((h, i) => ({ name: h.name, ip: h.ip, bridge: h.bridge, spare: i >= cfg().local, usable: this.peers.has(h.name) })),
+      peer: (h) => {
+        const p = this.peers.get(h);
+        if (!p) throw new SymError('ESYM_NO_AGENT', { message: `no host agent connected on ${h}` });
+        return p;
+      },
+      spec: (n, host, withDevice) => this.vmSpec(this.vms.get(n)!, this.accel, withDevice, host),
+      setVmHost: (n, host) => {
+        const v = this.vms.get(n)!;
+        v.client.detach(`moved to ${host}`);
+        v.host = host;
+      },
+      netConfigArgs: (n) => {
+        const v = this.vms.get(n)!;
+        return { mac: v.mac, name: cfg().network.guestIfName, address: `${v.ip}/${this.cluster!.prefixLen}`, announce: true, waitMs: 15_000 };
+      },
+    };
   }
 
   private say(msg: string): void {
@@ -138,6 +188,11 @@ export class Job {
     fs.mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(this.runDir, 'owner.json'), JSON.stringify({ pid: process.pid, pidStartTime: procStartTime(process.pid), startedAt: new Date().toISOString(), app: this.opts.app, cwd: this.opts.cwd }));
     this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
+    if (this.opts.eventsFile) {
+      this.eventsFd = fs.openSync(this.opts.eventsFile, 'a', 0o600);
+      const fd = this.eventsFd;
+      this.onCleanup('events file', () => { this.eventsFd = undefined; fs.closeSync(fd); });
+    }
 
     const [image, , accel] = await this.phase('image', () =>
       Promise.all([
@@ -147,6 +202,7 @@ export class Job {
       ]),
     );
     this.image = image;
+    this.accel = accel.accel;
     if (accel.notice) this.say(accel.notice);
     this.checkAbort();
 
@@ -251,9 +307,14 @@ export class Job {
     );
   }
 
-  private onHostEvent(_p: RpcPeer, name: string, data: any): void {
-    const vm = data?.vm ? this.vms.get(String(data.vm)) : undefined;
+  private onHostEvent(p: RpcPeer, name: string, data: any): void {
+    const named = data?.vm ? this.vms.get(String(data.vm)) : undefined;
+    // a VM being migrated exists on two hosts: only the host it currently belongs to speaks for it
+    const vm = named && named.host === p.name ? named : undefined;
     switch (name) {
+      case 'mig.progress':
+        if (data.progress) this.migrations.onProgress(String(data.op), data.progress);
+        break;
       case 'guest.frame':
         vm?.client.receive(data.frame as GuestFrame);
         break;
@@ -270,6 +331,7 @@ export class Job {
         if (vm && data.event === 'VSERPORT_CHANGE' && data.data?.open === true) vm.client.resync();
         break;
       case 'vm.exit':
+        if (named && !vm && !data.expected) this.say(`QEMU of ${named.name} on ${p.name} exited (${data.code ?? data.signal}); the VM runs on ${named.host}`);
         if (vm && !data.expected && this.state !== 'tearing-down') this.say(`${vm.name} stopped unexpectedly (exit ${data.code ?? data.signal})`);
         if (vm) vm.state = 'stopped';
         break;
@@ -278,9 +340,10 @@ export class Job {
     }
   }
 
-  vmSpec(vm: VmState, accel: 'kvm' | 'tcg', withNic: boolean): VmSpec {
+  vmSpec(vm: VmState, accel: 'kvm' | 'tcg', withNic: boolean, host = vm.host): VmSpec {
     const cfg = this.opts.config;
-    const dir = path.join(this.runDir, vm.name);
+    // per host: source and destination of a migration may share a filesystem (local mode)
+    const dir = path.join(this.runDir, host, vm.name);
     const ic = cfg.interconnect;
     const nic: string[] = [];
     if (withNic) {
@@ -288,8 +351,8 @@ export class Job {
         nic.push('-netdev', `tap,id=${DEFAULTS.interconnect.netdevId},ifname=${vm.tap},script=no,downscript=no`);
         nic.push('-device', `${ic.model},netdev=${DEFAULTS.interconnect.netdevId},id=${DEFAULTS.interconnect.deviceId},mac=${vm.mac},bus=rp1`);
       } else {
-        const addr = ic.addresses?.[vm.host] ?? ic.pool?.[0];
-        if (!addr) throw new SymError('ESYM_NO_DEVICE', { message: `no passthrough device configured for host ${vm.host}`, field: 'interconnect.addresses', fix: `add ${vm.host}: "0000:xx:yy.z" under interconnect.addresses, or an interconnect.pool` });
+        const addr = ic.addresses?.[host] ?? ic.pool?.[0];
+        if (!addr) throw new SymError('ESYM_NO_DEVICE', { message: `no passthrough device configured for host ${host}`, field: 'interconnect.addresses', fix: `add ${host}: "0000:xx:yy.z" under interconnect.addresses, or an interconnect.pool` });
         nic.push('-device', `vfio-pci,host=${addr},id=${DEFAULTS.interconnect.deviceId},bus=rp1`);
       }
     }
@@ -434,13 +497,23 @@ export class Job {
       app: this.opts.app,
       cwd: this.opts.cwd,
       hosts: this.cluster?.hosts.map((h) => ({ name: h.name, ip: h.ip, role: [...this.vms.values()].some((v) => v.host === h.name) ? 'vm' : 'spare', agent: this.peers.has(h.name) })) ?? [],
-      vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state })),
+      vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state, migrating: this.migrations.active(v.name)?.exec.state.phase })),
+      migrations: this.migrations.list(),
       phases: this.phases,
     };
   }
 
   private serveControl(p: RpcPeer): void {
     p.handle('status', () => this.statusReport());
+    p.handle('events.subscribe', () => { this.eventSubscribers.add(p); return {}; });
+    p.handle('migrate', async (a: MigrateRequest & { wait?: boolean }) => {
+      if (this.state !== 'running') throw new SymError('ESYM_JOB_STATE', { message: `job ${this.id} is ${this.state}; VMs can be migrated while the job runs`, fix: 'wait until `symrun status` shows the job running' });
+      this.eventSubscribers.add(p);
+      const { op, done } = this.migrations.migrate(a);
+      if (!a.wait) return { op };
+      return { op, result: await done };
+    });
+    p.handle('cancel', (a: { vm: string }) => this.migrations.cancel(a.vm));
     p.handle('exec.start', async (a: { vm: string; argv: string[]; pty?: { cols: number; rows: number }; cwd?: string }) => {
       const vm = this.vms.get(a.vm);
       if (!vm) throw new SymError('ESYM_NO_VM', { message: `no VM named ${a.vm} in job ${this.id}`, fix: `VMs: ${[...this.vms.keys()].join(', ')}` });
@@ -467,6 +540,7 @@ export class Job {
       else if (name === 'exec.signal') e.handle.signal(String(d.sig));
     });
     p.on('close', () => {
+      this.eventSubscribers.delete(p);
       for (const [sid, e] of this.controlExecs) if (e.peer === p) { e.handle.signal('SIGHUP'); this.controlExecs.delete(sid); }
     });
     p.start();

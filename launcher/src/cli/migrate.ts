@@ -1,0 +1,140 @@
+// `symrun migrate VM` and `symrun cancel VM`: talk to the running job's control socket, follow the
+// operation's events (progress bar on a terminal, one line per phase otherwise), print the phase table.
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { SymError, EXIT } from '../errors.js';
+import { connectUnix } from '../agent/channel.js';
+import { parseDurationMs } from '../config/load.js';
+import type { OpEvent, OpResult } from '../migration/executor.js';
+
+type FindJob = (id?: string) => Promise<{ id: string; control: string }>;
+
+const MODES = ['live', 'postcopy', 'stop-copy'];
+const ADAPTERS = ['freeze', 'failover', 'hooks'];
+
+export const MIGRATE_HELP = `
+Examples:
+  symrun migrate vm2                         live-migrate vm2 to a free spare host
+  symrun migrate vm2 --to h4 --mode postcopy
+  symrun migrate vm2 --deadline 30s          act (postcopy / throttle / stop-copy) if it would take longer
+  symrun migrate vm2 --quiesce failover      ranks keep running over the standby NIC
+  symrun migrate vm2 --json                  one JSON result on stdout
+
+Exit status: 0 the VM runs on the destination; 5 the migration was rolled back (the VM runs where it
+was, the job is intact); 4 a rollback or the destination side failed (the message says what is left
+where); 2 bad usage (no such VM or host).`;
+
+function fmtBytes(n?: number): string {
+  if (n === undefined) return '-';
+  if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(2)} GiB`;
+  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(1)} MiB`;
+  return `${Math.round(n / 1024)} KiB`;
+}
+
+export function phaseTable(events: OpEvent[], r: OpResult): string {
+  const rows: string[] = [];
+  rows.push(`${'PHASE'.padEnd(16)} ${'MS'.padStart(8)}  NOTE`);
+  for (const e of events) {
+    if (e.event !== 'end' && e.event !== 'fail') continue;
+    const d = e.data ?? {};
+    let note = e.event === 'fail' ? `FAILED: ${d.error}` : '';
+    if (e.phase === 'perform' && e.event === 'end') {
+      note = `${fmtBytes(d.transferredBytes as number)} sent, downtime ${d.downtimeMs ?? '-'} ms, ${d.throughputMbps !== undefined ? `${Math.round(d.throughputMbps as number)} Mbit/s` : '-'}`;
+      if ((d.actions as string[] | undefined)?.length) note += `, actions: ${(d.actions as string[]).join(', ')}`;
+    }
+    if (d.skipped) note = `skipped: ${d.skipped}`;
+    rows.push(`${e.phase.padEnd(16)} ${String(e.ms ?? '').padStart(8)}  ${note}`);
+  }
+  rows.push(`${'total'.padEnd(16)} ${String(r.totalMs).padStart(8)}  ${r.outcome}`);
+  return rows.join('\n');
+}
+
+export function exitFor(r: OpResult): number {
+  if (r.outcome === 'done') return 0;
+  if (r.outcome === 'rolled-back') return EXIT.notMoved;
+  return EXIT.runtime;
+}
+
+export function registerMigrate(program: Command, findJob: FindJob, setExit: (n: number) => void): void {
+  program
+    .command('migrate <vm>')
+    .description('move a VM of the running job to another host, with its passthrough device')
+    .option('--to <host>', 'destination host (default: a free spare)')
+    .option('--mode <mode>', `live | postcopy | stop-copy (default from migration.mode)`)
+    .option('--quiesce <adapter>', 'freeze | failover | hooks (default from migration.quiesce)')
+    .option('--deadline <time>', 'finish within this (e.g. 30s): the deadline policy acts if it would not')
+    .option('--job <id>', 'job id (default: the only running job)')
+    .option('--json', 'print the result as JSON on stdout')
+    .option('--no-wait', 'return once the migration has started (prints its operation id)')
+    .addHelpText('after', MIGRATE_HELP)
+    .action(async (vm: string, f: { to?: string; mode?: string; quiesce?: string; deadline?: string; job?: string; json?: boolean; wait: boolean }) => {
+      if (f.mode && !MODES.includes(f.mode)) throw new SymError('ESYM_USAGE', { message: `unknown migration mode ${JSON.stringify(f.mode)}`, field: '--mode', value: f.mode, fix: `use one of ${MODES.join(', ')}`, exitCode: EXIT.usage });
+      if (f.quiesce && !ADAPTERS.includes(f.quiesce)) throw new SymError('ESYM_USAGE', { message: `unknown quiesce adapter ${JSON.stringify(f.quiesce)}`, field: '--quiesce', value: f.quiesce, fix: `use one of ${ADAPTERS.join(', ')}`, exitCode: EXIT.usage });
+      let deadlineMs: number | undefined;
+      if (f.deadline !== undefined) {
+        try { deadlineMs = parseDurationMs(/^\d+$/.test(f.deadline) ? Number(f.deadline) : f.deadline); } catch {
+          throw new SymError('ESYM_USAGE', { message: `cannot read the deadline ${JSON.stringify(f.deadline)}`, field: '--deadline', value: f.deadline, fix: 'a duration like 30s, 2m or 1500ms', exitCode: EXIT.usage });
+        }
+      }
+      const j = await findJob(f.job);
+      const peer = await connectUnix(j.control);
+      const events: OpEvent[] = [];
+      let op = '';
+      const tty = !f.json && process.stderr.isTTY;
+      const bar = tty ? new cliProgress.SingleBar({ stream: process.stderr, format: `${vm} {phase} [{bar}] {percentage}% {sent}/{total} {rate}`, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined;
+      let barOn = false;
+      peer.on('event', (name: string, e: OpEvent) => {
+        if (name !== 'op.event' || (op && e.op !== op) || (e.data as { vm?: string } | undefined)?.vm !== vm) return;
+        events.push(e);
+        const d = e.data ?? {};
+        if (e.event === 'progress' && bar && typeof d.totalBytes === 'number' && (d.totalBytes as number) > 0) {
+          const total = d.totalBytes as number;
+          const sent = Math.min(total, (d.transferredBytes as number) ?? 0);
+          const payload = { phase: 'perform', sent: fmtBytes(sent), total: fmtBytes(total), rate: d.throughputMbps ? `${Math.round(d.throughputMbps as number)} Mbit/s` : '' };
+          if (!barOn) { bar.start(total, sent, payload); barOn = true; } else bar.update(sent, payload);
+          return;
+        }
+        if (e.event === 'end' || e.event === 'fail' || e.event === 'action' || e.event === 'cancel') {
+          if (barOn && e.phase === 'perform') { bar!.stop(); barOn = false; }
+          if (!f.json && !barOn) {
+            const what = e.event === 'fail' ? `failed: ${d.error}` : e.event === 'action' ? `deadline policy: ${d.action ?? d.fault} (${d.reason ?? d.failed ?? ''})` : e.event;
+            process.stderr.write(`symrun: ${vm}: ${e.phase} ${what}${e.ms !== undefined ? ` (${e.ms} ms)` : ''}\n`);
+          }
+        }
+      });
+      const res = await peer.call<{ op: string; result?: OpResult }>('migrate', { vm, to: f.to, mode: f.mode, quiesce: f.quiesce, deadlineMs, wait: f.wait, reason: 'symrun migrate' }, { timeoutMs: 24 * 3600_000 });
+      op = res.op;
+      if (barOn) bar!.stop();
+      peer.close();
+      if (!res.result) {
+        process.stdout.write(f.json ? JSON.stringify({ op: res.op, vm, started: true }) + '\n' : `migration ${res.op} of ${vm} started; follow it with \`symrun status\`\n`);
+        setExit(0);
+        return;
+      }
+      const r = res.result;
+      if (f.json) process.stdout.write(JSON.stringify({ ...r, vm, events: events.filter((e) => e.event !== 'progress') }, null, 2) + '\n');
+      else {
+        process.stdout.write(phaseTable(events, r) + '\n');
+        if (r.outcome !== 'done') {
+          process.stderr.write(`symrun: migration of ${vm} ${r.outcome}${r.error ? `: ${r.error.message}` : ''}\n`);
+          for (const l of r.leftovers) process.stderr.write(`symrun: left behind after ${l.phase}: ${l.message}\n`);
+        }
+      }
+      setExit(exitFor(r));
+    });
+
+  program
+    .command('cancel <vm>')
+    .description('abort the in-flight migration of a VM: everything rolls back to the source')
+    .option('--job <id>', 'job id (default: the only running job)')
+    .option('--json', 'JSON output')
+    .action(async (vm: string, f: { job?: string; json?: boolean }) => {
+      const j = await findJob(f.job);
+      const peer = await connectUnix(j.control);
+      const r = await peer.call<{ op: string; accepted: boolean; phase: string }>('cancel', { vm }, { timeoutMs: 10_000 });
+      peer.close();
+      if (f.json) process.stdout.write(JSON.stringify(r) + '\n');
+      else process.stdout.write(r.accepted ? `cancelling migration ${r.op} of ${vm} (was in ${r.phase}); it rolls back to the source\n` : `migration ${r.op} of ${vm} can no longer be cancelled (phase ${r.phase}: the VM already runs on the destination)\n`);
+      setExit(r.accepted ? 0 : EXIT.runtime);
+    });
+}

@@ -1,0 +1,30 @@
+// Fault injection that tests switch on at run time (never compiled out): SYMRUN_FAULTS is a
+// comma-separated list of NAME@WHERE, e.g. "kill-dst-qemu@perform,refuse-device-add@dst".
+// Known faults (each documented in docs/migration.md):
+//   kill-dst-qemu@perform       SIGKILL the destination QEMU at the first progress sample
+//   refuse-device-add@dst|HOST  device_add on the destination names a root port that does not exist:
+//                               QEMU itself refuses it
+//   guest-stall@quiesce         the moving VM's guest agent delays its quiesce answer for 60 s
+//   kill-coordinator@perform    the coordinator SIGKILLs itself at the first progress sample
+import { SymError } from '../errors.js';
+
+export const KNOWN_FAULTS = ['kill-dst-qemu', 'refuse-device-add', 'guest-stall', 'kill-coordinator'] as const;
+
+export interface Faults {
+  has(name: string, where: string): boolean;
+  list(): string[];
+}
+
+export function parseFaults(spec: string | undefined): Faults {
+  const items = (spec ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const it of items) {
+    const [name] = it.split('@');
+    if (!(KNOWN_FAULTS as readonly string[]).includes(name!)) {
+      throw new SymError('ESYM_CONFIG', { message: `unknown fault ${JSON.stringify(it)} in SYMRUN_FAULTS`, field: 'SYMRUN_FAULTS', value: it, fix: `known faults: ${KNOWN_FAULTS.join(', ')} (as NAME@PHASE or NAME@HOST)` });
+    }
+  }
+  return {
+    has: (name, where) => items.includes(`${name}@${where}`),
+    list: () => [...items],
+  };
+}

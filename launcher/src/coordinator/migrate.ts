@@ -1,0 +1,326 @@
+// Migrations of a running job's VMs: picks the destination, builds the phase ports for the executor
+// (migration/executor.ts) out of host-agent and guest-agent calls, applies the deadline policy to
+// progress samples, caps concurrent migrations, and reports every phase as an event.
+import crypto from 'node:crypto';
+import path from 'node:path';
+import { SymError } from '../errors.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
+import { Executor, CancelledError, type OpEvent, type OpResult, type PhasePorts } from '../migration/executor.js';
+import { FileJournal } from '../migration/journal.js';
+import type { MigrationProgress, MigrationTuning } from '../migration/qemu.js';
+import { deadlineDecision } from '../migration/deadline.js';
+import type { RpcPeer } from '../agent/channel.js';
+import type { GuestClient } from '../agent/guest.js';
+import type { MigrationConfig } from '../config/types.js';
+import type { VmSpec } from '../vm/index.js';
+import { parseFaults, type Faults } from './faults.js';
+
+export type MigrationMode = MigrationConfig['mode'];
+export type QuiesceAdapter = MigrationConfig['quiesce'];
+
+export interface MigrateRequest {
+  vm: string;
+  /** destination host; default: a free spare */
+  to?: string;
+  mode?: MigrationMode;
+  quiesce?: QuiesceAdapter;
+  deadlineMs?: number;
+  /** why (user, drain of host X, health check): recorded in the events */
+  reason?: string;
+}
+
+/** What the migration code needs from the job (narrow on purpose: tests can supply a fake). */
+export interface JobAccess {
+  readonly id: string;
+  readonly runDir: string;
+  readonly migration: MigrationConfig;
+  readonly deviceModel: 'virtio-net-pci' | 'e1000e';
+  vm(name: string): { name: string; host: string; mac: string; ip: string; tap: string; client: GuestClient; state: string } | undefined;
+  vmNames(): string[];
+  hosts(): Array<{ name: string; ip: string; bridge: string; spare: boolean; usable: boolean }>;
+  peer(host: string): RpcPeer;
+  spec(vm: string, host: string, withDevice: boolean): VmSpec;
+  /** move the VM's bookkeeping (events, guest link) to another host */
+  setVmHost(vm: string, host: string): void;
+  netConfigArgs(vm: string): Record<string, unknown>;
+}
+
+export interface OpInfo {
+  op: string;
+  vm: string;
+  from: string;
+  to: string;
+  mode: MigrationMode;
+  quiesce: QuiesceAdapter;
+  phase: string;
+  startedAt: string;
+  reason?: string;
+  progress?: MigrationProgress;
+  actions: string[];
+  result?: OpResult;
+}
+
+interface OpEntry { info: OpInfo; exec: Executor; onSample?: (p: MigrationProgress) => void }
+
+/** Freeze is shared: the first migration that needs guests quiesced freezes them, the last one resumes. */
+class QuiesceGate {
+  private holders = new Set<string>();
+  constructor(private job: JobAccess, private faults: Faults) {}
+
+  private targets(adapter: QuiesceAdapter, vm: string): string[] {
+    // failover: only the moving VM switches to its standby path; freeze/hooks: every rank everywhere
+    return adapter === 'failover' ? [vm] : this.job.vmNames();
+  }
+
+  private args(adapter: QuiesceAdapter, which: 'quiesce' | 'resume'): Record<string, unknown> {
+    const a: Record<string, unknown> = { adapter };
+    if (adapter === 'hooks') {
+      const cmd = which === 'quiesce' ? this.job.migration.hooks.quiesce : this.job.migration.hooks.resume;
+      if (cmd) a.command = cmd;
+    }
+    return a;
+  }
+
+  async acquire(op: string, adapter: QuiesceAdapter, vm: string, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const first = adapter === 'failover' || this.holders.size === 0;
+    this.holders.add(op);
+    if (!first) return { shared: true };
+    const names = this.targets(adapter, vm);
+    const stall = this.faults.has('guest-stall', 'quiesce') ? 60_000 : undefined;
+    const results = await abortable(
+      Promise.all(
+        names.map((n) => {
+          const g = this.job.vm(n)!;
+          const a = { ...this.args(adapter, 'quiesce'), ...(stall && n === vm ? { stallMs: stall } : {}) };
+          return g.client.request<{ frozen: number }>('quiesce', a, { timeoutMs: PROTOCOL_DEFAULTS.quiesceTimeoutMs });
+        }),
+      ),
+      signal,
+    );
+    return { vms: names.length, frozen: results.reduce((s, r) => s + (r?.frozen ?? 0), 0) };
+  }
+
+  async release(op: string, adapter: QuiesceAdapter, vm: string): Promise<Record<string, unknown>> {
+    this.holders.delete(op);
+    if (adapter !== 'failover' && this.holders.size > 0) return { shared: true, waitingFor: [...this.holders] };
+    const names = this.targets(adapter, vm);
+    const errs: string[] = [];
+    await Promise.all(
+      names.map(async (n) => {
+        try {
+          await this.job.vm(n)!.client.request('resume', this.args(adapter, 'resume'), { timeoutMs: PROTOCOL_DEFAULTS.quiesceTimeoutMs });
+        } catch (e) {
+          errs.push(`${n}: ${(e as Error).message}`);
+        }
+      }),
+    );
+    if (errs.length) throw new SymError('ESYM_RESUME', { message: `could not resume the job in ${errs.join('; ')}`, fix: 'the ranks there stay frozen: `symrun exec VM -- sh -c "echo 0 > /sys/fs/cgroup/symrun.job/cgroup.freeze"`' });
+    return { vms: names.length };
+  }
+}
+
+export class Migrations {
+  private ops = new Map<string, OpEntry>();
+  private queue: Array<() => void> = [];
+  private running = 0;
+  private gate: QuiesceGate;
+  readonly faults: Faults;
+  readonly journal: FileJournal;
+
+  constructor(private job: JobAccess, private emit: (e: OpEvent) => void, faults = parseFaults(process.env.SYMRUN_FAULTS)) {
+    this.faults = faults;
+    this.gate = new QuiesceGate(job, faults);
+    this.journal = new FileJournal(path.join(job.runDir, 'journal.jsonl'));
+  }
+
+  list(): OpInfo[] {
+    return [...this.ops.values()].map((o) => ({ ...o.info, phase: o.exec.state.phase }));
+  }
+
+  active(vm: string): OpEntry | undefined {
+    return [...this.ops.values()].find((o) => o.info.vm === vm && !o.info.result);
+  }
+
+  /** Hosts a migration may go to: spares that run no VM, are reachable and not draining / failing. */
+  pickDestination(vm: string, to?: string): string {
+    const hosts = this.job.hosts();
+    const busy = new Set([...this.job.vmNames().map((n) => this.job.vm(n)!.host), ...[...this.ops.values()].filter((o) => !o.info.result).map((o) => o.info.to)]);
+    if (to) {
+      const h = hosts.find((x) => x.name === to);
+      if (!h) throw new SymError('ESYM_NO_HOST', { message: `no host named ${to} in this job`, field: '--to', value: to, fix: `hosts: ${hosts.map((x) => x.name).join(', ')}` });
+      if (busy.has(to)) throw new SymError('ESYM_HOST_BUSY', { message: `host ${to} already runs a VM (or is the target of another migration)`, field: '--to', value: to, fix: `free hosts: ${hosts.filter((x) => !busy.has(x.name)).map((x) => x.name).join(', ') || 'none'}` });
+      if (!h.usable) throw new SymError('ESYM_HOST_UNUSABLE', { message: `host ${to} is drained or failing and cannot take a VM`, field: '--to', value: to });
+      return to;
+    }
+    const free = hosts.filter((h) => !busy.has(h.name) && h.usable && h.name !== this.job.vm(vm)?.host);
+    const pick = free.find((h) => h.spare) ?? free[0];
+    if (!pick) throw new SymError('ESYM_NO_SPARE', { message: `no free host to move ${vm} to`, fix: 'start the job with --spares N (hosts held back as targets), or free a host' });
+    return pick.name;
+  }
+
+  /** Start a migration; resolves with its result (after queueing behind maxConcurrent). */
+  migrate(req: MigrateRequest): { op: string; done: Promise<OpResult> } {
+    const v = this.job.vm(req.vm);
+    if (!v) throw new SymError('ESYM_NO_VM', { message: `no VM named ${req.vm} in job ${this.job.id}`, field: 'vm', value: req.vm, fix: `VMs: ${this.job.vmNames().join(', ')}` });
+    if (this.active(req.vm)) throw new SymError('ESYM_BUSY', { message: `${req.vm} is already being migrated`, fix: `wait for it, or \`symrun cancel ${req.vm}\`` });
+    if (v.state !== 'ready' && v.state !== 'running') throw new SymError('ESYM_VM_STATE', { message: `${req.vm} is ${v.state}; only a running VM can be migrated` });
+    const to = this.pickDestination(req.vm, req.to);
+    const op = `m${crypto.randomBytes(3).toString('hex')}`;
+    const cfg = this.job.migration;
+    const info: OpInfo = {
+      op, vm: req.vm, from: v.host, to, mode: req.mode ?? cfg.mode, quiesce: req.quiesce ?? cfg.quiesce,
+      phase: 'queued', startedAt: new Date().toISOString(), reason: req.reason, actions: [],
+    };
+    const deadlineMs = req.deadlineMs ?? cfg.deadlineMs;
+    const exec = new Executor({ op, kind: 'migrate', ports: this.ports(info, deadlineMs), journal: this.journal, onEvent: (e) => this.emit({ ...e, data: { vm: info.vm, from: info.from, to: info.to, ...(e.data ?? {}) } }) });
+    this.ops.set(op, { info, exec });
+    const done = new Promise<OpResult>((resolve) => {
+      const go = () => {
+        this.running++;
+        void this.journal.write({ op, kind: 'migrate', phase: 'new', state: exec.state, params: { ...info, deadlineMs } });
+        exec.start().then((r) => {
+          info.result = r;
+          this.running--;
+          this.queue.shift()?.();
+          resolve(r);
+        });
+      };
+      if (this.running < cfg.maxConcurrent) go();
+      else {
+        this.emit({ ts: new Date().toISOString(), op, kind: 'migrate', phase: 'new', event: 'progress', data: { vm: info.vm, queued: true, running: this.running, max: cfg.maxConcurrent } });
+        this.queue.push(go);
+      }
+    });
+    return { op, done };
+  }
+
+  cancel(vm: string): { op: string; accepted: boolean; phase: string } {
+    const o = this.active(vm);
+    if (!o) throw new SymError('ESYM_NO_MIGRATION', { message: `no migration of ${vm} in progress`, field: 'vm', value: vm });
+    const accepted = o.exec.cancel();
+    return { op: o.info.op, accepted, phase: o.exec.state.phase };
+  }
+
+  /** Progress sample from the source host agent. */
+  onProgress(opId: string, p: MigrationProgress): void {
+    const o = this.ops.get(opId);
+    if (!o) return;
+    o.info.progress = p;
+    o.exec.note('perform', 'progress', { ...p } as unknown as Record<string, unknown>);
+    o.onSample?.(p);
+  }
+
+  private ports(info: OpInfo, deadlineMs: number | undefined): PhasePorts {
+    const job = this.job;
+    const cfg = job.migration;
+    const vm = () => job.vm(info.vm)!;
+    const src = () => job.peer(info.from);
+    const dst = () => job.peer(info.to);
+    const hostOf = (n: string) => job.hosts().find((h) => h.name === n)!;
+    const tuning: MigrationTuning = {
+      maxBandwidthBytes: cfg.maxBandwidthBytes,
+      downtimeLimitMs: cfg.downtimeLimitMs,
+      ...(cfg.multifdChannels > 0 ? { multifdChannels: cfg.multifdChannels } : {}),
+      ...(info.mode === 'postcopy' || (deadlineMs && cfg.deadlineActions.includes('postcopy')) ? { postcopy: true } : {}),
+    };
+    let uri = '';
+    const plug = (host: string, bus: string) => ({
+      name: info.vm, id: DEFAULTS.interconnect.deviceId, netdevId: DEFAULTS.interconnect.netdevId,
+      tap: vm().tap, bridge: hostOf(host).bridge, mac: vm().mac, model: job.deviceModel, bus,
+    });
+    const self = this;
+
+    return {
+      async prepare(signal) {
+        const r = await dst().call<{ uri: string; pid: number }>('mig.prepare', { spec: job.spec(info.vm, info.to, false), tuning, listenIp: hostOf(info.to).ip }, { timeoutMs: PROTOCOL_DEFAULTS.prepareTimeoutMs, signal });
+        uri = r.uri;
+        return { uri, dstPid: r.pid };
+      },
+      quiesce: (signal) => self.gate.acquire(info.op, info.quiesce, info.vm, signal),
+      async unplug(signal) {
+        const devs = await src().call<Array<{ qdevId?: string }>>('vm.devices', { name: info.vm }, { signal });
+        if (!devs.some((d) => d.qdevId === DEFAULTS.interconnect.deviceId)) return { skipped: 'no interconnect device plugged' };
+        return src().call('vm.unplug', { name: info.vm, id: DEFAULTS.interconnect.deviceId, netdevId: DEFAULTS.interconnect.netdevId }, { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
+      },
+      async perform(signal) {
+        const samples: Array<{ atMs: number; p: MigrationProgress }> = [];
+        const t0 = performance.now();
+        let killedDst = false;
+        const entry = self.ops.get(info.op)!;
+        entry.onSample = (p) => {
+          samples.push({ atMs: performance.now() - t0, p });
+          if (!killedDst && self.faults.has('kill-dst-qemu', 'perform')) {
+            killedDst = true;
+            void dst().call('vm.kill', { name: info.vm }).catch(() => undefined);
+            self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, fault: 'kill-dst-qemu' } });
+          }
+          if (deadlineMs === undefined) return;
+          const d = deadlineDecision(samples, { deadlineMs, allowed: cfg.deadlineActions, alreadyTaken: info.actions, downtimeLimitMs: cfg.downtimeLimitMs });
+          if (d.kind === 'none') return;
+          info.actions.push(d.kind);
+          self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, action: d.kind, reason: d.reason, projectedFinishMs: d.projectedFinishMs, deadlineMs } });
+          const args = d.kind === 'throttle' ? { percent: d.percent } : {};
+          void src().call('mig.action', { name: info.vm, action: d.kind, ...args }).catch((e) =>
+            self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, action: d.kind, failed: (e as Error).message } }));
+        };
+        const onAbort = () => { void src().call('mig.cancel', { name: info.vm }).catch(() => undefined); };
+        signal.addEventListener('abort', onAbort, { once: true });
+        try {
+          const fin = await src().call<MigrationProgress>('mig.perform', { name: info.vm, uri, tuning, mode: info.mode, op: info.op }, { timeoutMs: deadlineMs ? deadlineMs * 3 : PROTOCOL_DEFAULTS.transferTimeoutMs });
+          if (signal.aborted) throw new CancelledError();
+          return { ...fin, actions: info.actions } as unknown as Record<string, unknown>;
+        } catch (e) {
+          if (signal.aborted) throw new CancelledError();
+          throw e;
+        } finally {
+          signal.removeEventListener('abort', onAbort);
+          entry.onSample = undefined;
+        }
+      },
+      async finish() {
+        const st = await dst().call<{ status: string }>('mig.finish', { name: info.vm, timeoutMs: PROTOCOL_DEFAULTS.finishTimeoutMs }, { timeoutMs: PROTOCOL_DEFAULTS.finishTimeoutMs + 5000 });
+        // the VM runs on the destination from here on: its guest channel is the destination's
+        job.setVmHost(info.vm, info.to);
+        await dst().call('guest.reconnect', { name: info.vm });
+        await vm().client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs);
+        return st;
+      },
+      async replug(signal) {
+        const bus = self.faults.has('refuse-device-add', info.to) || self.faults.has('refuse-device-add', 'dst') ? 'rp-fault-injected' : 'rp1';
+        return dst().call('vm.plugNic', plug(info.to, bus), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000, signal });
+      },
+      async reconfigure() {
+        return vm().client.request('net-config', job.netConfigArgs(info.vm), { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs });
+      },
+      resume: () => self.gate.release(info.op, info.quiesce, info.vm),
+      async confirm() {
+        return src().call('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
+      },
+      // ---- rollback (before finish: the VM belongs to the source) ----
+      async 'rb-cancel'() {
+        return src().call('mig.cancel', { name: info.vm }, { timeoutMs: 30_000 });
+      },
+      async 'rb-dst-stop'() {
+        return dst().call('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
+      },
+      async 'rb-replug'() {
+        const devs = await src().call<Array<{ qdevId?: string }>>('vm.devices', { name: info.vm });
+        if (devs.some((d) => d.qdevId === DEFAULTS.interconnect.deviceId)) return { skipped: 'device still plugged' };
+        return src().call('vm.plugNic', plug(info.from, 'rp1'), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+      },
+      async 'rb-reconfigure'() {
+        return vm().client.request('net-config', job.netConfigArgs(info.vm), { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs });
+      },
+      'rb-resume': () => self.gate.release(info.op, info.quiesce, info.vm),
+    };
+  }
+}
+
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v); }, (e) => { signal.removeEventListener('abort', onAbort); reject(e); });
+  });
+}
