@@ -345,8 +345,10 @@ async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
   while (readSys(`/sys/class/net/${a.name}/operstate`) !== 'up' && Date.now() < upDeadline) await sleep(50);
   if (a.announce) {
     const ip = a.address.split('/')[0]!;
-    // gratuitous ARP so the switch and the peers learn where the MAC lives now
-    await execFileP('arping', ['-U', '-c', '2', '-I', a.name, ip]).catch(() => execFileP('busybox', ['arping', '-U', '-c', '2', '-I', a.name, ip]).catch(() => undefined));
+    // gratuitous ARP so the switches learn where the MAC lives now (the MAC itself never changes, so
+    // the peers' ARP caches stay right). Sent in the background: arping -c 2 takes a second, and
+    // every millisecond here is time the ranks stay frozen.
+    void execFileP('arping', ['-U', '-c', '2', '-I', a.name, ip]).catch(() => execFileP('busybox', ['arping', '-U', '-c', '2', '-I', a.name, ip]).catch(() => undefined));
   }
   const rep = (await interfaces()).find((i) => i.name === a.name);
   if (!rep) throw new AgentError('ENODEV', `interface ${a.name} vanished`);

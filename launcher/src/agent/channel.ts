@@ -15,11 +15,14 @@ const MAX_LINE = 64 * 1024 * 1024;
 type Msg = Record<string, unknown> & { t: string };
 export type Handler = (params: any, peer: RpcPeer) => Promise<unknown> | unknown;
 
-export interface RpcError { code: string; message: string; fix?: string; details?: unknown }
+export interface RpcError { code: string; message: string; fix?: string; details?: unknown; field?: string; value?: unknown; exitCode?: number }
 
 export class RpcCallError extends SymError {
   constructor(method: string, e: RpcError) {
-    super(/^ESYM_[A-Z0-9_]+$/.test(e.code) ? e.code : 'ESYM_REMOTE', { message: e.message, fix: e.fix, details: { method, remoteCode: e.code } });
+    super(/^ESYM_[A-Z0-9_]+$/.test(e.code) ? e.code : 'ESYM_REMOTE', {
+      message: e.message, fix: e.fix, field: e.field, value: e.value, details: { method, remoteCode: e.code },
+      ...(typeof e.exitCode === 'number' && e.exitCode > 0 && e.exitCode < 256 ? { exitCode: e.exitCode } : {}),
+    });
   }
 }
 
@@ -154,7 +157,7 @@ export class RpcPeer extends EventEmitter {
 }
 
 export function errorToWire(e: unknown): RpcError {
-  if (e instanceof SymError) return { code: e.code, message: e.message, fix: e.fix, details: e.details };
+  if (e instanceof SymError) return { code: e.code, message: e.message, fix: e.fix, details: e.details, field: e.field, value: e.value, exitCode: e.exitCode };
   return { code: 'ESYM_REMOTE', message: e instanceof Error ? e.message : String(e) };
 }
 

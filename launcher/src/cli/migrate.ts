@@ -1,10 +1,10 @@
 // `symrun migrate VM` and `symrun cancel VM`: talk to the running job's control socket, follow the
 // operation's events (progress bar on a terminal, one line per phase otherwise), print the phase table.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { SymError, EXIT } from '../errors.js';
 import { connectUnix } from '../agent/channel.js';
-import { parseDurationMs } from '../config/load.js';
+import { parseDurationMs, parseSizeBytes } from '../config/load.js';
 import type { OpEvent, OpResult } from '../migration/executor.js';
 
 type FindJob = (id?: string) => Promise<{ id: string; control: string }>;
@@ -63,11 +63,19 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
     .option('--mode <mode>', `live | postcopy | stop-copy (default from migration.mode)`)
     .option('--quiesce <adapter>', 'freeze | failover | hooks (default from migration.quiesce)')
     .option('--deadline <time>', 'finish within this (e.g. 30s): the deadline policy acts if it would not')
+    .option('--bandwidth <size>', 'cap the migration stream for this move (e.g. 500M = 500 MiB/s)')
     .option('--job <id>', 'job id (default: the only running job)')
     .option('--json', 'print the result as JSON on stdout')
+    .addOption(new Option('--fault <spec>', 'fault injection for tests (NAME@WHERE, docs/migration.md); repeatable').hideHelp().argParser((v: string, prev: string[] = []) => [...prev, v]))
     .option('--no-wait', 'return once the migration has started (prints its operation id)')
     .addHelpText('after', MIGRATE_HELP)
-    .action(async (vm: string, f: { to?: string; mode?: string; quiesce?: string; deadline?: string; job?: string; json?: boolean; wait: boolean }) => {
+    .action(async (vm: string, f: { to?: string; mode?: string; quiesce?: string; deadline?: string; bandwidth?: string; fault?: string[]; job?: string; json?: boolean; wait: boolean }) => {
+      let maxBandwidthBytes: number | undefined;
+      if (f.bandwidth !== undefined) {
+        try { maxBandwidthBytes = parseSizeBytes(f.bandwidth, '--bandwidth'); } catch {
+          throw new SymError('ESYM_USAGE', { message: `cannot read the bandwidth ${JSON.stringify(f.bandwidth)}`, field: '--bandwidth', value: f.bandwidth, fix: 'a size per second like 500M or 2G (binary units)', exitCode: EXIT.usage });
+        }
+      }
       if (f.mode && !MODES.includes(f.mode)) throw new SymError('ESYM_USAGE', { message: `unknown migration mode ${JSON.stringify(f.mode)}`, field: '--mode', value: f.mode, fix: `use one of ${MODES.join(', ')}`, exitCode: EXIT.usage });
       if (f.quiesce && !ADAPTERS.includes(f.quiesce)) throw new SymError('ESYM_USAGE', { message: `unknown quiesce adapter ${JSON.stringify(f.quiesce)}`, field: '--quiesce', value: f.quiesce, fix: `use one of ${ADAPTERS.join(', ')}`, exitCode: EXIT.usage });
       let deadlineMs: number | undefined;
@@ -102,10 +110,14 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
           }
         }
       });
-      const res = await peer.call<{ op: string; result?: OpResult }>('migrate', { vm, to: f.to, mode: f.mode, quiesce: f.quiesce, deadlineMs, wait: f.wait, reason: 'symrun migrate' }, { timeoutMs: 24 * 3600_000 });
+      let res: { op: string; result?: OpResult };
+      try {
+        res = await peer.call<{ op: string; result?: OpResult }>('migrate', { vm, to: f.to, mode: f.mode, quiesce: f.quiesce, deadlineMs, maxBandwidthBytes, faults: f.fault, wait: f.wait, reason: 'symrun migrate' }, { timeoutMs: 24 * 3600_000 });
+      } finally {
+        if (barOn) bar!.stop();
+        peer.close();
+      }
       op = res.op;
-      if (barOn) bar!.stop();
-      peer.close();
       if (!res.result) {
         process.stdout.write(f.json ? JSON.stringify({ op: res.op, vm, started: true }) + '\n' : `migration ${res.op} of ${vm} started; follow it with \`symrun status\`\n`);
         setExit(0);
@@ -118,6 +130,8 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
         if (r.outcome !== 'done') {
           process.stderr.write(`symrun: migration of ${vm} ${r.outcome}${r.error ? `: ${r.error.message}` : ''}\n`);
           for (const l of r.leftovers) process.stderr.write(`symrun: left behind after ${l.phase}: ${l.message}\n`);
+          const back = (r as OpResult & { returnTrip?: OpResult }).returnTrip;
+          if (back) process.stderr.write(`symrun: ${vm} was moved back (return trip ${back.op}: ${back.outcome})\n`);
         }
       }
       setExit(exitFor(r));
@@ -131,8 +145,7 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
     .action(async (vm: string, f: { job?: string; json?: boolean }) => {
       const j = await findJob(f.job);
       const peer = await connectUnix(j.control);
-      const r = await peer.call<{ op: string; accepted: boolean; phase: string }>('cancel', { vm }, { timeoutMs: 10_000 });
-      peer.close();
+      const r = await peer.call<{ op: string; accepted: boolean; phase: string }>('cancel', { vm }, { timeoutMs: 10_000 }).finally(() => peer.close());
       if (f.json) process.stdout.write(JSON.stringify(r) + '\n');
       else process.stdout.write(r.accepted ? `cancelling migration ${r.op} of ${vm} (was in ${r.phase}); it rolls back to the source\n` : `migration ${r.op} of ${vm} can no longer be cancelled (phase ${r.phase}: the VM already runs on the destination)\n`);
       setExit(r.accepted ? 0 : EXIT.runtime);

@@ -238,7 +238,7 @@ export class Job {
       this.vms.set(name, { name, index: i, host: host.name, mac: vmMac(this.id, i), ip: cluster.guestIp(i), tap: `symtap${i}`, client, state: 'booting' });
       client.on('rsh', (f: Extract<GuestFrame, { t: 'rsh' }>) => void this.relayRsh(name, f));
     }
-    this.say(`booting ${names.length} VMs (${accel.accel}, ${cfg.vm.memoryMiB} MiB, ${cfg.vm.cpus} vCPU) on ${names.length} hosts${cfg.spares ? ` + ${cfg.spares} spare` : ''}`);
+    this.say(`job ${this.id}: booting ${names.length} VMs (${accel.accel}, ${cfg.vm.memoryMiB} MiB, ${cfg.vm.cpus} vCPU) on ${names.length} hosts${cfg.spares ? ` + ${cfg.spares} spare` : ''}`);
     await this.phase('boot', () => Promise.all(names.map((n) => this.bootVm(n, accel.accel))));
     this.checkAbort();
 

@@ -3,8 +3,9 @@
 // progress samples, caps concurrent migrations, and reports every phase as an event.
 import crypto from 'node:crypto';
 import path from 'node:path';
-import { SymError } from '../errors.js';
+import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
+import { isTerminal } from '../migration/machine.js';
 import { Executor, CancelledError, type OpEvent, type OpResult, type PhasePorts } from '../migration/executor.js';
 import { FileJournal } from '../migration/journal.js';
 import type { MigrationProgress, MigrationTuning } from '../migration/qemu.js';
@@ -27,6 +28,10 @@ export interface MigrateRequest {
   deadlineMs?: number;
   /** why (user, drain of host X, health check): recorded in the events */
   reason?: string;
+  /** per-operation cap of the migration stream (bytes/s), e.g. to keep a link free */
+  maxBandwidthBytes?: number;
+  /** fault injection for this operation only (tests): NAME@WHERE, see faults.ts */
+  faults?: string[];
 }
 
 /** What the migration code needs from the job (narrow on purpose: tests can supply a fake). */
@@ -57,7 +62,7 @@ export interface OpInfo {
   reason?: string;
   progress?: MigrationProgress;
   actions: string[];
-  result?: OpResult;
+  result?: OpResult & { returnTrip?: OpResult };
 }
 
 interface OpEntry { info: OpInfo; exec: Executor; onSample?: (p: MigrationProgress) => void }
@@ -65,7 +70,7 @@ interface OpEntry { info: OpInfo; exec: Executor; onSample?: (p: MigrationProgre
 /** Freeze is shared: the first migration that needs guests quiesced freezes them, the last one resumes. */
 class QuiesceGate {
   private holders = new Set<string>();
-  constructor(private job: JobAccess, private faults: Faults) {}
+  constructor(private job: JobAccess) {}
 
   private targets(adapter: QuiesceAdapter, vm: string): string[] {
     // failover: only the moving VM switches to its standby path; freeze/hooks: every rank everywhere
@@ -81,12 +86,12 @@ class QuiesceGate {
     return a;
   }
 
-  async acquire(op: string, adapter: QuiesceAdapter, vm: string, signal: AbortSignal): Promise<Record<string, unknown>> {
+  async acquire(op: string, adapter: QuiesceAdapter, vm: string, signal: AbortSignal, faults: Faults): Promise<Record<string, unknown>> {
     const first = adapter === 'failover' || this.holders.size === 0;
     this.holders.add(op);
     if (!first) return { shared: true };
     const names = this.targets(adapter, vm);
-    const stall = this.faults.has('guest-stall', 'quiesce') ? 60_000 : undefined;
+    const stall = faults.has('guest-stall', 'quiesce') ? 60_000 : undefined;
     const results = await abortable(
       Promise.all(
         names.map((n) => {
@@ -124,12 +129,13 @@ export class Migrations {
   private queue: Array<() => void> = [];
   private running = 0;
   private gate: QuiesceGate;
+  /** faults switched on for every operation of this job (SYMRUN_FAULTS) */
   readonly faults: Faults;
   readonly journal: FileJournal;
 
   constructor(private job: JobAccess, private emit: (e: OpEvent) => void, faults = parseFaults(process.env.SYMRUN_FAULTS)) {
     this.faults = faults;
-    this.gate = new QuiesceGate(job, faults);
+    this.gate = new QuiesceGate(job);
     this.journal = new FileJournal(path.join(job.runDir, 'journal.jsonl'));
   }
 
@@ -138,7 +144,7 @@ export class Migrations {
   }
 
   active(vm: string): OpEntry | undefined {
-    return [...this.ops.values()].find((o) => o.info.vm === vm && !o.info.result);
+    return [...this.ops.values()].find((o) => o.info.vm === vm && !isTerminal(o.exec.state.phase));
   }
 
   /** Hosts a migration may go to: spares that run no VM, are reachable and not draining / failing. */
@@ -147,9 +153,9 @@ export class Migrations {
     const busy = new Set([...this.job.vmNames().map((n) => this.job.vm(n)!.host), ...[...this.ops.values()].filter((o) => !o.info.result).map((o) => o.info.to)]);
     if (to) {
       const h = hosts.find((x) => x.name === to);
-      if (!h) throw new SymError('ESYM_NO_HOST', { message: `no host named ${to} in this job`, field: '--to', value: to, fix: `hosts: ${hosts.map((x) => x.name).join(', ')}` });
-      if (busy.has(to)) throw new SymError('ESYM_HOST_BUSY', { message: `host ${to} already runs a VM (or is the target of another migration)`, field: '--to', value: to, fix: `free hosts: ${hosts.filter((x) => !busy.has(x.name)).map((x) => x.name).join(', ') || 'none'}` });
-      if (!h.usable) throw new SymError('ESYM_HOST_UNUSABLE', { message: `host ${to} is drained or failing and cannot take a VM`, field: '--to', value: to });
+      if (!h) throw new SymError('ESYM_NO_HOST', { message: `no host named ${to} in this job`, field: '--to', value: to, exitCode: EXIT.usage, fix: `hosts: ${hosts.map((x) => x.name).join(', ')}` });
+      if (busy.has(to)) throw new SymError('ESYM_HOST_BUSY', { message: `host ${to} already runs a VM (or is the target of another migration)`, field: '--to', value: to, exitCode: EXIT.usage, fix: `free hosts: ${hosts.filter((x) => !busy.has(x.name)).map((x) => x.name).join(', ') || 'none'}` });
+      if (!h.usable) throw new SymError('ESYM_HOST_UNUSABLE', { message: `host ${to} is drained or failing and cannot take a VM`, field: '--to', value: to, exitCode: EXIT.usage });
       return to;
     }
     const free = hosts.filter((h) => !busy.has(h.name) && h.usable && h.name !== this.job.vm(vm)?.host);
@@ -161,7 +167,7 @@ export class Migrations {
   /** Start a migration; resolves with its result (after queueing behind maxConcurrent). */
   migrate(req: MigrateRequest): { op: string; done: Promise<OpResult> } {
     const v = this.job.vm(req.vm);
-    if (!v) throw new SymError('ESYM_NO_VM', { message: `no VM named ${req.vm} in job ${this.job.id}`, field: 'vm', value: req.vm, fix: `VMs: ${this.job.vmNames().join(', ')}` });
+    if (!v) throw new SymError('ESYM_NO_VM', { message: `no VM named ${req.vm} in job ${this.job.id}`, field: 'vm', value: req.vm, fix: `VMs: ${this.job.vmNames().join(', ')}`, exitCode: EXIT.usage });
     if (this.active(req.vm)) throw new SymError('ESYM_BUSY', { message: `${req.vm} is already being migrated`, fix: `wait for it, or \`symrun cancel ${req.vm}\`` });
     if (v.state !== 'ready' && v.state !== 'running') throw new SymError('ESYM_VM_STATE', { message: `${req.vm} is ${v.state}; only a running VM can be migrated` });
     const to = this.pickDestination(req.vm, req.to);
@@ -172,17 +178,18 @@ export class Migrations {
       phase: 'queued', startedAt: new Date().toISOString(), reason: req.reason, actions: [],
     };
     const deadlineMs = req.deadlineMs ?? cfg.deadlineMs;
-    const exec = new Executor({ op, kind: 'migrate', ports: this.ports(info, deadlineMs), journal: this.journal, onEvent: (e) => this.emit({ ...e, data: { vm: info.vm, from: info.from, to: info.to, ...(e.data ?? {}) } }) });
+    const faults = parseFaults([...this.faults.list(), ...(req.faults ?? [])].join(','));
+    const exec = new Executor({ op, kind: 'migrate', ports: this.ports(info, { deadlineMs, faults, maxBandwidthBytes: req.maxBandwidthBytes }), journal: this.journal, onEvent: (e) => this.emit({ ...e, data: { vm: info.vm, from: info.from, to: info.to, ...(e.data ?? {}) } }) });
     this.ops.set(op, { info, exec });
     const done = new Promise<OpResult>((resolve) => {
       const go = () => {
         this.running++;
         void this.journal.write({ op, kind: 'migrate', phase: 'new', state: exec.state, params: { ...info, deadlineMs } });
-        exec.start().then((r) => {
-          info.result = r;
+        exec.start().then(async (r) => {
           this.running--;
           this.queue.shift()?.();
-          resolve(r);
+          info.result = await this.afterOp(info, r);
+          resolve(info.result);
         });
       };
       if (this.running < cfg.maxConcurrent) go();
@@ -194,9 +201,27 @@ export class Migrations {
     return { op, done };
   }
 
+  /**
+   * The destination could not take the device (replug failed after finish): the VM runs there without
+   * its interconnect. Move it back to the host it came from, whose device is free again; the outcome
+   * is then a rollback (the VM is where it was, with its device), reached by a second migration.
+   */
+  private async afterOp(info: OpInfo, r: OpResult): Promise<OpResult & { returnTrip?: OpResult }> {
+    if (r.outcome !== 'degraded' || !r.leftovers.some((l) => l.phase === 'replug')) return r;
+    this.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: r.outcome, event: 'action', data: { vm: info.vm, from: info.from, to: info.to, action: 'return-trip', reason: `the device could not be plugged on ${info.to}: moving ${info.vm} back to ${info.from}` } });
+    let back: OpResult;
+    try {
+      back = await this.migrate({ vm: info.vm, to: info.from, mode: info.mode, quiesce: info.quiesce, reason: `return trip of ${info.op}` }).done;
+    } catch (e) {
+      return { ...r, leftovers: [...r.leftovers, { phase: 'degraded', message: `return trip to ${info.from} could not start: ${(e as Error).message}` }] };
+    }
+    if (back.outcome === 'done') return { ...r, outcome: 'rolled-back', returnTrip: back };
+    return { ...r, returnTrip: back, leftovers: [...r.leftovers, ...back.leftovers, { phase: 'degraded', message: `return trip to ${info.from} ended ${back.outcome}: ${info.vm} runs on ${this.job.vm(info.vm)?.host} without its device` }] };
+  }
+
   cancel(vm: string): { op: string; accepted: boolean; phase: string } {
     const o = this.active(vm);
-    if (!o) throw new SymError('ESYM_NO_MIGRATION', { message: `no migration of ${vm} in progress`, field: 'vm', value: vm });
+    if (!o) throw new SymError('ESYM_NO_MIGRATION', { message: `no migration of ${vm} in progress`, field: 'vm', value: vm, exitCode: EXIT.usage });
     const accepted = o.exec.cancel();
     return { op: o.info.op, accepted, phase: o.exec.state.phase };
   }
@@ -210,15 +235,16 @@ export class Migrations {
     o.onSample?.(p);
   }
 
-  private ports(info: OpInfo, deadlineMs: number | undefined): PhasePorts {
+  private ports(info: OpInfo, o: { deadlineMs?: number; faults: Faults; maxBandwidthBytes?: number }): PhasePorts {
     const job = this.job;
     const cfg = job.migration;
+    const { deadlineMs, faults } = o;
     const vm = () => job.vm(info.vm)!;
     const src = () => job.peer(info.from);
     const dst = () => job.peer(info.to);
     const hostOf = (n: string) => job.hosts().find((h) => h.name === n)!;
     const tuning: MigrationTuning = {
-      maxBandwidthBytes: cfg.maxBandwidthBytes,
+      maxBandwidthBytes: o.maxBandwidthBytes ?? cfg.maxBandwidthBytes,
       downtimeLimitMs: cfg.downtimeLimitMs,
       ...(cfg.multifdChannels > 0 ? { multifdChannels: cfg.multifdChannels } : {}),
       ...(info.mode === 'postcopy' || (deadlineMs && cfg.deadlineActions.includes('postcopy')) ? { postcopy: true } : {}),
@@ -236,7 +262,7 @@ export class Migrations {
         uri = r.uri;
         return { uri, dstPid: r.pid };
       },
-      quiesce: (signal) => self.gate.acquire(info.op, info.quiesce, info.vm, signal),
+      quiesce: (signal) => self.gate.acquire(info.op, info.quiesce, info.vm, signal, faults),
       async unplug(signal) {
         const devs = await src().call<Array<{ qdevId?: string }>>('vm.devices', { name: info.vm }, { signal });
         if (!devs.some((d) => d.qdevId === DEFAULTS.interconnect.deviceId)) return { skipped: 'no interconnect device plugged' };
@@ -249,7 +275,7 @@ export class Migrations {
         const entry = self.ops.get(info.op)!;
         entry.onSample = (p) => {
           samples.push({ atMs: performance.now() - t0, p });
-          if (!killedDst && self.faults.has('kill-dst-qemu', 'perform')) {
+          if (!killedDst && faults.has('kill-dst-qemu', 'perform')) {
             killedDst = true;
             void dst().call('vm.kill', { name: info.vm }).catch(() => undefined);
             self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, fault: 'kill-dst-qemu' } });
@@ -286,7 +312,7 @@ export class Migrations {
         return st;
       },
       async replug(signal) {
-        const bus = self.faults.has('refuse-device-add', info.to) || self.faults.has('refuse-device-add', 'dst') ? 'rp-fault-injected' : 'rp1';
+        const bus = faults.has('refuse-device-add', info.to) || faults.has('refuse-device-add', 'dst') ? 'rp-fault-injected' : 'rp1';
         return dst().call('vm.plugNic', plug(info.to, bus), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000, signal });
       },
       async reconfigure() {
