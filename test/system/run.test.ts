@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { repoRoot } from '../../launcher/src/defaults.js';
+import { symrunEnv } from '../fixtures/symrun-env.js';
 
 const root = repoRoot();
 const symrun = path.join(root, 'bin', 'symrun');
@@ -26,7 +27,7 @@ function run(args: string[], opts: { killAfterLine?: RegExp; killSignal?: NodeJS
   return new Promise((resolve) => {
     const t0 = Date.now();
     // run symrun as a user would: without the test runner's loaders in NODE_OPTIONS
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('TAP')));
+    const env = symrunEnv();
     const c = spawn(symrun, args, { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
