@@ -1,4 +1,5 @@
 // symrun command line. Everything after `--` is the application (or the command for `exec`).
+import os from 'node:os';
 import { Command, Option } from 'commander';
 import { SymError, EXIT, renderError, isSymError } from './errors.js';
 import { loadConfig, describeConfig, type ConfigOverrides } from './config/index.js';
@@ -118,7 +119,12 @@ async function execCommand(vm: string, cmd: string[], flags: { job?: string; int
   const onStdin = (d: Buffer) => peer.notify('exec.in', { sid, data: d.toString('base64') });
   const onStdinEnd = () => peer.notify('exec.in', { sid, eof: true });
   const onResize = () => peer.notify('exec.resize', { sid, cols: process.stdout.columns, rows: process.stdout.rows });
-  const onSignal = (sig: NodeJS.Signals) => peer.notify('exec.signal', { sid, sig });
+  let signalled = 0;
+  // the first signal goes to the remote command; a second one ends symrun exec (the command may go on)
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signalled === 1) peer.notify('exec.signal', { sid, sig });
+    else process.exit(128 + (os.constants.signals[sig] ?? 1));
+  };
   const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   // restore the terminal and stop reading stdin, or the process would never exit
   const cleanup = () => {
