@@ -266,6 +266,7 @@ export class Job {
     }
     this.say(`launching ${plan.np} ranks on ${names.length} VMs`);
     this.state = 'running';
+    for (const v of this.vms.values()) v.state = 'running';
     const status = await this.phase('run', () => this.runMpi(vm1, plan.argv, plan.env, plan.rankVm));
     this.state = 'finishing';
     await this.phase('stage-out', () => this.stageOut());
@@ -517,15 +518,13 @@ export class Job {
     p.handle('exec.start', async (a: { vm: string; argv: string[]; pty?: { cols: number; rows: number }; cwd?: string }) => {
       const vm = this.vms.get(a.vm);
       if (!vm) throw new SymError('ESYM_NO_VM', { message: `no VM named ${a.vm} in job ${this.id}`, fix: `VMs: ${[...this.vms.keys()].join(', ')}` });
+      // output can arrive before exec() returns the session id: hold it until then
       let sidRef = '';
-      const h = await vm.client.exec(
-        { argv: a.argv, pty: a.pty, cwd: a.cwd, stdin: true },
-        {
-          onStdout: (d) => p.notify('exec.out', { sid: sidRef, fd: 1, data: d.toString('base64') }),
-          onStderr: (d) => p.notify('exec.out', { sid: sidRef, fd: 2, data: d.toString('base64') }),
-        },
-      );
+      const early: Array<[1 | 2, Buffer]> = [];
+      const out = (fd: 1 | 2) => (d: Buffer) => (sidRef ? p.notify('exec.out', { sid: sidRef, fd, data: d.toString('base64') }) : early.push([fd, d]));
+      const h = await vm.client.exec({ argv: a.argv, pty: a.pty, cwd: a.cwd, stdin: true }, { onStdout: out(1), onStderr: out(2) });
       sidRef = h.sid;
+      for (const [fd, d] of early) p.notify('exec.out', { sid: sidRef, fd, data: d.toString('base64') });
       this.controlExecs.set(h.sid, { peer: p, handle: h });
       void h.done.then((r) => { this.controlExecs.delete(h.sid); p.notify('exec.exit', { sid: h.sid, status: r.status }); });
       return { sid: h.sid };
@@ -554,7 +553,9 @@ export class Job {
       const step = this.teardown.pop()!;
       const left = Math.max(500, deadline - Date.now());
       try {
-        await Promise.race([Promise.resolve().then(step.fn), new Promise((_, rej) => setTimeout(() => rej(new Error(`timed out after ${left} ms`)), left))]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([Promise.resolve().then(step.fn), new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out after ${left} ms`)), left); })])
+          .finally(() => clearTimeout(timer)); // a pending timer would keep symrun alive after the job
       } catch (e) {
         this.err.write(`symrun: warning: teardown of ${step.what} failed: ${(e as Error).message}\n`);
       }
