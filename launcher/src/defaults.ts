@@ -78,6 +78,8 @@ export const DEFAULTS = {
     saveMaxBandwidthBytes: 10 * 1024 * 1024 * 1024,
     /** deadlineDecision: throughput is measured over samples from the last this many ms */
     deadlineWindowMs: 3_000,
+    /** deadlineDecision: no action on less precopy history than this, unless the deadline has passed */
+    deadlineMinEvidenceMs: 1_000,
   },
 } as const;
 
@@ -154,10 +156,9 @@ export const VM_DEFAULTS = {
   accelProbeCacheFile: 'accel-probe.json',
 } as const;
 
-/** The SymVirt protocol (migration/ and coordinator/): migration, checkpoint, rollback. */
+/** The SymVirt protocol (migration/ and coordinator/): migration, checkpoint, rollback.
+ *  QEMU-level migration settings (bandwidth, downtime, polling, transfer timeout) are DEFAULTS.migration. */
 export const PROTOCOL_DEFAULTS = {
-  /** query-migrate polling interval on the source (progress events, deadline policy) */
-  pollMs: 200,
   /** Prepare: destination QEMU started and listening */
   prepareTimeoutMs: 60_000,
   /** Quiesce / Resume: every guest agent must answer within this */
@@ -166,17 +167,25 @@ export const PROTOCOL_DEFAULTS = {
   finishTimeoutMs: 90_000,
   /** Reconfigure: the interconnect interface is up with its address in the guest */
   reconfigureTimeoutMs: 30_000,
-  /** a whole migration (transfer included) unless --deadline says otherwise */
-  transferTimeoutMs: 600_000,
   /** migrations in flight at once (e.g. two drained hosts) */
   maxConcurrent: 2,
-  /** migration stream cap (QEMU max-bandwidth; its 128 MiB/s default is far below any real link) */
-  maxBandwidthBytes: 10 * 1024 * 1024 * 1024,
-  /** QEMU downtime-limit (its default) */
-  downtimeLimitMs: 300,
   /** default migration mode and quiesce adapter */
   mode: 'live' as 'live' | 'postcopy' | 'stop-copy',
   quiesce: 'freeze' as 'freeze' | 'failover' | 'hooks',
   /** deadline policy: actions it may take, in order of preference */
   deadlineActions: ['postcopy', 'throttle', 'stop-copy'] as Array<'postcopy' | 'throttle' | 'stop-copy'>,
+} as const;
+
+/** Slurm mode (launcher/src/coordinator/hosts.ts, launcher/src/slurm/watch.ts). */
+export const SLURM_DEFAULTS = {
+  /** bridge on every node that carries the node's address; VM taps attach to it (network.bridge) */
+  bridge: 'symbr0',
+  /** guests' /24 for network.subnet "auto": picked from the Slurm job id inside this range */
+  guestRange: '198.18.0.0/15',
+  /** node watcher: one batched `scontrol show node -o A,B,...` per interval (slurm.pollInterval) */
+  pollIntervalMs: 1_000,
+  /** a single scontrol call that takes longer than this is abandoned (the next poll tries again) */
+  scontrolTimeoutMs: 10_000,
+  /** a host agent started through srun must connect within this */
+  agentConnectTimeoutMs: 60_000,
 } as const;

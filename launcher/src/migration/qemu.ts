@@ -10,13 +10,21 @@
 //  - The destination's final run state comes from the source's "global state" at switch-over: a source
 //    that was running ends up running on the destination (autostart), a source that was STOPPED (stop-copy,
 //    or a state file saved from a stopped VM) ends up PAUSED on the destination: the caller must send
-//    `cont` to the destination. The source is left in `postmigrate` either way.
+//    `cont` to the destination (completeIncoming does). The source is left in `postmigrate` either way.
+//  - The source reports `completed` once everything is SENT; the destination can still be `inmigrate`
+//    (loading) afterwards: wait for the destination's own completion (completeIncoming) before acting on it.
+//  - query-migrate right after `completed` can report total-time 0 and downtime 0 (QEMU sets the status
+//    before it computes them): waitMigration re-reads for up to 0.5 s to return the real numbers.
+//  - After a cancelled (or failed) incoming migration the destination QEMU exits by itself (status 1,
+//    "load of migration failed"): start a new one for the next attempt.
 //  - postcopy: postcopy-ram on BOTH sides before migrate / migrate-incoming, migrate-start-postcopy while
 //    precopy is active (userfaultfd, root here). The return path is opened automatically.
 //  - migrate_cancel during precopy: cancelling -> cancelled, the source keeps running.
 //    During postcopy it would lose the guest (the destination holds the newest pages): refused here.
-//  - exec: URIs run through /bin/sh -c. QEMU reports `completed` before it reaps `cat`, so
-//    saveStateToFile writes to FILE.part and renames it: FILE exists only once it is complete.
+//  - exec: URIs run through /bin/sh -c. QEMU sets `completed` in the migration thread and reaps the
+//    command later in its cleanup bottom half (migration.c, 7.2), so `completed` does not prove the file is
+//    written: saveStateToFile writes FILE.part, syncs it and renames it; FILE appears only once complete.
+//    An unwritable target fails the save ("Unable to write to command: Broken pipe"); the VM stays paused.
 //  - The `file:` URI and mapped-ram do not exist before QEMU 9/10: state files use exec:cat.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -239,6 +247,19 @@ function statusError(p: MigrationProgress): SymError | undefined {
   }
 }
 
+async function settleCompleted(qmp: QmpClient, p: MigrationProgress, signal: AbortSignal | undefined): Promise<MigrationProgress> {
+  // only the source computes these (the destination's query-migrate has no timing at all)
+  if (p.totalBytes === 0 && p.transferredBytes === 0) return p;
+  for (let i = 0; i < 25; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    if (signal?.aborted) return p;
+    const q = await queryMigration(qmp, { signal, timeoutMs: DEFAULTS.qmp.commandTimeoutMs }).catch(() => undefined);
+    if (!q || q.status !== 'completed') return p;
+    if (q.totalTimeMs) return q;
+  }
+  return p;
+}
+
 /**
  * Poll query-migrate every intervalMs (MIGRATION / MIGRATION_PASS events wake it up early) until
  * completed; onProgress gets every sample. Throws ESYM_MIGRATION_FAILED (QEMU's error-desc in the message),
@@ -270,6 +291,14 @@ export async function waitMigration(qmp: QmpClient, o: { intervalMs?: number; ti
         throw e;
       });
       if (!p) break;
+      if (p.status === 'completed' && !p.totalTimeMs) {
+        // QEMU 7.2 sets `completed` before it computes total-time / downtime (migration_calculate_complete
+        // runs later in the migration thread): a query in that window reports 0 for both. Re-read briefly.
+        const settled = await settleCompleted(qmp, p, signal);
+        last = settled;
+        o.onProgress?.(settled);
+        return settled;
+      }
       last = p;
       o.onProgress?.(p);
       if (p.status === 'completed') return p;
@@ -294,6 +323,37 @@ export async function waitMigration(qmp: QmpClient, o: { intervalMs?: number; ti
   } finally {
     qmp.off('event', onEvent);
   }
+}
+
+export interface IncomingResult {
+  progress: MigrationProgress;
+  /** run state after the load (query-status): running, paused, ... */
+  runState: string;
+  /** true if this call sent `cont` */
+  resumed: boolean;
+}
+
+/**
+ * Destination side of the switch-over. The source reports `completed` as soon as it has SENT everything:
+ * the destination may still be loading (run state `inmigrate`) for a while. This waits for the
+ * destination's own completion, then reads its run state. QEMU 7.2 gives the destination the run state the
+ * source had at switch-over: running if the source was running (autostart), paused if the source had been
+ * stopped (stop-copy, or a state file saved from a stopped VM). With resume (default true) a paused
+ * destination is resumed with `cont`. Also for VMs restored with -incoming "exec:cat FILE".
+ */
+export async function completeIncoming(qmp: QmpClient, o: { resume?: boolean; timeoutMs?: number; intervalMs?: number; signal?: AbortSignal; onProgress?: (p: MigrationProgress) => void } = {}): Promise<IncomingResult> {
+  const timeoutMs = o.timeoutMs ?? DEFAULTS.migration.timeoutMs;
+  const deadline = Date.now() + timeoutMs;
+  const progress = await waitMigration(qmp, { intervalMs: o.intervalMs, timeoutMs, signal: o.signal, onProgress: o.onProgress });
+  const call = () => ({ signal: o.signal, timeoutMs: Math.max(1000, Math.min(DEFAULTS.qmp.commandTimeoutMs, deadline - Date.now())) });
+  let st = await qmp.execute<{ status: string }>('query-status', undefined, call());
+  let resumed = false;
+  if (st.status === 'paused' && (o.resume ?? true)) {
+    await qmp.execute('cont', undefined, call());
+    resumed = true;
+    st = await qmp.execute<{ status: string }>('query-status', undefined, call());
+  }
+  return { progress, runState: st.status, resumed };
 }
 
 const POSTCOPY_STATES = new Set(['postcopy-active', 'postcopy-paused', 'postcopy-recover']);
@@ -323,20 +383,23 @@ export async function cancelMigration(qmp: QmpClient, o: { timeoutMs?: number; i
     throw migrationError('ESYM_MIGRATION_CANCEL', 'migrate_cancel failed', 'query-migrate shows the current state; the source may still be migrating', e);
   }
   const interval = Math.max(1, o.intervalMs ?? 50);
+  const timeoutError = (p: MigrationProgress | undefined) => new SymError('ESYM_MIGRATION_TIMEOUT', {
+    message: `migration still ${p?.status ?? 'not answering'} ${timeoutMs} ms after migrate_cancel`,
+    fix: 'QEMU may be stuck on a blocked socket: kill the destination QEMU (the source then fails the migration and keeps running)',
+    details: { timeoutMs, ...(p ? { progress: fmtProgress(p) } : {}) },
+  });
   for (;;) {
-    const p = await queryMigration(qmp, { signal: o.signal, timeoutMs: left() });
+    // each query gets at least 1 s even near the deadline (a too-short QMP timeout would hide the real state)
+    const p = await queryMigration(qmp, { signal: o.signal, timeoutMs: Math.max(1000, left()) }).catch((e) => {
+      if ((e as SymError).code === 'ESYM_QMP_TIMEOUT' && Date.now() >= deadline) throw timeoutError(undefined);
+      throw e;
+    });
     if (p.status === 'none' || TERMINAL_STATUSES.includes(p.status)) return p;
     if (POSTCOPY_STATES.has(p.status)) {
       // postcopy was started concurrently; QEMU cancels it anyway, report what happened
       throw new SymError('ESYM_MIGRATION_POSTCOPY_CANCEL', { message: `migration entered ${p.status} while being cancelled`, fix: 'the guest may be lost: check both sides', details: { progress: fmtProgress(p) } });
     }
-    if (Date.now() >= deadline) {
-      throw new SymError('ESYM_MIGRATION_TIMEOUT', {
-        message: `migration still ${p.status} ${timeoutMs} ms after migrate_cancel`,
-        fix: 'QEMU may be stuck on a blocked socket: kill the destination QEMU (the source then fails the migration and keeps running)',
-        details: { timeoutMs, progress: fmtProgress(p) },
-      });
-    }
+    if (Date.now() >= deadline) throw timeoutError(p);
     await new Promise<void>((resolve, reject) => {
       if (o.signal?.aborted) return reject(abortReason(o.signal, 'cancelling the migration'));
       const timer = setTimeout(() => { o.signal?.removeEventListener('abort', onAbort); resolve(); }, Math.min(interval, left()));
