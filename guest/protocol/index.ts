@@ -58,11 +58,18 @@ export interface NetConfigArgs {
   announce?: boolean;
   /** wait for the interface with that MAC to appear (hotplug) */
   waitMs?: number;
+  /**
+   * failover adapter: `name` becomes an active-backup bond of the passthrough NIC (mac, primary) and a
+   * virtio standby NIC (standbyMac) that migrates with the VM; the address lives on the bond.
+   */
+  standbyMac?: string;
 }
 export interface HostsArgs { entries: Array<[string, string]> }
 export interface QuiesceArgs {
   adapter: 'freeze' | 'failover' | 'hooks';
   command?: string;
+  /** failover: the bond whose standby takes over */
+  bond?: string;
   /** fault injection (tests): answer a quiesce only after this long */
   stallMs?: number;
 }

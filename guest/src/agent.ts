@@ -321,7 +321,85 @@ async function interfaces(): Promise<InterfaceReport[]> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+// ---------------- failover bond ----------------
+// The interconnect name (e.g. symfab0) is an active-backup bond; its slaves are the passthrough NIC
+// (NAMEp, primary) and the virtio standby (NAMEs), which migrates with the VM. Quiesce makes the
+// standby active, so the unplug of the primary does not interrupt traffic; after the replug the new
+// NIC is enslaved and, being the primary, active again. Ranks never stop.
+const bondDir = (bond: string) => `/sys/class/net/${bond}/bonding`;
+const slaveName = (bond: string, role: 'p' | 's') => `${bond.slice(0, 14)}${role}`;
+
+async function waitIface(pred: (n: string) => boolean, what: string, waitMs: number): Promise<string> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const hit = fs.readdirSync('/sys/class/net').find(pred);
+    if (hit) return hit;
+    if (Date.now() > deadline) throw new AgentError('ENODEV', `${what} did not appear within ${waitMs} ms`);
+    await sleep(50);
+  }
+}
+
+/** A NIC with this MAC that is not (yet) part of the bond (enslaved NICs carry the bond's MAC). */
+function freeNicWithMac(n: string, mac: string, bond: string): boolean {
+  return n !== bond && readSys(`/sys/class/net/${n}/address`) === mac && !fs.existsSync(`/sys/class/net/${n}/master`) && !fs.existsSync(`/sys/class/net/${n}/bonding`);
+}
+
+async function enslave(bond: string, cur: string, name: string): Promise<void> {
+  await execFileP('ip', ['link', 'set', 'dev', cur, 'down']);
+  if (cur !== name) await execFileP('ip', ['link', 'set', 'dev', cur, 'name', name]);
+  fs.writeFileSync(`${bondDir(bond)}/slaves`, `+${name}`);
+}
+
+async function bondConfig(a: NetConfigArgs & { standbyMac: string }): Promise<InterfaceReport> {
+  const bond = a.name;
+  const mac = a.mac.toLowerCase();
+  const sbMac = a.standbyMac.toLowerCase();
+  const waitMs = a.waitMs ?? 10_000;
+  const prim = slaveName(bond, 'p');
+  const stby = slaveName(bond, 's');
+  if (!fs.existsSync(bondDir(bond))) {
+    await execFileP('modprobe', ['bonding', 'max_bonds=0']).catch(() => undefined);
+    fs.writeFileSync('/sys/class/net/bonding_masters', `+${bond}`);
+    fs.writeFileSync(`${bondDir(bond)}/mode`, 'active-backup');
+    fs.writeFileSync(`${bondDir(bond)}/miimon`, '50');
+    await execFileP('ip', ['addr', 'flush', 'dev', bond]);
+    await execFileP('ip', ['addr', 'add', a.address, 'dev', bond]);
+    await execFileP('ip', ['link', 'set', 'dev', bond, 'up']);
+  }
+  const slaves = () => readSys(`${bondDir(bond)}/slaves`).split(/\s+/).filter(Boolean);
+  if (!slaves().includes(stby)) await enslave(bond, await waitIface((n) => freeNicWithMac(n, sbMac, bond) || n === stby, `standby NIC ${sbMac}`, waitMs), stby);
+  if (!slaves().includes(prim)) {
+    // the passthrough NIC: at boot, or freshly hot-plugged after a migration
+    const cur = await waitIface((n) => freeNicWithMac(n, mac, bond), `NIC with MAC ${mac}`, waitMs);
+    await enslave(bond, cur, prim);
+  }
+  fs.writeFileSync(`${bondDir(bond)}/primary`, prim);
+  await execFileP('ip', ['addr', 'replace', a.address, 'dev', bond]);
+  const deadline = Date.now() + 10_000;
+  while (readSys(`${bondDir(bond)}/active_slave`) !== prim && Date.now() < deadline) {
+    fs.writeFileSync(`${bondDir(bond)}/active_slave`, prim);
+    await sleep(50);
+  }
+  if (a.announce) void execFileP('arping', ['-U', '-c', '2', '-I', bond, a.address.split('/')[0]!]).catch(() => undefined);
+  const rep = (await interfaces()).find((i) => i.name === bond);
+  if (!rep) throw new AgentError('ENODEV', `bond ${bond} vanished`);
+  return rep;
+}
+
+/** failover quiesce: traffic to the standby before the primary is unplugged. */
+async function failoverToStandby(bond: string): Promise<void> {
+  if (!fs.existsSync(bondDir(bond))) throw new AgentError('EINVAL', `no failover bond ${bond} in this VM: start the job with migration.quiesce: failover`);
+  const stby = slaveName(bond, 's');
+  const deadline = Date.now() + 10_000;
+  while (readSys(`${bondDir(bond)}/active_slave`) !== stby) {
+    if (Date.now() > deadline) throw new AgentError('ETIMEDOUT', `bond ${bond} did not switch to ${stby}`);
+    fs.writeFileSync(`${bondDir(bond)}/active_slave`, stby);
+    await sleep(20);
+  }
+}
+
 async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
+  if (a.standbyMac) return bondConfig(a as NetConfigArgs & { standbyMac: string });
   const mac = String(a.mac).toLowerCase();
   if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac)) throw new AgentError('EINVAL', `bad MAC ${a.mac}`);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(a.name)) throw new AgentError('EINVAL', `bad interface name ${a.name}`);
@@ -401,7 +479,11 @@ async function quiesce(a: QuiesceArgs): Promise<{ adapter: string; frozen: numbe
     for (const p of frozenPids) try { process.kill(p, 'SIGSTOP'); } catch { /* gone */ }
     return { adapter: 'freeze', frozen: frozenPids.length };
   }
-  if (a.adapter === 'failover') return { adapter: 'failover', frozen: 0 }; // ranks keep running over the standby path
+  if (a.adapter === 'failover') {
+    // ranks keep running over the standby path
+    await failoverToStandby(a.bond ?? 'symfab0');
+    return { adapter: 'failover', frozen: 0 };
+  }
   if (a.adapter === 'hooks') {
     if (a.command) await execFileP('/bin/sh', ['-c', a.command], { timeout: 60_000 });
     return { adapter: 'hooks', frozen: 0 };

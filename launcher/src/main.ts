@@ -46,7 +46,7 @@ function collect(v: string, prev: string[] = []): string[] {
 
 interface RunFlags {
   config?: string; local?: string; spares?: string; accel?: string; image?: string; memory?: string; cpus?: string;
-  np?: string; slotsPerVm?: string; tagOutput?: boolean; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean; events?: string;
+  np?: string; slotsPerVm?: string; tagOutput?: boolean; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean; events?: string; quiesce?: string;
 }
 
 function overridesFrom(f: RunFlags): ConfigOverrides {
@@ -57,7 +57,7 @@ function overridesFrom(f: RunFlags): ConfigOverrides {
   });
   return {
     accel: f.accel, image: f.image, memory: f.memory, cpus: f.cpus, local: f.local, spares: f.spares, np: f.np,
-    slotsPerVm: f.slotsPerVm, tagOutput: f.tagOutput, mca: mca.length ? mca : undefined, subnet: f.subnet,
+    slotsPerVm: f.slotsPerVm, tagOutput: f.tagOutput, mca: mca.length ? mca : undefined, subnet: f.subnet, quiesce: f.quiesce,
   };
 }
 
@@ -201,6 +201,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('--tag-output', 'prefix each output line with [vm,rank]<stdout|stderr>:')
       .option('--mca <name=value>', 'Open MPI MCA parameter (also --mca NAME VALUE); repeatable', collect)
       .option('--subnet <cidr>', "private /24 for the job's network ('auto')")
+      .option('--quiesce <adapter>', 'how migrations quiesce MPI traffic: freeze | failover (VMs get a standby NIC) | hooks')
       .option('--events <file>', 'append every migration/checkpoint phase as a JSON line to FILE')
       .option('-q, --quiet', 'no progress messages')
       .option('--json', 'print a JSON summary (job id, exit code, phase timings) on stderr at the end');

@@ -41,7 +41,8 @@ t.test('a running job survives faults, a cancel, a refused device and two migrat
   };
   await until('first ring iterations', () => /ring iteration 100\b/.test(stdout), 300_000);
   const id = /job (\w+): booting/.exec(stderr)![1]!;
-  const sym = (args: string[], timeoutMs = 300_000) => runSymrun([...args, '--job', id], { cwd: work, timeoutMs });
+  // --job right after the subcommand: for exec, everything after `--` is the command
+  const sym = (args: string[], timeoutMs = 300_000) => runSymrun([args[0]!, '--job', id, ...args.slice(1)], { cwd: work, timeoutMs });
   const status = async () => JSON.parse((await sym(['status', '--json'])).stdout) as { vms: Array<{ name: string; host: string; migrating?: string }>; hosts: Array<{ name: string; role: string }> };
   const hostOf = async (vm: string) => (await status()).vms.find((v) => v.name === vm)!.host;
   const migrate = async (args: string[]) => {

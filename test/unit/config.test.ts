@@ -1,7 +1,7 @@
 import t from 'tap';
 import path from 'node:path';
 import { loadConfig, describeConfig, CONFIG_SCHEMA, OVERRIDE_OPTIONS } from '../../launcher/src/config/index.js';
-import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS, SLURM_DEFAULTS } from '../../launcher/src/defaults.js';
 import { fixture, example, yamlFile } from '../fixtures/config/helpers.js';
 
 const noEnv = {};
@@ -18,10 +18,11 @@ t.test('no file: every default, source "defaults"', async (t) => {
     mpi: { tagOutput: false, mca: {}, extraArgs: [] },
     share: { cwd: true, maxBytes: DEFAULTS.share.maxBytes, exclude: [] },
     migration: {
-      mode: PROTOCOL_DEFAULTS.mode, quiesce: PROTOCOL_DEFAULTS.quiesce, maxBandwidthBytes: PROTOCOL_DEFAULTS.maxBandwidthBytes,
-      multifdChannels: 0, downtimeLimitMs: PROTOCOL_DEFAULTS.downtimeLimitMs, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions],
+      mode: PROTOCOL_DEFAULTS.mode, quiesce: PROTOCOL_DEFAULTS.quiesce, maxBandwidthBytes: DEFAULTS.migration.maxBandwidthBytes,
+      multifdChannels: 0, downtimeLimitMs: DEFAULTS.migration.downtimeLimitMs, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions],
       maxConcurrent: PROTOCOL_DEFAULTS.maxConcurrent, hooks: {},
     },
+    slurm: { pollIntervalMs: SLURM_DEFAULTS.pollIntervalMs },
     local: 0,
     spares: 0,
     hosts: [],
@@ -82,6 +83,7 @@ t.test('every key of the full fixture is read', async (t) => {
       deadlineMs: 90_000, deadlineActions: ['throttle', 'stop-copy'], maxConcurrent: 3,
       hooks: { quiesce: 'site-quiesce --now', resume: 'site-resume' },
     },
+    slurm: { pollIntervalMs: 500 },
     local: 0,
     spares: 2,
     hosts: ['node01', 'node02'],
@@ -181,7 +183,7 @@ t.test('overrides do not leak between calls or mutate the input', async (t) => {
 });
 
 t.test('OVERRIDE_OPTIONS names an option for every override', async (t) => {
-  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'cpus', 'hosts', 'image', 'local', 'mca', 'memory', 'np', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
+  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'cpus', 'hosts', 'image', 'local', 'mca', 'memory', 'np', 'quiesce', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
   t.equal(OVERRIDE_OPTIONS.np, '-np');
 });
 
@@ -211,4 +213,12 @@ t.test('CONFIG_SCHEMA documents every key', async (t) => {
     if (node.type === 'object' && node.properties) t.equal(node.additionalProperties, false, `${at || 'top'} rejects unknown keys`);
   };
   walk(CONFIG_SCHEMA, '');
+});
+
+t.test('slurm.pollInterval: a duration (bare integer = seconds); default 1 s', async (t) => {
+  t.equal(loadConfig({ env: noEnv }).slurm.pollIntervalMs, 1000);
+  t.equal(loadConfig({ file: yamlFile('slurm:\n  pollInterval: 250ms\n'), env: noEnv }).slurm.pollIntervalMs, 250);
+  t.equal(loadConfig({ file: yamlFile('slurm:\n  pollInterval: 2\n'), env: noEnv }).slurm.pollIntervalMs, 2000);
+  t.throws(() => loadConfig({ file: yamlFile('slurm:\n  pollInterval: soon\n'), env: noEnv }), /pollInterval/);
+  t.throws(() => loadConfig({ file: yamlFile('slurm:\n  poll: 1s\n'), env: noEnv }), /poll/);
 });

@@ -8,17 +8,12 @@ import { connectChannel, type RpcPeer } from './channel.js';
 import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError, type HostFrame } from '../../../guest/protocol/index.js';
 import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
 import { plugNic, unplugDevice, listDevices } from '../hotplug/index.js';
-import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, startPostcopy, throttleGuest, setMaxBandwidth, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
-import { freePort } from './ports.js';
+import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, completeIncoming, startPostcopy, throttleGuest, setMaxBandwidth, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
 import { ensureTap, deleteTap } from '../local/index.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
 import { SymError } from '../errors.js';
 
 type MigrationMode = 'live' | 'postcopy' | 'stop-copy';
-
-function e2log(e: VmEntry): string {
-  return e.proc.stderrLog;
-}
 
 interface VmEntry {
   spec: VmSpec;
@@ -52,7 +47,7 @@ export class HostAgent {
         return plugNic(e.proc.qmp, { id: p.id, netdevId: p.netdevId, tap: p.tap, mac: p.mac, model: p.model, bus: p.bus }, { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.plugTimeoutMs });
       })
       // ---- migration endpoints (the coordinator drives the protocol; see migration/machine.ts) ----
-      .handle('mig.prepare', (p: { spec: VmSpec; tuning: MigrationTuning; listenIp: string }) => this.prepareIncoming(p.spec, p.tuning, p.listenIp))
+      .handle('mig.prepare', (p: { spec: VmSpec; taps?: Array<{ tap: string; bridge: string }>; tuning: MigrationTuning; listenIp: string }) => this.prepareIncoming(p.spec, p.taps ?? [], p.tuning, p.listenIp))
       .handle('mig.perform', (p: { name: string; uri: string; tuning: MigrationTuning; mode: MigrationMode; op: string }) => this.perform(p))
       .handle('mig.action', async (p: { name: string; action: 'postcopy' | 'throttle' | 'stop-copy' | 'bandwidth'; percent?: number; bytesPerSec?: number }) => {
         const q = this.vm(p.name).proc.qmp;
@@ -154,12 +149,12 @@ export class HostAgent {
   }
 
   /** Destination side: QEMU with the same device set as the source now has, waiting for the stream. */
-  async prepareIncoming(spec: VmSpec, tuning: MigrationTuning, listenIp: string): Promise<{ uri: string; pid: number }> {
-    const { pid } = await this.startVm({ ...spec, incoming: 'defer' }, []);
+  async prepareIncoming(spec: VmSpec, taps: Array<{ tap: string; bridge: string }>, tuning: MigrationTuning, listenIp: string): Promise<{ uri: string; pid: number }> {
+    const { pid } = await this.startVm({ ...spec, incoming: 'defer' }, taps);
     const q = this.vm(spec.name).proc.qmp;
     await configureMigration(q, tuning, 'dst');
-    const uri = `tcp:${listenIp}:${await freePort(listenIp)}`;
-    await startIncoming(q, uri);
+    // port 0: QEMU binds a free port and reports it (no race between picking and binding)
+    const uri = await startIncoming(q, `tcp:${listenIp}:0`);
     return { uri, pid };
   }
 
@@ -171,7 +166,7 @@ export class HostAgent {
     await startOutgoing(q, p.uri);
     let switched = false;
     return waitMigration(q, {
-      intervalMs: PROTOCOL_DEFAULTS.pollMs,
+      intervalMs: DEFAULTS.migration.pollIntervalMs,
       onProgress: (pr) => {
         this.peer.notify('mig.progress', { vm: p.name, op: p.op, progress: pr });
         // postcopy mode: one precopy pass first (the guest's clean pages), then switch
@@ -196,23 +191,13 @@ export class HostAgent {
     return { status: st.status, resumed };
   }
 
-  /** Destination side: the VM runs (QEMU keeps it paused if the source was stopped: stop-copy). */
-  async finishIncoming(name: string, timeoutMs: number): Promise<{ status: string }> {
-    const q = this.vm(name).proc.qmp;
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const st = await q.execute<{ status: string; running: boolean }>('query-status');
-      if (st.running) return { status: st.status };
-      if (st.status === 'paused' || st.status === 'postmigrate') {
-        await q.execute('cont');
-        continue;
-      }
-      if (st.status !== 'inmigrate' && st.status !== 'prelaunch' && st.status !== 'finish-migrate') {
-        throw new SymError('ESYM_MIGRATION_FINISH', { message: `${name} on ${this.host} is in state ${st.status} after the transfer`, fix: `see ${e2log(this.vm(name))}` });
-      }
-      if (Date.now() > deadline) throw new SymError('ESYM_MIGRATION_FINISH', { message: `${name} on ${this.host} did not start running within ${Math.round(timeoutMs / 1000)} s (state ${st.status})` });
-      await new Promise((r) => setTimeout(r, 50));
+  /** Destination side: the stream is loaded and the VM runs (QEMU keeps it paused if the source was stopped: stop-copy). */
+  async finishIncoming(name: string, timeoutMs: number): Promise<{ status: string; resumed: boolean }> {
+    const r = await completeIncoming(this.vm(name).proc.qmp, { resume: true, timeoutMs });
+    if (r.runState !== 'running') {
+      throw new SymError('ESYM_MIGRATION_FINISH', { message: `${name} on ${this.host} is ${r.runState} after the transfer`, fix: `see ${this.vm(name).proc.stderrLog}` });
     }
+    return { status: r.runState, resumed: r.resumed };
   }
 
   async stopVm(name: string): Promise<{ stopped: boolean }> {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, isNode, type Document } from 'yaml';
 import { SymError, EXIT, suggest } from '../errors.js';
-import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS, SLURM_DEFAULTS } from '../defaults.js';
 import type { SymrunConfig, InterconnectConfig, MigrationConfig } from './types.js';
 import {
   CONFIG_SCHEMA,
@@ -35,6 +35,7 @@ export interface ConfigOverrides {
   mca?: Array<[string, string]>;
   hosts?: string[];
   subnet?: string;
+  quiesce?: string;
 }
 
 /** The CLI option that sets each override; used to name the option in errors. */
@@ -51,6 +52,7 @@ export const OVERRIDE_OPTIONS: Readonly<Record<keyof ConfigOverrides, string>> =
   mca: '--mca',
   hosts: '--hosts',
   subnet: '--subnet',
+  quiesce: '--quiesce',
 };
 
 /** Where each override lands in the YAML shape. */
@@ -67,6 +69,7 @@ const OVERRIDE_PATHS: Readonly<Record<keyof ConfigOverrides, readonly string[]>>
   mca: ['mpi', 'mca'],
   hosts: ['hosts'],
   subnet: ['network', 'subnet'],
+  quiesce: ['migration', 'quiesce'],
 };
 
 const INTEGER_OVERRIDES: ReadonlySet<keyof ConfigOverrides> = new Set(['cpus', 'local', 'spares', 'np', 'slotsPerVm']);
@@ -704,13 +707,16 @@ function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: 
     migration: {
       mode: (mig.mode as MigrationConfig['mode'] | undefined) ?? PROTOCOL_DEFAULTS.mode,
       quiesce: (mig.quiesce as MigrationConfig['quiesce'] | undefined) ?? PROTOCOL_DEFAULTS.quiesce,
-      maxBandwidthBytes: mig.maxBandwidth !== undefined ? parseSizeBytes(mig.maxBandwidth as string | number, 'migration.maxBandwidth') : PROTOCOL_DEFAULTS.maxBandwidthBytes,
+      maxBandwidthBytes: mig.maxBandwidth !== undefined ? parseSizeBytes(mig.maxBandwidth as string | number, 'migration.maxBandwidth') : DEFAULTS.migration.maxBandwidthBytes,
       multifdChannels: (mig.multifdChannels as number | undefined) ?? 0,
-      downtimeLimitMs: (mig.downtimeLimitMs as number | undefined) ?? PROTOCOL_DEFAULTS.downtimeLimitMs,
+      downtimeLimitMs: (mig.downtimeLimitMs as number | undefined) ?? DEFAULTS.migration.downtimeLimitMs,
       ...(mig.deadline !== undefined ? { deadlineMs: parseDurationMs(mig.deadline as string | number) } : {}),
       deadlineActions: [...((mig.deadlineActions as MigrationConfig['deadlineActions'] | undefined) ?? PROTOCOL_DEFAULTS.deadlineActions)],
       maxConcurrent: (mig.maxConcurrent as number | undefined) ?? PROTOCOL_DEFAULTS.maxConcurrent,
       hooks: { ...(isPlainObject(mig.hooks) ? (mig.hooks as { quiesce?: string; resume?: string }) : {}) },
+    },
+    slurm: {
+      pollIntervalMs: obj('slurm').pollInterval !== undefined ? parseDurationMs(obj('slurm').pollInterval as string | number) : SLURM_DEFAULTS.pollIntervalMs,
     },
     local: (raw.local as number | undefined) ?? CONFIG_DEFAULTS.local,
     spares: (raw.spares as number | undefined) ?? CONFIG_DEFAULTS.spares,
@@ -752,7 +758,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): SymrunConfig {
         message: `${file}: the top level must be a mapping of keys (like "accel: kvm"), not ${kindOf(data)}`,
         field: '(top level)',
         value: data,
-        fix: 'write one key per line at the top level (accel, image, vm, interconnect, network, mpi, share, migration, local, spares, hosts); see docs/config.md',
+        fix: 'write one key per line at the top level (accel, image, vm, interconnect, network, mpi, share, migration, slurm, local, spares, hosts); see docs/config.md',
         exitCode: EXIT.usage,
         details: { file },
       });

@@ -6,7 +6,7 @@
 //   x-expect   the expected form in a few words; used in error fixes ("a size like 512M")
 //   x-type     a short type name for the docs ("PCI address")
 //   x-default  the default as users should read it in the docs, when `default` alone is not clear
-import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS, SLURM_DEFAULTS } from '../defaults.js';
 
 /** Defaults that have no entry in DEFAULTS (defaults.ts) because only the config layer uses them. */
 export const CONFIG_DEFAULTS = {
@@ -295,7 +295,7 @@ export const CONFIG_SCHEMA = {
         },
         maxBandwidth: {
           ...sizeOf('Bandwidth cap of one migration stream per second (QEMU max-bandwidth; its 128M default is far below real links). A bare integer is bytes per second.', 'bytes per second'),
-          default: `${PROTOCOL_DEFAULTS.maxBandwidthBytes / (1024 * 1024 * 1024)}G`,
+          default: `${DEFAULTS.migration.maxBandwidthBytes / (1024 * 1024 * 1024)}G`,
         },
         multifdChannels: {
           type: 'integer', minimum: 0, maximum: 64, default: 0,
@@ -303,7 +303,7 @@ export const CONFIG_SCHEMA = {
           description: 'Parallel migration streams (QEMU multifd); 0 = one stream.',
         },
         downtimeLimitMs: {
-          type: 'integer', minimum: 1, maximum: 600000, default: PROTOCOL_DEFAULTS.downtimeLimitMs,
+          type: 'integer', minimum: 1, maximum: 600000, default: DEFAULTS.migration.downtimeLimitMs,
           'x-expect': 'milliseconds, e.g. 300',
           description: 'Longest pause QEMU aims for when it stops the guest for the last pass (downtime-limit).',
         },
@@ -330,6 +330,22 @@ export const CONFIG_SCHEMA = {
             quiesce: { type: 'string', minLength: 1, description: 'Shell command run in each guest before the device is unplugged.' },
             resume: { type: 'string', minLength: 1, description: 'Shell command run in each guest after the device is back.' },
           },
+        },
+      },
+    },
+    slurm: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Slurm mode (inside an sbatch/salloc allocation): how the job watches its nodes.',
+      properties: {
+        pollInterval: {
+          type: ['string', 'integer'], pattern: DURATION_PATTERN, minimum: 1,
+          'x-default': `${SLURM_DEFAULTS.pollIntervalMs}ms`,
+          'x-expect': 'a duration like 500ms, 1s or 5s (a bare integer is seconds)',
+          description:
+            'How often the job asks Slurm for the state of all its nodes (one `scontrol show node` call). ' +
+            'A node that is drained, set to reboot, failing or not responding has its VM migrated to a spare; ' +
+            'this interval bounds how late that starts.',
         },
       },
     },

@@ -58,6 +58,11 @@ export interface MigrationConfig {
   hooks: { quiesce?: string; resume?: string };
 }
 
+export interface SlurmConfig {
+  /** interval of the node watcher's `scontrol show node` poll (ms) */
+  pollIntervalMs: number;
+}
+
 export interface SymrunConfig {
   /** where this config came from (file path or "defaults") */
   source: string;
@@ -70,6 +75,7 @@ export interface SymrunConfig {
   mpi: MpiConfig;
   share: ShareConfig;
   migration: MigrationConfig;
+  slurm: SlurmConfig;
   /** --local N: number of emulated hosts running VMs (0 = not local) */
   local: number;
   /** hosts held back as migration / restart targets */

@@ -45,6 +45,10 @@ export interface JobAccess {
   hosts(): Array<{ name: string; ip: string; bridge: string; spare: boolean; usable: boolean }>;
   peer(host: string): RpcPeer;
   spec(vm: string, host: string, withDevice: boolean): VmSpec;
+  /** host taps the VM needs on a destination before the transfer (failover standby) */
+  taps(vm: string, bridge: string): Array<{ tap: string; bridge: string }>;
+  /** VMs were booted with a standby NIC (migration.quiesce: failover) */
+  failoverReady(): boolean;
   /** move the VM's bookkeeping (events, guest link) to another host */
   setVmHost(vm: string, host: string): void;
   netConfigArgs(vm: string): Record<string, unknown>;
@@ -79,6 +83,7 @@ class QuiesceGate {
 
   private args(adapter: QuiesceAdapter, which: 'quiesce' | 'resume'): Record<string, unknown> {
     const a: Record<string, unknown> = { adapter };
+    if (adapter === 'failover') a.bond = (this.job.netConfigArgs(this.job.vmNames()[0]!) as { name: string }).name;
     if (adapter === 'hooks') {
       const cmd = which === 'quiesce' ? this.job.migration.hooks.quiesce : this.job.migration.hooks.resume;
       if (cmd) a.command = cmd;
@@ -170,6 +175,9 @@ export class Migrations {
     if (!v) throw new SymError('ESYM_NO_VM', { message: `no VM named ${req.vm} in job ${this.job.id}`, field: 'vm', value: req.vm, fix: `VMs: ${this.job.vmNames().join(', ')}`, exitCode: EXIT.usage });
     if (this.active(req.vm)) throw new SymError('ESYM_BUSY', { message: `${req.vm} is already being migrated`, fix: `wait for it, or \`symrun cancel ${req.vm}\`` });
     if (v.state !== 'ready' && v.state !== 'running') throw new SymError('ESYM_VM_STATE', { message: `${req.vm} is ${v.state}; only a running VM can be migrated` });
+    if (req.quiesce === 'failover' && !this.job.failoverReady()) {
+      throw new SymError('ESYM_NO_STANDBY', { message: `${req.vm} has no standby NIC to fail over to`, field: '--quiesce', value: 'failover', fix: 'start the job with `--quiesce failover` (or migration.quiesce: failover): VMs then boot with a virtio standby bonded to the interconnect NIC', exitCode: EXIT.usage });
+    }
     const to = this.pickDestination(req.vm, req.to);
     const op = `m${crypto.randomBytes(3).toString('hex')}`;
     const cfg = this.job.migration;
@@ -247,7 +255,9 @@ export class Migrations {
       maxBandwidthBytes: o.maxBandwidthBytes ?? cfg.maxBandwidthBytes,
       downtimeLimitMs: cfg.downtimeLimitMs,
       ...(cfg.multifdChannels > 0 ? { multifdChannels: cfg.multifdChannels } : {}),
-      ...(info.mode === 'postcopy' || (deadlineMs && cfg.deadlineActions.includes('postcopy')) ? { postcopy: true } : {}),
+      // the deadline policy can only switch to postcopy / throttle if the migration was set up for it
+      ...(info.mode === 'postcopy' || (deadlineMs && cfg.deadlineActions.includes('postcopy') && cfg.multifdChannels === 0) ? { postcopy: true } : {}),
+      ...(deadlineMs && cfg.deadlineActions.includes('throttle') ? { autoConverge: true } : {}),
     };
     let uri = '';
     const plug = (host: string, bus: string) => ({
@@ -258,7 +268,7 @@ export class Migrations {
 
     return {
       async prepare(signal) {
-        const r = await dst().call<{ uri: string; pid: number }>('mig.prepare', { spec: job.spec(info.vm, info.to, false), tuning, listenIp: hostOf(info.to).ip }, { timeoutMs: PROTOCOL_DEFAULTS.prepareTimeoutMs, signal });
+        const r = await dst().call<{ uri: string; pid: number }>('mig.prepare', { spec: job.spec(info.vm, info.to, false), taps: job.taps(info.vm, hostOf(info.to).bridge), tuning, listenIp: hostOf(info.to).ip }, { timeoutMs: PROTOCOL_DEFAULTS.prepareTimeoutMs, signal });
         uri = r.uri;
         return { uri, dstPid: r.pid };
       },
@@ -281,9 +291,10 @@ export class Migrations {
             self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, fault: 'kill-dst-qemu' } });
           }
           if (deadlineMs === undefined) return;
-          const d = deadlineDecision(samples, { deadlineMs, allowed: cfg.deadlineActions, alreadyTaken: info.actions, downtimeLimitMs: cfg.downtimeLimitMs });
+          const allowed = cfg.deadlineActions.filter((x) => (x !== 'postcopy' || tuning.postcopy) && (x !== 'throttle' || tuning.autoConverge));
+          const d = deadlineDecision(samples, { deadlineMs, allowed, alreadyTaken: info.actions, downtimeLimitMs: cfg.downtimeLimitMs });
           if (d.kind === 'none') return;
-          info.actions.push(d.kind);
+          info.actions.push(d.kind === 'throttle' ? `throttle:${d.percent}` : d.kind);
           self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, action: d.kind, reason: d.reason, projectedFinishMs: d.projectedFinishMs, deadlineMs } });
           const args = d.kind === 'throttle' ? { percent: d.percent } : {};
           void src().call('mig.action', { name: info.vm, action: d.kind, ...args }).catch((e) =>
@@ -292,7 +303,7 @@ export class Migrations {
         const onAbort = () => { void src().call('mig.cancel', { name: info.vm }).catch(() => undefined); };
         signal.addEventListener('abort', onAbort, { once: true });
         try {
-          const fin = await src().call<MigrationProgress>('mig.perform', { name: info.vm, uri, tuning, mode: info.mode, op: info.op }, { timeoutMs: deadlineMs ? deadlineMs * 3 : PROTOCOL_DEFAULTS.transferTimeoutMs });
+          const fin = await src().call<MigrationProgress>('mig.perform', { name: info.vm, uri, tuning, mode: info.mode, op: info.op }, { timeoutMs: deadlineMs ? deadlineMs * 3 : DEFAULTS.migration.timeoutMs });
           if (signal.aborted) throw new CancelledError();
           return { ...fin, actions: info.actions } as unknown as Record<string, unknown>;
         } catch (e) {
