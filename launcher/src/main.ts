@@ -266,6 +266,10 @@ missing (error code ESYM_NO_JOB, as JSON on stderr with --json); 4 if the job ca
         for (const v of s.vms) process.stdout.write(`  ${v.name!.padEnd(6)} ${v.host!.padEnd(8)} ${v.ip!.padEnd(16)} ${v.state!.padEnd(9)} ${v.agent}\n`);
         const spares = s.hosts.filter((h) => h.role === 'spare').map((h) => h.name);
         if (spares.length) process.stdout.write(`  spare hosts: ${spares.join(', ')}\n`);
+        const migs = (s as { migrations?: Array<{ op: string; vm: string; from: string; to: string; phase: string; reason?: string; result?: { outcome: string; totalMs: number } }> }).migrations ?? [];
+        for (const m of migs) {
+          process.stdout.write(`  migration ${m.op}: ${m.vm} ${m.from} -> ${m.to}: ${m.result ? `${m.result.outcome} in ${m.result.totalMs} ms` : m.phase}${m.reason ? ` (${m.reason})` : ''}\n`);
+        }
       }
     });
 

@@ -129,6 +129,16 @@ t.test('a running job survives faults, a cancel, a refused device and two migrat
     await stillRunning('migration of vm1');
   });
 
+  await t.test('vm3 moves by postcopy within a deadline', async (t) => {
+    const m = await migrate(['vm3', '--mode', 'postcopy', '--deadline', '120s']);
+    t.equal(m.code, 0, m.stderr);
+    t.equal(m.res.outcome, 'done');
+    t.equal(await hostOf('vm3'), 'host1', 'the one free host');
+    const text = await sym(['status']);
+    t.match(text.stdout, /migration \w+: vm3 host3 -> host1: done in \d+ ms/, 'status lists past migrations');
+    await stillRunning('postcopy migration of vm3');
+  });
+
   await t.test('bad requests name the field', async (t) => {
     const a = await sym(['migrate', 'vm9']);
     t.equal(a.code, 2);
@@ -136,6 +146,9 @@ t.test('a running job survives faults, a cancel, a refused device and two migrat
     const b = await sym(['migrate', 'vm3', '--to', 'host2']);
     t.equal(b.code, 2);
     t.match(b.stderr, /host2 already runs a VM/);
+    const d = await sym(['migrate', 'vm3']);
+    t.equal(d.code, 4, 'no free host left');
+    t.match(d.stderr, /no free host to move vm3 to/);
     t.match(b.stderr, /--to/, 'the option is named');
     const c = await sym(['migrate', 'vm3', '--mode', 'teleport']);
     t.equal(c.code, 2);

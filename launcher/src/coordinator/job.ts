@@ -8,13 +8,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Readable } from 'node:stream';
 import type { SymrunConfig } from '../config/types.js';
 import { SymError, EXIT } from '../errors.js';
-import { DEFAULTS, runtimeRoot, repoRoot } from '../defaults.js';
+import { DEFAULTS, SLURM_DEFAULTS, runtimeRoot, repoRoot } from '../defaults.js';
 import { serveChannel, serveUnix, type RpcPeer, type ChannelServer } from '../agent/channel.js';
 import { GuestClient } from '../agent/guest.js';
 import type { GuestFrame } from '../../../guest/protocol/index.js';
 import { resolveImage, imageFiles, type ImageInfo } from '../image/index.js';
 import { detectQemu, probeAccel, type VmSpec } from '../vm/index.js';
-import { createLocalCluster, cleanupJob, findStaleJobs, requireRoot, type LocalCluster } from '../local/index.js';
+import { cleanupJob, findStaleJobs, requireRoot } from '../local/index.js';
+import { createLocalHosts, createSlurmHosts, hostMode, type HostSet } from './hosts.js';
+import { DrainPolicy } from './policy.js';
+import { NodeWatcher } from '../slurm/watch.js';
 import { ownerAlive, procStartTime } from '../local/state.js';
 import { resolveProgram, programClosure, snapshotDir, tarCreate, tarExtractSafe } from '../stage/index.js';
 import { planMpi, retagLine, LineSplitter } from '../mpi/launch.js';
@@ -57,10 +60,14 @@ export function newJobId(): string {
 }
 
 /** Deterministic locally administered MAC for a job's VM (the same on every host it moves to). */
-export function vmMac(jobId: string, index: number): string {
+export function vmMac(jobId: string, index: number, role: 'device' | 'standby' = 'device'): string {
   const h = crypto.createHash('sha256').update(jobId).digest();
-  return ['52', '54', h[0]!.toString(16).padStart(2, '0'), h[1]!.toString(16).padStart(2, '0'), h[2]!.toString(16).padStart(2, '0'), index.toString(16).padStart(2, '0')].join(':');
+  const b2 = role === 'standby' ? h[2]! ^ 0x80 : h[2]!;
+  return ['52', '54', h[0]!.toString(16).padStart(2, '0'), h[1]!.toString(16).padStart(2, '0'), b2.toString(16).padStart(2, '0'), index.toString(16).padStart(2, '0')].join(':');
 }
+
+/** failover adapter: the virtio standby NIC that migrates with the VM (tap and QEMU ids). */
+export const STANDBY = { netdevId: 'symsb0nd', deviceId: 'symsb0', bus: 'rp2', tap: (index: number) => `symsb${index}` } as const;
 
 export class Job {
   readonly id: string;
@@ -70,7 +77,11 @@ export class Job {
   private peers = new Map<string, RpcPeer>();
   private peerWaiters = new Map<string, (p: RpcPeer) => void>();
   readonly vms = new Map<string, VmState>();
-  private cluster?: LocalCluster;
+  private cluster?: HostSet;
+  /** hosts that run VMs at start (the rest of cluster.hosts are spares) */
+  private vmHostCount = 0;
+  private policy?: DrainPolicy;
+  private watcher?: NodeWatcher;
   private image?: ImageInfo;
   state = 'starting';
   private out: NodeJS.WritableStream;
@@ -96,10 +107,11 @@ export class Job {
     const line = JSON.stringify(e) + '\n';
     if (this.eventsFd !== undefined) { try { fs.writeSync(this.eventsFd, line); } catch { /* disk full: keep going */ } }
     for (const p of this.eventSubscribers) p.notify('op.event', e);
-    if (e.event === 'end' || e.event === 'fail' || e.event === 'result' || e.event === 'action' || e.event === 'cancel') {
+    // (the drain policy says its own lines: policy.ts)
+    if (e.kind !== 'policy' && (e.event === 'end' || e.event === 'fail' || e.event === 'result' || e.event === 'action' || e.event === 'cancel')) {
       const d = e.data ?? {};
       const what = e.event === 'result' ? `${d.outcome}${d.error ? ` (${(d.error as { message: string }).message})` : ''}` : e.event === 'action' ? `action ${d.action ?? d.fault}${d.reason ? `: ${d.reason}` : ''}` : e.event === 'fail' ? `failed: ${d.error}` : e.event;
-      this.say(`${e.kind} ${d.vm} ${d.from}->${d.to}: ${e.phase} ${what}${e.ms !== undefined ? ` (${e.ms} ms)` : ''}`);
+      this.say(`${e.kind} ${d.vm} ${d.from}->${d.to}: ${e.event === 'result' ? 'finished:' : e.phase} ${what}${e.ms !== undefined ? ` (${e.ms} ms)` : ''}`);
     }
   }
 
@@ -113,22 +125,21 @@ export class Job {
       get deviceModel() { const ic = cfg().interconnect; return ic.type === 'emulated' ? ic.model : 'virtio-net-pci'; },
       vm: (n) => this.vms.get(n),
       vmNames: () => [...this.vms.keys()],
-      hosts: () => (this.cluster?.hosts ?? []).map((h, i) => ({ name: h.name, ip: h.ip, bridge: h.bridge, spare: i >= cfg().local, usable: this.peers.has(h.name) })),
+      hosts: () => (this.cluster?.hosts ?? []).map((h, i) => ({ name: h.name, ip: h.ip, bridge: h.bridge, spare: i >= this.vmHostCount, usable: this.peers.has(h.name) && !this.policy?.unusable(h.name) })),
       peer: (h) => {
         const p = this.peers.get(h);
         if (!p) throw new SymError('ESYM_NO_AGENT', { message: `no host agent connected on ${h}` });
         return p;
       },
       spec: (n, host, withDevice) => this.vmSpec(this.vms.get(n)!, this.accel, withDevice, host),
+      taps: (n, bridge) => this.vmTaps(this.vms.get(n)!, bridge, false),
+      failoverReady: () => cfg().migration.quiesce === 'failover',
       setVmHost: (n, host) => {
         const v = this.vms.get(n)!;
         v.client.detach(`moved to ${host}`);
         v.host = host;
       },
-      netConfigArgs: (n) => {
-        const v = this.vms.get(n)!;
-        return { mac: v.mac, name: cfg().network.guestIfName, address: `${v.ip}/${this.cluster!.prefixLen}`, announce: true, waitMs: 15_000 };
-      },
+      netConfigArgs: (n) => this.netConfigArgs(this.vms.get(n)!),
     };
   }
 
@@ -168,16 +179,15 @@ export class Job {
 
   private async runInner(): Promise<number> {
     const cfg = this.opts.config;
-    if (cfg.local < 1) {
-      throw new SymError('ESYM_NO_HOSTS', { message: 'no hosts to run on: not inside a Slurm allocation and --local not given', field: '--local', fix: 'run inside sbatch/salloc, or pass --local N to emulate N hosts on this machine' });
-    }
-    requireRoot('--local creates network namespaces, bridges and tap devices');
+    const mode = hostMode(cfg);
+    if (mode === 'local') requireRoot('--local creates network namespaces, bridges and tap devices');
     const [prog, ...args] = this.opts.app;
     if (!prog) throw new SymError('ESYM_NO_APP', { message: 'no application given', fix: 'symrun [options] -- ./app args', exitCode: EXIT.usage });
     const program = resolveProgram(prog, { cwd: this.opts.cwd, PATH: process.env.PATH });
 
     // a previous run killed with SIGKILL leaves namespaces and run dirs: clean them first
-    await this.phase('cleanup-stale', async () => {
+    // (local mode only: in Slurm mode /run/symrun may be shared by nodes whose processes this one cannot see)
+    if (mode === 'local') await this.phase('cleanup-stale', async () => {
       for (const j of await findStaleJobs()) {
         await cleanupJob(j);
         this.say(`removed leftovers of an earlier run (job ${j})`);
@@ -186,7 +196,7 @@ export class Job {
     });
 
     fs.mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
-    fs.writeFileSync(path.join(this.runDir, 'owner.json'), JSON.stringify({ pid: process.pid, pidStartTime: procStartTime(process.pid), startedAt: new Date().toISOString(), app: this.opts.app, cwd: this.opts.cwd }));
+    fs.writeFileSync(path.join(this.runDir, 'owner.json'), JSON.stringify({ pid: process.pid, pidStartTime: procStartTime(process.pid), pidns: pidNamespace(), startedAt: new Date().toISOString(), app: this.opts.app, cwd: this.opts.cwd }));
     this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
     if (this.opts.eventsFile) {
       this.eventsFd = fs.openSync(this.opts.eventsFile, 'a', 0o600);
@@ -214,10 +224,12 @@ export class Job {
       ]),
     );
 
-    const nHosts = cfg.local + cfg.spares;
-    const cluster = await this.phase('hosts', () => createLocalCluster({ jobId: this.id, hosts: nHosts, subnet: cfg.network.subnet, signal: this.opts.signal }));
+    const cluster: HostSet = await this.phase('hosts', () => mode === 'local'
+      ? createLocalHosts({ jobId: this.id, hosts: cfg.local + cfg.spares, subnet: cfg.network.subnet, signal: this.opts.signal })
+      : createSlurmHosts({ config: cfg, spares: cfg.spares, signal: this.opts.signal }));
     this.cluster = cluster;
-    this.onCleanup('emulated hosts', () => cluster.destroy());
+    this.vmHostCount = mode === 'local' ? cfg.local : cluster.hosts.length - cfg.spares;
+    this.onCleanup(mode === 'local' ? 'emulated hosts' : 'slurm hosts', () => cluster.destroy());
 
     const secret = crypto.randomBytes(32).toString('hex');
     const server = await serveChannel({ host: cluster.coordinatorIp, secret, onPeer: (p) => this.addPeer(p) });
@@ -227,10 +239,11 @@ export class Job {
 
     await this.phase('agents', () => this.startHostAgents(cluster, server, secret));
     this.checkAbort();
+    if (mode === 'slurm') this.watchNodes(cluster);
 
-    // VMs on the first `local` hosts; the rest are spares
+    // VMs on the first hosts; the rest (--spares) are spares
     const names: string[] = [];
-    for (let i = 1; i <= cfg.local; i++) {
+    for (let i = 1; i <= this.vmHostCount; i++) {
       const host = cluster.hosts[i - 1]!;
       const name = `vm${i}`;
       names.push(name);
@@ -267,6 +280,7 @@ export class Job {
     this.say(`launching ${plan.np} ranks on ${names.length} VMs`);
     this.state = 'running';
     for (const v of this.vms.values()) v.state = 'running';
+    this.policy?.evaluate(); // nodes that went bad while the VMs booted
     const status = await this.phase('run', () => this.runMpi(vm1, plan.argv, plan.env, plan.rankVm));
     this.state = 'finishing';
     await this.phase('stage-out', () => this.stageOut());
@@ -280,25 +294,48 @@ export class Job {
     p.start();
   }
 
-  private async startHostAgents(cluster: LocalCluster, server: ChannelServer, secret: string): Promise<void> {
-    const agentJs = path.join(repoRoot(), 'dist', 'launcher', 'src', 'agent', 'hostagent.js');
+  /** Slurm mode: poll the nodes' states; the policy moves VMs off nodes that go away. */
+  private watchNodes(cluster: HostSet): void {
+    const policy = new DrainPolicy({
+      vmsOn: (h) => [...this.vms.values()].filter((v) => v.host === h).map((v) => v.name),
+      isMigrating: (vm) => this.migrations.active(vm) !== undefined,
+      canMigrate: () => this.state === 'running',
+      migrate: (req) => this.migrations.migrate(req),
+      event: (e) => this.event(e),
+      say: (m) => this.say(m),
+    });
+    this.policy = policy;
+    let lastError = '';
+    const watcher = new NodeWatcher({
+      nodes: () => cluster.hosts.map((h) => h.name),
+      intervalMs: this.opts.config.slurm.pollIntervalMs,
+      onChange: (changes) => policy.onChanges(changes),
+      onError: (e) => { if (e.message !== lastError) this.say(`watching the nodes: ${e.message}`); lastError = e.message; },
+    });
+    this.watcher = watcher;
+    watcher.start();
+    this.onCleanup('node watcher', () => watcher.stop());
+  }
+
+  private async startHostAgents(cluster: HostSet, server: ChannelServer, secret: string): Promise<void> {
     const children: ChildProcess[] = [];
     this.onCleanup('host agents', async () => {
       await Promise.allSettled([...this.peers.values()].map((p) => p.call('shutdown', {}, { timeoutMs: DEFAULTS.teardown.totalMs - 1000 }).catch(() => undefined)));
+      if (cluster.mode === 'slurm') {
+        // srun forwards SIGTERM to its step; give it a moment before SIGKILL
+        for (const c of children) killGroup(c, 'SIGTERM');
+        const until = Date.now() + 1500;
+        while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      }
       for (const c of children) killGroup(c, 'SIGKILL');
     });
+    const connectMs = cluster.mode === 'slurm' ? SLURM_DEFAULTS.agentConnectTimeoutMs : 30_000;
     await Promise.all(
       cluster.hosts.map(async (h) => {
-        const log = fs.openSync(path.join(this.runDir, `${h.name}.agent.log`), 'a');
-        const c = spawn('ip', ['netns', 'exec', h.netns, process.execPath, agentJs], {
-          env: { ...process.env, SYMRUN_COORD: `${cluster.coordinatorIp}:${server.port}`, SYMRUN_JOB_SECRET: secret, SYMRUN_HOST: h.name, SYMRUN_JOB_ID: this.id },
-          detached: true,
-          stdio: ['ignore', log, log],
-        });
-        fs.closeSync(log);
+        const c = cluster.startAgent(h.name, { SYMRUN_COORD: `${cluster.coordinatorIp}:${server.port}`, SYMRUN_JOB_SECRET: secret, SYMRUN_HOST: h.name, SYMRUN_JOB_ID: this.id }, path.join(this.runDir, `${h.name}.agent.log`));
         children.push(c);
         await new Promise<RpcPeer>((resolve, reject) => {
-          const t = setTimeout(() => reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${h.name} did not connect within 30 s`, fix: `see ${path.join(this.runDir, `${h.name}.agent.log`)}` })), 30_000);
+          const t = setTimeout(() => reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${h.name} did not connect within ${connectMs / 1000} s`, fix: `see ${path.join(this.runDir, `${h.name}.agent.log`)}` })), connectMs);
           c.once('exit', (code) => { clearTimeout(t); reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${h.name} exited (${code}) before connecting: ${tail(path.join(this.runDir, `${h.name}.agent.log`))}` })); });
           const have = this.peers.get(h.name);
           if (have) { clearTimeout(t); resolve(have); return; }
@@ -347,6 +384,11 @@ export class Job {
     const dir = path.join(this.runDir, host, vm.name);
     const ic = cfg.interconnect;
     const nic: string[] = [];
+    if (cfg.migration.quiesce === 'failover') {
+      // part of the VM on every host (migrates with it), so source and destination have it alike
+      nic.push('-netdev', `tap,id=${STANDBY.netdevId},ifname=${STANDBY.tap(vm.index)},script=no,downscript=no`);
+      nic.push('-device', `virtio-net-pci,netdev=${STANDBY.netdevId},id=${STANDBY.deviceId},mac=${vmMac(this.id, vm.index, 'standby')},bus=${STANDBY.bus}`);
+    }
     if (withNic) {
       if (ic.type === 'emulated') {
         nic.push('-netdev', `tap,id=${DEFAULTS.interconnect.netdevId},ifname=${vm.tap},script=no,downscript=no`);
@@ -375,13 +417,22 @@ export class Job {
     };
   }
 
+  /** Host taps a VM needs on a host: the interconnect stand-in (emulated) and the failover standby. */
+  vmTaps(vm: VmState, bridge: string, withDevice: boolean): Array<{ tap: string; bridge: string }> {
+    const cfg = this.opts.config;
+    const taps: Array<{ tap: string; bridge: string }> = [];
+    if (withDevice && cfg.interconnect.type === 'emulated') taps.push({ tap: vm.tap, bridge });
+    if (cfg.migration.quiesce === 'failover') taps.push({ tap: STANDBY.tap(vm.index), bridge });
+    return taps;
+  }
+
   private async bootVm(name: string, accel: 'kvm' | 'tcg'): Promise<void> {
     const vm = this.vms.get(name)!;
     const peer = this.peers.get(vm.host)!;
     const host = this.cluster!.hosts.find((h) => h.name === vm.host)!;
     const spec = this.vmSpec(vm, accel, true);
     fs.mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
-    await peer.call('vm.start', { spec, taps: this.opts.config.interconnect.type === 'emulated' ? [{ tap: vm.tap, bridge: host.bridge }] : [] }, { timeoutMs: 120_000 });
+    await peer.call('vm.start', { spec, taps: this.vmTaps(vm, host.bridge, true) }, { timeoutMs: 120_000 });
     try {
       await vm.client.ready(DEFAULTS.agent.bootTimeoutMs, this.opts.signal);
     } catch (e) {
@@ -391,13 +442,21 @@ export class Job {
     vm.state = 'ready';
   }
 
-  private async configureNetwork(): Promise<void> {
+  /** The guest's interconnect configuration (at boot, and again after every move). */
+  private netConfigArgs(v: VmState): Record<string, unknown> {
     const cfg = this.opts.config;
+    return {
+      mac: v.mac, name: cfg.network.guestIfName, address: `${v.ip}/${this.cluster!.prefixLen}`, announce: true, waitMs: 15_000,
+      ...(cfg.migration.quiesce === 'failover' ? { standbyMac: vmMac(this.id, v.index, 'standby') } : {}),
+    };
+  }
+
+  private async configureNetwork(): Promise<void> {
     const entries: Array<[string, string]> = [...this.vms.values()].map((v) => [v.ip, v.name]);
     await Promise.all(
       [...this.vms.values()].map(async (v) => {
         await v.client.request('hosts', { entries });
-        await v.client.request('net-config', { mac: v.mac, name: cfg.network.guestIfName, address: `${v.ip}/${this.cluster!.prefixLen}`, announce: true, waitMs: 15_000 });
+        await v.client.request('net-config', this.netConfigArgs(v));
       }),
     );
   }
@@ -497,7 +556,10 @@ export class Job {
       state: this.state,
       app: this.opts.app,
       cwd: this.opts.cwd,
-      hosts: this.cluster?.hosts.map((h) => ({ name: h.name, ip: h.ip, role: [...this.vms.values()].some((v) => v.host === h.name) ? 'vm' : 'spare', agent: this.peers.has(h.name) })) ?? [],
+      mode: this.cluster?.mode,
+      hosts: this.cluster?.hosts.map((h) => ({ name: h.name, ip: h.ip, role: [...this.vms.values()].some((v) => v.host === h.name) ? 'vm' : 'spare', agent: this.peers.has(h.name), ...(this.policy ? { condition: this.policy.nodes.get(h.name)?.condition ?? 'ok', usable: this.peers.has(h.name) && !this.policy.unusable(h.name) } : {}) })) ?? [],
+      ...(this.policy ? { notices: this.policy.notices, nodes: this.policy.status().nodes } : {}),
+      ...(this.watcher ? { watch: { intervalMs: this.watcher.intervalMs, ...this.watcher.stats } } : {}),
       vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state, migrating: this.migrations.active(v.name)?.exec.state.phase })),
       migrations: this.migrations.list(),
       phases: this.phases,
@@ -561,7 +623,7 @@ export class Job {
       }
     }
     // last resort: anything of this job still there (e.g. a step above timed out)
-    await cleanupJob(this.id).catch(() => undefined);
+    if (this.cluster?.mode !== 'slurm') await cleanupJob(this.id).catch(() => undefined);
     this.state = 'done';
   }
 }
@@ -589,17 +651,28 @@ function collect(t: { stream: NodeJS.ReadableStream; done: Promise<void> }): Pro
   });
 }
 
-/** Every job run directory with an owner record, and whether its owner still runs (pid AND start time). */
-function runDirs(): Array<{ id: string; dir: string; pid: number; alive: boolean }> {
+/** This process's pid namespace ("pid:[4026531836]"); run dirs of other pid namespaces are not ours to judge. */
+function pidNamespace(): string | undefined {
+  try { return fs.readlinkSync('/proc/self/ns/pid'); } catch { return undefined; }
+}
+
+/**
+ * Every job run directory with an owner record, and whether its owner still runs (pid AND start time).
+ * `foreign`: the owner runs in another pid namespace (e.g. a Slurm node of a namespace lab sharing
+ * /run): its pid means nothing here, so it is neither listed nor cleaned up.
+ */
+function runDirs(): Array<{ id: string; dir: string; pid: number; alive: boolean; foreign: boolean }> {
   const root = runtimeRoot();
   let entries: string[] = [];
   try { entries = fs.readdirSync(root); } catch { return []; }
-  const out: Array<{ id: string; dir: string; pid: number; alive: boolean }> = [];
+  const out: Array<{ id: string; dir: string; pid: number; alive: boolean; foreign: boolean }> = [];
+  const myNs = pidNamespace();
   for (const id of entries) {
     const dir = path.join(root, id);
     try {
-      const o = JSON.parse(fs.readFileSync(path.join(dir, 'owner.json'), 'utf8')) as { pid: number; pidStartTime?: string };
-      out.push({ id, dir, pid: o.pid, alive: ownerAlive({ ownerPid: o.pid, ownerStartTime: o.pidStartTime }) });
+      const o = JSON.parse(fs.readFileSync(path.join(dir, 'owner.json'), 'utf8')) as { pid: number; pidStartTime?: string; pidns?: string };
+      const foreign = o.pidns !== undefined && myNs !== undefined && o.pidns !== myNs;
+      out.push({ id, dir, pid: o.pid, foreign, alive: foreign || ownerAlive({ ownerPid: o.pid, ownerStartTime: o.pidStartTime }) });
     } catch { /* no or unreadable owner record: not a job dir we manage */ }
   }
   return out;
@@ -607,12 +680,12 @@ function runDirs(): Array<{ id: string; dir: string; pid: number; alive: boolean
 
 /** Run directories whose owner process is gone (symrun was SIGKILLed). */
 function cleanStaleRunDirs(): void {
-  for (const r of runDirs()) if (!r.alive) fs.rmSync(r.dir, { recursive: true, force: true });
+  for (const r of runDirs()) if (!r.alive && !r.foreign) fs.rmSync(r.dir, { recursive: true, force: true });
 }
 
 /** Live jobs on this machine (for `symrun status` / `exec` without --job). */
 export function listJobs(): Array<{ id: string; pid: number; control: string }> {
   return runDirs()
-    .filter((r) => r.alive && fs.existsSync(path.join(r.dir, 'control.sock')))
+    .filter((r) => r.alive && !r.foreign && fs.existsSync(path.join(r.dir, 'control.sock')))
     .map((r) => ({ id: r.id, pid: r.pid, control: path.join(r.dir, 'control.sock') }));
 }

@@ -1,0 +1,138 @@
+// Migrations (coordinator/migrate.ts) against fake host and guest agents: destination choice, the
+// concurrency cap, the shared freeze (first quiesces, last resumes), rollback bookkeeping.
+import t from 'tap';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Migrations, type JobAccess } from '../../launcher/src/coordinator/migrate.js';
+import { parseFaults } from '../../launcher/src/coordinator/faults.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
+import type { OpEvent } from '../../launcher/src/migration/executor.js';
+import type { MigrationConfig } from '../../launcher/src/config/types.js';
+
+interface Fake {
+  job: JobAccess;
+  calls: string[];
+  guestOps: string[];
+  events: OpEvent[];
+  hostOf: Record<string, string>;
+  /** resolve to let a pending mig.perform of that VM complete */
+  releasePerform: Map<string, () => void>;
+  failPrepareOn?: string;
+}
+
+function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number } = {}): Fake {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mig-coord-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const nHosts = opts.hosts ?? 5;
+  const nVms = opts.vms ?? 3;
+  const f: Fake = { calls: [], guestOps: [], events: [], hostOf: {}, releasePerform: new Map(), job: undefined as unknown as JobAccess };
+  const migration: MigrationConfig = {
+    mode: 'live', quiesce: 'freeze', maxBandwidthBytes: DEFAULTS.migration.maxBandwidthBytes, multifdChannels: 0,
+    downtimeLimitMs: 300, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions], maxConcurrent: opts.maxConcurrent ?? 2, hooks: {},
+  };
+  const vmNames = Array.from({ length: nVms }, (_, i) => `vm${i + 1}`);
+  vmNames.forEach((v, i) => (f.hostOf[v] = `h${i + 1}`));
+  const client = (vm: string) => ({
+    request: async (op: string) => { f.guestOps.push(`${vm}:${op}`); return op === 'quiesce' ? { frozen: 1 } : {}; },
+    ready: async () => undefined,
+    detach: () => undefined,
+  });
+  const clients = Object.fromEntries(vmNames.map((v) => [v, client(v)]));
+  const peer = (host: string) => ({
+    call: async (method: string, p: any) => {
+      f.calls.push(`${host}:${method}${p?.name ? `:${p.name}` : ''}`);
+      switch (method) {
+        case 'mig.prepare':
+          if (f.failPrepareOn === host) throw Object.assign(new Error(`QEMU on ${host} did not start`), { code: 'ESYM_QEMU_START' });
+          return { uri: `tcp:${host}:4444`, pid: 1 };
+        case 'vm.devices': return [{ qdevId: DEFAULTS.interconnect.deviceId }];
+        case 'mig.perform':
+          await new Promise<void>((r) => f.releasePerform.set(p.name, r));
+          return { status: 'completed', transferredBytes: 1, remainingBytes: 0, totalBytes: 1 };
+        case 'mig.finish': return { status: 'running' };
+        default: return {};
+      }
+    },
+  });
+  f.job = {
+    id: 'jtest',
+    runDir: dir,
+    migration,
+    deviceModel: 'virtio-net-pci',
+    vm: (n) => (f.hostOf[n] ? { name: n, host: f.hostOf[n]!, mac: '52:54:00:00:00:01', ip: '198.18.0.101', tap: 'symtap1', client: clients[n] as never, state: 'running' } : undefined),
+    vmNames: () => vmNames,
+    hosts: () => Array.from({ length: nHosts }, (_, i) => ({ name: `h${i + 1}`, ip: `10.0.0.${i + 11}`, bridge: 'br0', spare: i >= nVms, usable: true })),
+    peer: (h) => peer(h) as never,
+    spec: (n, host) => ({ name: n, runDir: path.join(dir, host) }) as never,
+    taps: () => [],
+    failoverReady: () => false,
+    setVmHost: (n, h) => { f.hostOf[n] = h; },
+    netConfigArgs: () => ({ name: 'symfab0' }),
+  };
+  return f;
+}
+
+const until = async (fn: () => boolean, what: string) => {
+  for (let i = 0; i < 500 && !fn(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!fn()) throw new Error(`timed out waiting for ${what}`);
+};
+
+t.test('destination: a free spare first; busy and unknown hosts are refused with the field named', async (t) => {
+  const f = fakeJob();
+  const m = new Migrations(f.job, (e) => f.events.push(e), parseFaults(''));
+  t.equal(m.pickDestination('vm2'), 'h4');
+  t.throws(() => m.pickDestination('vm2', 'h1'), { code: 'ESYM_HOST_BUSY', field: '--to' });
+  t.throws(() => m.pickDestination('vm2', 'h9'), { code: 'ESYM_NO_HOST', field: '--to' });
+  const none = fakeJob({ hosts: 3 });
+  const m2 = new Migrations(none.job, () => undefined, parseFaults(''));
+  t.throws(() => m2.pickDestination('vm1'), { code: 'ESYM_NO_SPARE' });
+  t.throws(() => m.migrate({ vm: 'vm9' }), { code: 'ESYM_NO_VM' });
+});
+
+t.test('two migrations at once share one freeze: quiesced once, resumed once, after both', async (t) => {
+  const f = fakeJob({ maxConcurrent: 2 });
+  const m = new Migrations(f.job, (e) => f.events.push(e), parseFaults(''));
+  const a = m.migrate({ vm: 'vm1' });
+  const b = m.migrate({ vm: 'vm2' });
+  t.throws(() => m.migrate({ vm: 'vm1' }), { code: 'ESYM_BUSY' }, 'one migration per VM');
+  await until(() => f.releasePerform.size === 2, 'both in perform');
+  t.same(f.guestOps.filter((o) => o.endsWith(':quiesce')).sort(), ['vm1:quiesce', 'vm2:quiesce', 'vm3:quiesce'], 'every guest quiesced exactly once');
+  f.releasePerform.get('vm1')!();
+  const ra = await a.done;
+  t.equal(ra.outcome, 'done');
+  t.same(f.guestOps.filter((o) => o.endsWith(':resume')), [], 'no guest resumed while the other migration still needs the freeze');
+  f.releasePerform.get('vm2')!();
+  const rb = await b.done;
+  t.equal(rb.outcome, 'done');
+  t.same(f.guestOps.filter((o) => o.endsWith(':resume')).sort(), ['vm1:resume', 'vm2:resume', 'vm3:resume'], 'resumed once, by the last one');
+  t.same([f.hostOf.vm1, f.hostOf.vm2].sort(), ['h4', 'h5']);
+});
+
+t.test('the cap queues further migrations until one ends', async (t) => {
+  const f = fakeJob({ maxConcurrent: 1 });
+  const m = new Migrations(f.job, (e) => f.events.push(e), parseFaults(''));
+  const a = m.migrate({ vm: 'vm1' });
+  const b = m.migrate({ vm: 'vm2' });
+  await until(() => f.releasePerform.has('vm1'), 'vm1 in perform');
+  t.notOk(f.calls.some((c) => c.endsWith('mig.prepare:vm2')), 'vm2 has not started');
+  t.ok(f.events.some((e) => e.data?.vm === 'vm2' && e.data?.queued === true), 'the queueing is reported');
+  f.releasePerform.get('vm1')!();
+  await a.done;
+  await until(() => f.releasePerform.has('vm2'), 'vm2 in perform');
+  f.releasePerform.get('vm2')!();
+  t.equal((await b.done).outcome, 'done');
+});
+
+t.test('a destination that cannot start QEMU: rolled back, the VM stays, guests resumed', async (t) => {
+  const f = fakeJob();
+  f.failPrepareOn = 'h4';
+  const m = new Migrations(f.job, (e) => f.events.push(e), parseFaults(''));
+  const r = await m.migrate({ vm: 'vm2' }).done;
+  t.equal(r.outcome, 'rolled-back');
+  t.equal(r.error?.phase, 'prepare');
+  t.equal(f.hostOf.vm2, 'h2');
+  t.ok(f.calls.includes('h4:vm.stop:vm2'), 'the half-started destination is stopped');
+  t.same(f.guestOps, [], 'guests were never quiesced (prepare comes first)');
+  t.equal(m.list()[0]!.result?.outcome, 'rolled-back', 'status lists the outcome');
+});
