@@ -1,0 +1,94 @@
+// The Slurm node watcher (slurm/watch.ts) and the drain policy (coordinator/policy.ts), with a fake
+// scontrol (captured lab output) and fake migrations.
+import t from 'tap';
+import fs from 'node:fs';
+import path from 'node:path';
+import { repoRoot } from '../../launcher/src/defaults.js';
+import { NodeWatcher, type NodeChange } from '../../launcher/src/slurm/watch.js';
+import { DrainPolicy, planMoves, type NodeInfo } from '../../launcher/src/coordinator/policy.js';
+import { SymError } from '../../launcher/src/errors.js';
+import type { OpEvent, OpResult } from '../../launcher/src/migration/executor.js';
+
+const fx = (f: string) => fs.readFileSync(path.join(repoRoot(), 'test', 'fixtures', 'slurm', f), 'utf8');
+const line = (text: string, name: string) => text.split('\n').find((l) => l.startsWith(`NodeName=${name} `))!;
+const idle = fx('nodes-idle.txt');
+const setState = (l: string, state: string, reason?: string) => l.replace(/State=\S+/, `State=${state}`).replace(/ Reason=.*$/, '') + (reason ? ` Reason=${reason} [root@2026-11-22T03:40:00]` : '');
+
+t.test('watcher: one batched call, only changes reported, baseline ok', async (t) => {
+  const calls: string[][] = [];
+  let text = idle;
+  const seen: NodeChange[][] = [];
+  const w = new NodeWatcher({ nodes: () => ['n1', 'n2', 'n3', 'n4'], run: async (names) => { calls.push(names); return text; }, onChange: (c) => seen.push(c) });
+  t.same(await w.pollOnce(), [], 'all ok: nothing to report');
+  text = idle.split('\n').map((l) => (l.startsWith('NodeName=n2 ') ? setState(l, 'MIXED+DRAIN', 'maint') : l)).join('\n');
+  const ch = await w.pollOnce();
+  t.equal(ch.length, 1);
+  t.match(ch[0], { node: 'n2', condition: 'drain', previous: 'ok', state: 'MIXED+DRAIN', reason: 'maint' });
+  t.same(await w.pollOnce(), [], 'unchanged: not reported again');
+  t.equal(seen.length, 1);
+  t.same(calls[0], ['n1', 'n2', 'n3', 'n4'], 'one call with every node');
+  t.equal(w.stats.polls, 3);
+  t.equal(w.condition('n2'), 'drain');
+});
+
+t.test('watcher: errors are counted and passed on, polling goes on', async (t) => {
+  let n = 0;
+  const errors: string[] = [];
+  const w = new NodeWatcher({ nodes: () => ['n1'], intervalMs: 10, run: async () => { n++; if (n < 3) throw new Error('slurmctld down'); return line(idle, 'n1'); }, onChange: () => undefined, onError: (e) => errors.push(e.message) });
+  w.start();
+  while (n < 4) await new Promise((r) => setTimeout(r, 5));
+  await w.stop();
+  t.same(errors, ['slurmctld down', 'slurmctld down']);
+  t.equal(w.stats.errors, 2);
+});
+
+const node = (condition: NodeInfo['condition'], state: string, reason?: string): NodeInfo => ({ condition, state, reason, since: '' });
+
+t.test('planMoves: most urgent first, reason text', async (t) => {
+  const nodes = new Map<string, NodeInfo>([['n1', node('drain', 'MIXED+DRAIN', 'maint')], ['n2', node('not-responding', 'MIXED+NOT_RESPONDING')], ['n3', node('ok', 'MIXED')], ['n5', node('reboot', 'MIXED+DRAIN+REBOOT_REQUESTED', 'Reboot ASAP')]]);
+  const on: Record<string, string[]> = { n1: ['vm1'], n2: ['vm2'], n3: ['vm3'], n5: ['vm5'] };
+  const plan = planMoves(nodes, (h) => on[h] ?? [], () => false);
+  t.same(plan.map((c) => c.vm), ['vm2', 'vm5', 'vm1']);
+  t.equal(plan[2]!.reason, 'node n1 DRAIN: maint');
+  t.equal(plan[1]!.reason, 'node n5 DRAIN+REBOOT_REQUESTED: Reboot ASAP');
+});
+
+t.test('policy: migrates to spares, says when none is left, not before the job runs, no move back', async (t) => {
+  const hostOf: Record<string, string> = { vm1: 'n1', vm2: 'n2', vm3: 'n3' };
+  let spares = 1;
+  let running = false;
+  const started: Array<{ vm: string; reason: string }> = [];
+  const events: OpEvent[] = [];
+  const said: string[] = [];
+  const resolvers: Array<(r: OpResult) => void> = [];
+  const p = new DrainPolicy({
+    vmsOn: (h) => Object.keys(hostOf).filter((v) => hostOf[v] === h),
+    isMigrating: (vm) => started.some((s) => s.vm === vm) && resolvers.length > 0,
+    canMigrate: () => running,
+    migrate: (req) => {
+      if (spares === 0) throw new SymError('ESYM_NO_SPARE', { message: 'no free host' });
+      spares--;
+      started.push(req);
+      return { op: `m${started.length}`, done: new Promise<OpResult>((r) => resolvers.push(r)) };
+    },
+    event: (e) => events.push(e),
+    say: (m) => said.push(m),
+  });
+  const ch = (n: string, condition: NodeChange['condition'], state: string, reason?: string): NodeChange => ({ node: n, condition, previous: 'ok', state, reason, seenAt: Date.now() });
+  p.onChanges([ch('n2', 'drain', 'MIXED+DRAIN', 'maint'), ch('n3', 'fail', 'MIXED+FAIL', 'disk')]);
+  t.same(started, [], 'nothing before the job runs');
+  t.ok(p.unusable('n2') && p.unusable('n3') && !p.unusable('n1'));
+  running = true;
+  p.evaluate();
+  t.same(started, [{ vm: 'vm3', reason: 'node n3 FAIL: disk' }], 'fail first, one spare');
+  t.match(said.join('\n'), /node n2 DRAIN: maint: no spare left to move vm2/);
+  t.ok(events.some((e) => e.data?.action === 'no-spare' && e.data?.vm === 'vm2'), 'no-spare event');
+  p.evaluate();
+  t.equal(said.filter((s) => /no spare/.test(s)).length, 1, 'said once');
+  hostOf.vm3 = 'n4';
+  resolvers.shift()!({ op: 'm1', outcome: 'done', leftovers: [], phasesMs: {}, totalMs: 1 } as unknown as OpResult);
+  await new Promise((r) => setTimeout(r, 1));
+  p.onChanges([{ ...ch('n3', 'ok', 'MIXED'), previous: 'fail' }]);
+  t.equal(hostOf.vm3, 'n4', 'undrain does not move back');
+  t.equal(started.length, 1, 'vm2 still waits (no spare: n3 is free now but the fake has none)');
+});
