@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { repoRoot } from '../../launcher/src/defaults.js';
-import { need, needRoot, spawnSymrun, runSymrun } from '../fixtures/symrun-env.js';
+import { need, needRoot } from '../fixtures/symrun-env.js';
+import { startRingJob } from '../fixtures/ring-job.js';
 
 need('mpicc', 'libopenmpi-dev');
 need('qemu-system-x86_64', 'qemu-system-x86');
@@ -25,31 +26,11 @@ fs.writeFileSync(path.join(work, 'symrun.yaml'), [
   '',
 ].join('\n'));
 const stopFile = path.join(work, 'stop');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 t.test('failover, hooks and freeze adapters on one running job', async (t) => {
-  const job = spawnSymrun(['--config', 'symrun.yaml', '--local', '3', '--spares', '1', '--', './ring', '1000000', '--progress', '100', '--sleep-ms', '20', '--stop-file', stopFile], { cwd: work });
-  let stdout = '';
-  let stderr = '';
-  job.stdout!.on('data', (d) => (stdout += d));
-  job.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((r) => job.on('close', (c) => r(c)));
-  t.teardown(() => { if (job.exitCode === null) job.kill('SIGKILL'); });
-  const until = async (what: string, fn: () => boolean, ms: number) => {
-    const end = Date.now() + ms;
-    while (!fn()) {
-      if (Date.now() > end || job.exitCode !== null) throw new Error(`${what} did not happen within ${ms} ms (job exit ${job.exitCode})\n${stdout.slice(-1500)}\n${stderr.slice(-3000)}`);
-      await sleep(200);
-    }
-  };
-  await until('first ring iterations', () => /ring iteration 100\b/.test(stdout), 300_000);
-  const id = /job (\w+): booting/.exec(stderr)![1]!;
-  const sym = (args: string[], timeoutMs = 300_000) => runSymrun([args[0]!, '--job', id, ...args.slice(1)], { cwd: work, timeoutMs });
-  const iterations = () => Number([...stdout.matchAll(/ring iteration (\d+)/g)].pop()?.[1] ?? -1);
-  const stillRunning = async (what: string) => {
-    const before = iterations();
-    await until(`ring progress after ${what}`, () => iterations() > before, 120_000);
-  };
+  const job = await startRingJob({ cwd: work, symrunArgs: ['--config', 'symrun.yaml', '--local', '3', '--spares', '1'], stopFile });
+  t.teardown(() => job.kill());
+  const { sym, stillRunning } = job;
   const migrate = async (args: string[]) => {
     const r = await sym(['migrate', ...args, '--json']);
     t.equal(r.code, 0, `migrate ${args.join(' ')}: ${r.stderr.slice(-1500)}`);
@@ -83,8 +64,8 @@ t.test('failover, hooks and freeze adapters on one running job', async (t) => {
   t.ok(z.events.find((e: any) => e.phase === 'quiesce' && e.event === 'end').data.frozen >= 3, 'freeze: ranks in every VM frozen');
   await stillRunning('freeze migration');
 
-  const stop = await sym(['exec', 'vm1', '--', 'touch', stopFile]);
-  t.equal(stop.code, 0, stop.stderr);
-  t.equal(await exited, 0, stderr.slice(-2000));
-  t.match(stdout, /ring OK: ranks=3 /);
+  const { touch, code } = await job.stop();
+  t.equal(touch.code, 0, touch.stderr);
+  t.equal(code, 0, job.stderr().slice(-2000));
+  t.match(job.stdout(), /ring OK: ranks=3 /);
 });

@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { repoRoot } from '../../launcher/src/defaults.js';
-import { need, needRoot, spawnSymrun, runSymrun } from '../fixtures/symrun-env.js';
+import { need, needRoot } from '../fixtures/symrun-env.js';
+import { startRingJob } from '../fixtures/ring-job.js';
 
 need('mpicc', 'libopenmpi-dev');
 need('qemu-system-x86_64', 'qemu-system-x86');
@@ -21,28 +22,10 @@ execFileSync('mpicc', ['-O2', '-o', path.join(work, 'ring'), path.join(repoRoot(
 const events = path.join(work, 'events.jsonl');
 const stopFile = path.join(work, 'stop');
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 t.test('a running job survives faults, a cancel, a refused device and two migrations', async (t) => {
-  const job = spawnSymrun(['--local', '3', '--spares', '1', '--events', events, '--', './ring', '1000000', '--progress', '100', '--sleep-ms', '20', '--stop-file', stopFile], { cwd: work });
-  let stdout = '';
-  let stderr = '';
-  job.stdout!.on('data', (d) => (stdout += d));
-  job.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((r) => job.on('close', (c) => r(c)));
-  t.teardown(() => { if (job.exitCode === null) job.kill('SIGKILL'); });
-
-  const until = async (what: string, fn: () => boolean, ms: number) => {
-    const end = Date.now() + ms;
-    while (!fn()) {
-      if (Date.now() > end || job.exitCode !== null) throw new Error(`${what} did not happen within ${ms} ms (job exit ${job.exitCode})\nstdout: ${stdout.slice(-2000)}\nstderr: ${stderr.slice(-3000)}`);
-      await sleep(200);
-    }
-  };
-  await until('first ring iterations', () => /ring iteration 100\b/.test(stdout), 300_000);
-  const id = /job (\w+): booting/.exec(stderr)![1]!;
-  // --job right after the subcommand: for exec, everything after `--` is the command
-  const sym = (args: string[], timeoutMs = 300_000) => runSymrun([args[0]!, '--job', id, ...args.slice(1)], { cwd: work, timeoutMs });
+  const job = await startRingJob({ cwd: work, symrunArgs: ['--local', '3', '--spares', '1', '--events', events], stopFile });
+  t.teardown(() => job.kill());
+  const { sym, stillRunning } = job;
   const status = async () => JSON.parse((await sym(['status', '--json'])).stdout) as { vms: Array<{ name: string; host: string; migrating?: string }>; hosts: Array<{ name: string; role: string }> };
   const hostOf = async (vm: string) => (await status()).vms.find((v) => v.name === vm)!.host;
   const migrate = async (args: string[]) => {
@@ -50,11 +33,6 @@ t.test('a running job survives faults, a cancel, a refused device and two migrat
     let res: any;
     try { res = JSON.parse(r.stdout); } catch { throw new Error(`migrate ${args.join(' ')}: no JSON (exit ${r.code}): ${r.stdout}\n${r.stderr}`); }
     return { code: r.code, res, stderr: r.stderr };
-  };
-  const iterations = () => Number([...stdout.matchAll(/ring iteration (\d+)/g)].pop()?.[1] ?? -1);
-  const stillRunning = async (what: string) => {
-    const before = iterations();
-    await until(`ring progress after ${what}`, () => iterations() > before, 120_000);
   };
 
   t.equal(await hostOf('vm2'), 'host2');
@@ -84,7 +62,7 @@ t.test('a running job survives faults, a cancel, a refused device and two migrat
     const end = Date.now() + 120_000;
     while (!performSeen && Date.now() < end) {
       performSeen = (await status()).vms.find((v) => v.name === 'vm2')?.migrating === 'perform';
-      if (!performSeen) await sleep(200);
+      if (!performSeen) await new Promise((r) => setTimeout(r, 200));
     }
     t.ok(performSeen, 'migration reached perform');
     const c = await sym(['cancel', 'vm2']);
@@ -153,11 +131,10 @@ t.test('a running job survives faults, a cancel, a refused device and two migrat
   });
 
   // end the ring: the stop file must appear inside vm1 (the guests have a copy of the directory)
-  const stop = await sym(['exec', 'vm1', '--', 'touch', stopFile]);
-  t.equal(stop.code, 0, `exec touch: ${stop.stdout}${stop.stderr}`);
-  const code = await exited;
-  t.equal(code, 0, `symrun exit 0\n${stderr.slice(-3000)}`);
-  t.match(stdout, /ring OK: ranks=3 /, 'the checksum over every message is right');
+  const { touch, code } = await job.stop();
+  t.equal(touch.code, 0, `exec touch: ${touch.stdout}${touch.stderr}`);
+  t.equal(code, 0, `symrun exit 0\n${job.stderr().slice(-3000)}`);
+  t.match(job.stdout(), /ring OK: ranks=3 /, 'the checksum over every message is right');
 
   const evs = fs.readFileSync(events, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const results = evs.filter((e) => e.event === 'result').map((e) => e.data.outcome);
