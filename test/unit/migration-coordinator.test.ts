@@ -19,6 +19,8 @@ interface Fake {
   /** resolve to let a pending mig.perform of that VM complete */
   releasePerform: Map<string, () => void>;
   failPrepareOn?: string;
+  failPerform?: boolean;
+  cancelOutcome?: string;
 }
 
 function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number } = {}): Fake {
@@ -49,8 +51,10 @@ function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number } 
         case 'vm.devices': return [{ qdevId: DEFAULTS.interconnect.deviceId }];
         case 'mig.perform':
           await new Promise<void>((r) => f.releasePerform.set(p.name, r));
+          if (f.failPerform) throw Object.assign(new Error('reply lost'), { code: 'ESYM_CHANNEL_TIMEOUT' });
           return { status: 'completed', transferredBytes: 1, remainingBytes: 0, totalBytes: 1 };
         case 'mig.finish': return { status: 'running' };
+        case 'mig.cancel': return { status: 'postmigrate', migration: f.cancelOutcome ?? 'cancelled' };
         default: return {};
       }
     },
@@ -135,4 +139,20 @@ t.test('a destination that cannot start QEMU: rolled back, the VM stays, guests 
   t.ok(f.calls.includes('h4:vm.stop:vm2'), 'the half-started destination is stopped');
   t.same(f.guestOps, [], 'guests were never quiesced (prepare comes first)');
   t.equal(m.list()[0]!.result?.outcome, 'rolled-back', 'status lists the outcome');
+});
+
+t.test('a transfer that completed before the cancel: the destination is stopped before the source runs again', async (t) => {
+  const f = fakeJob();
+  f.failPerform = true;
+  f.cancelOutcome = 'completed';
+  const m = new Migrations(f.job, (e) => f.events.push(e), parseFaults(''));
+  const op = m.migrate({ vm: 'vm2' });
+  await until(() => f.releasePerform.has('vm2'), 'perform');
+  f.releasePerform.get('vm2')!();
+  const r = await op.done;
+  t.equal(r.outcome, 'rolled-back');
+  const i = f.calls.indexOf('h4:vm.stop:vm2');
+  const j = f.calls.indexOf('h2:vm.cont:vm2');
+  t.ok(i >= 0 && j > i, `destination stopped (${i}) before the source continues (${j})`);
+  t.equal(f.hostOf.vm2, 'h2');
 });

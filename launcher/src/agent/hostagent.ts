@@ -58,6 +58,7 @@ export class HostAgent {
         return {};
       })
       .handle('mig.cancel', (p: { name: string }) => this.cancel(p.name))
+      .handle('vm.cont', (p: { name: string }) => this.cont(p.name))
       .handle('mig.finish', (p: { name: string; timeoutMs?: number }) => this.finishIncoming(p.name, p.timeoutMs ?? 60_000))
       .handle('vm.devices', async (p: { name: string }) => listDevices(this.vm(p.name).proc.qmp))
       .handle('vm.kill', (p: { name: string }) => { const e = this.vm(p.name); process.kill(e.proc.pid, 'SIGKILL'); return {}; })
@@ -178,17 +179,31 @@ export class HostAgent {
     });
   }
 
-  /** Abort an outgoing migration and make sure the source VM runs again (rollback). */
-  async cancel(name: string): Promise<{ status: string; resumed: boolean }> {
+  /**
+   * Abort an outgoing migration (rollback). Does NOT resume the source: if the transfer had completed,
+   * or is in postcopy, the destination runs the guest and must be stopped first (the coordinator
+   * does that, then `vm.cont` here), so two copies never run at once.
+   */
+  async cancel(name: string): Promise<{ status: string; migration: string }> {
     const q = this.vm(name).proc.qmp;
-    await cancelMigration(q).catch(() => undefined);
-    const st = await q.execute<{ status: string; running: boolean }>('query-status');
-    let resumed = false;
-    if (!st.running) {
-      await q.execute('cont');
-      resumed = true;
+    let migration: string;
+    try {
+      migration = (await cancelMigration(q)).status;
+    } catch (e) {
+      if ((e as SymError).code !== 'ESYM_MIGRATION_POSTCOPY_CANCEL') throw e;
+      migration = 'postcopy-active';
     }
-    return { status: st.status, resumed };
+    const st = await q.execute<{ status: string }>('query-status');
+    return { status: st.status, migration };
+  }
+
+  /** Resume a paused VM (rollback after cancel / stop-copy). */
+  async cont(name: string): Promise<{ resumed: boolean }> {
+    const q = this.vm(name).proc.qmp;
+    const st = await q.execute<{ running: boolean }>('query-status');
+    if (st.running) return { resumed: false };
+    await q.execute('cont');
+    return { resumed: true };
   }
 
   /** Destination side: the stream is loaded and the VM runs (QEMU keeps it paused if the source was stopped: stop-copy). */

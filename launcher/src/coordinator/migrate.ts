@@ -335,7 +335,17 @@ export class Migrations {
       },
       // ---- rollback (before finish: the VM belongs to the source) ----
       async 'rb-cancel'() {
-        return src().call('mig.cancel', { name: info.vm }, { timeoutMs: 30_000 });
+        const c = await src().call<{ status: string; migration: string }>('mig.cancel', { name: info.vm }, { timeoutMs: 30_000 });
+        let dstStopped = false;
+        if (c.migration === 'completed' || c.migration.startsWith('postcopy')) {
+          // the transfer got through before the cancel: the destination may already run the guest.
+          // Stop it before the source runs again, so two copies never run at once; the guest then
+          // continues from the switch-over point on the source (its ranks were quiesced).
+          await dst().call('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
+          dstStopped = true;
+        }
+        const r = await src().call<{ resumed: boolean }>('vm.cont', { name: info.vm });
+        return { migration: c.migration, dstStopped, sourceResumed: r.resumed };
       },
       async 'rb-dst-stop'() {
         return dst().call('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
