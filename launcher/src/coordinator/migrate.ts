@@ -5,9 +5,9 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
-import { isTerminal } from '../migration/machine.js';
+import { isTerminal, isForward, type MachineState } from '../migration/machine.js';
 import { Executor, CancelledError, type OpEvent, type OpResult, type PhasePorts } from '../migration/executor.js';
-import { FileJournal } from '../migration/journal.js';
+import { FileJournal, readJournal } from '../migration/journal.js';
 import type { MigrationProgress, MigrationTuning } from '../migration/qemu.js';
 import { deadlineDecision } from '../migration/deadline.js';
 import type { RpcPeer } from '../agent/channel.js';
@@ -71,8 +71,8 @@ export interface OpInfo {
 
 interface OpEntry { info: OpInfo; exec: Executor; onSample?: (p: MigrationProgress) => void }
 
-/** Freeze is shared: the first migration that needs guests quiesced freezes them, the last one resumes. */
-class QuiesceGate {
+/** Freeze is shared: the first migration (or checkpoint) that needs guests quiesced freezes them, the last one resumes. */
+export class QuiesceGate {
   private holders = new Set<string>();
   constructor(private job: JobAccess) {}
 
@@ -133,7 +133,8 @@ export class Migrations {
   private ops = new Map<string, OpEntry>();
   private queue: Array<() => void> = [];
   private running = 0;
-  private gate: QuiesceGate;
+  /** shared with checkpoints (coordinator/checkpoint.ts) */
+  readonly gate: QuiesceGate;
   /** faults switched on for every operation of this job (SYMRUN_FAULTS) */
   readonly faults: Faults;
   readonly journal: FileJournal;
@@ -227,6 +228,28 @@ export class Migrations {
     return { ...r, returnTrip: back, leftovers: [...r.leftovers, ...back.leftovers, { phase: 'degraded', message: `return trip to ${info.from} ended ${back.outcome}: ${info.vm} runs on ${this.job.vm(info.vm)?.host} without its device` }] };
   }
 
+  /**
+   * After a coordinator restart (`symrun recover`): operations the journal shows in flight. Before
+   * finish the VM belongs to the source: the phase in flight is taken as failed and the planned
+   * rollback runs (a transfer that completed meanwhile is handled by rb-cancel). From finish on the VM
+   * belongs to the destination: the phase is run again (ports are idempotent) and the move completes.
+   */
+  recoverFromJournal(): Array<{ op: string; vm: string; phase: string; done: Promise<OpResult> }> {
+    const out: Array<{ op: string; vm: string; phase: string; done: Promise<OpResult> }> = [];
+    for (const r of readJournal(this.journal.file).values()) {
+      const state = r.state as MachineState;
+      if (r.kind !== 'migrate' || !r.params || state.phase === 'new' || isTerminal(state.phase)) continue;
+      const p = r.params as unknown as OpInfo & { deadlineMs?: number };
+      const info: OpInfo = { op: r.op, vm: p.vm, from: p.from, to: p.to, mode: p.mode, quiesce: p.quiesce, phase: state.phase, startedAt: p.startedAt, reason: `recovered after a coordinator restart (was in ${state.phase})`, actions: [] };
+      const exec = new Executor({ op: r.op, kind: 'migrate', ports: this.ports(info, { faults: parseFaults('') }), journal: this.journal, from: state, onEvent: (e) => this.emit({ ...e, data: { vm: info.vm, from: info.from, to: info.to, ...(e.data ?? {}) } }) });
+      this.ops.set(r.op, { info, exec });
+      const rollBack = isForward(state.phase) && !state.marks.finished;
+      const done = (rollBack ? exec.failCurrent(`the coordinator was restarted during ${state.phase}`) : exec.resume()).then((res) => { info.result = res; return res; });
+      out.push({ op: r.op, vm: info.vm, phase: state.phase, done });
+    }
+    return out;
+  }
+
   cancel(vm: string): { op: string; accepted: boolean; phase: string } {
     const o = this.active(vm);
     if (!o) throw new SymError('ESYM_NO_MIGRATION', { message: `no migration of ${vm} in progress`, field: 'vm', value: vm, exitCode: EXIT.usage });
@@ -282,19 +305,25 @@ export class Migrations {
         const samples: Array<{ atMs: number; p: MigrationProgress }> = [];
         const t0 = performance.now();
         let killedDst = false;
+        let lastActionAt: number | undefined;
         const entry = self.ops.get(info.op)!;
         entry.onSample = (p) => {
           samples.push({ atMs: performance.now() - t0, p });
+          if (faults.has('kill-coordinator', 'perform')) process.kill(process.pid, 'SIGKILL');
           if (!killedDst && faults.has('kill-dst-qemu', 'perform')) {
             killedDst = true;
             void dst().call('vm.kill', { name: info.vm }).catch(() => undefined);
             self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, fault: 'kill-dst-qemu' } });
           }
           if (deadlineMs === undefined) return;
+          // one action at a time: QEMU needs a few samples to show its effect (a postcopy switch is not
+          // yet visible in the next sample, and stop-copy on top of it would be a second, needless act)
+          if (p.status !== 'active' || (lastActionAt !== undefined && performance.now() - lastActionAt < PROTOCOL_DEFAULTS.deadlineSettleMs)) return;
           const allowed = cfg.deadlineActions.filter((x) => (x !== 'postcopy' || tuning.postcopy) && (x !== 'throttle' || tuning.autoConverge));
           const d = deadlineDecision(samples, { deadlineMs, allowed, alreadyTaken: info.actions, downtimeLimitMs: cfg.downtimeLimitMs });
           if (d.kind === 'none') return;
           info.actions.push(d.kind === 'throttle' ? `throttle:${d.percent}` : d.kind);
+          lastActionAt = performance.now();
           self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, action: d.kind, reason: d.reason, projectedFinishMs: d.projectedFinishMs, deadlineMs } });
           const args = d.kind === 'throttle' ? { percent: d.percent } : {};
           void src().call('mig.action', { name: info.vm, action: d.kind, ...args }).catch((e) =>
