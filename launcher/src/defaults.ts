@@ -169,6 +169,10 @@ export const PROTOCOL_DEFAULTS = {
   reconfigureTimeoutMs: 30_000,
   /** migrations in flight at once (e.g. two drained hosts) */
   maxConcurrent: 2,
+  /** deadline policy: after an action, wait this long for QEMU to show its effect before acting again */
+  deadlineSettleMs: 2_000,
+  /** host agents wait this long for a restarted coordinator (`symrun recover`) before stopping their VMs */
+  agentGraceMs: 60_000,
   /** default migration mode and quiesce adapter */
   mode: 'live' as 'live' | 'postcopy' | 'stop-copy',
   quiesce: 'freeze' as 'freeze' | 'failover' | 'hooks',
@@ -188,4 +192,14 @@ export const SLURM_DEFAULTS = {
   scontrolTimeoutMs: 10_000,
   /** a host agent started through srun must connect within this */
   agentConnectTimeoutMs: 60_000,
+} as const;
+
+/** Coordinated checkpoints (launcher/src/checkpoint/, launcher/src/coordinator/checkpoint.ts). */
+export const CHECKPOINT_DEFAULTS = {
+  /** one VM's save (stop + migrate exec:cat > file, written and fsync'ed) */
+  saveTimeoutMs: 600_000,
+  /** every VM `cont` again after the save (or in the rollback) */
+  contTimeoutMs: 30_000,
+  /** at the job's end, an in-flight checkpoint is waited for this long before teardown */
+  drainTimeoutMs: 120_000,
 } as const;

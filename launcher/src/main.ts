@@ -2,11 +2,13 @@
 import os from 'node:os';
 import { Command, Option } from 'commander';
 import { SymError, EXIT, renderError, isSymError } from './errors.js';
+import { PROTOCOL_DEFAULTS } from './defaults.js';
 import { loadConfig, describeConfig, type ConfigOverrides } from './config/index.js';
-import { Job, listJobs } from './coordinator/job.js';
+import { Job, listJobs, listRecoverable } from './coordinator/job.js';
 import { connectUnix } from './agent/channel.js';
 import { buildImage, resolveImage } from './image/index.js';
 import { registerMigrate } from './cli/migrate.js';
+import { registerCheckpoint } from './cli/checkpoint.js';
 
 const EXAMPLES = `
 Examples:
@@ -47,6 +49,7 @@ function collect(v: string, prev: string[] = []): string[] {
 interface RunFlags {
   config?: string; local?: string; spares?: string; accel?: string; image?: string; memory?: string; cpus?: string;
   np?: string; slotsPerVm?: string; tagOutput?: boolean; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean; events?: string; quiesce?: string;
+  checkpointInterval?: string; checkpointDir?: string; keep?: string;
 }
 
 function overridesFrom(f: RunFlags): ConfigOverrides {
@@ -58,6 +61,7 @@ function overridesFrom(f: RunFlags): ConfigOverrides {
   return {
     accel: f.accel, image: f.image, memory: f.memory, cpus: f.cpus, local: f.local, spares: f.spares, np: f.np,
     slotsPerVm: f.slotsPerVm, tagOutput: f.tagOutput, mca: mca.length ? mca : undefined, subnet: f.subnet, quiesce: f.quiesce,
+    checkpointInterval: f.checkpointInterval, checkpointDir: f.checkpointDir, keep: f.keep,
   };
 }
 
@@ -203,6 +207,9 @@ export async function main(argv: string[]): Promise<number> {
       .option('--subnet <cidr>', "private /24 for the job's network ('auto')")
       .option('--quiesce <adapter>', 'how migrations quiesce MPI traffic: freeze | failover (VMs get a standby NIC) | hooks')
       .option('--events <file>', 'append every migration/checkpoint phase as a JSON line to FILE')
+      .option('--checkpoint-dir <dir>', 'directory for checkpoints (symrun checkpoint; Slurm: a path all nodes share)')
+      .option('--checkpoint-interval <time>', 'take a checkpoint this often while the job runs (e.g. 10m)')
+      .option('--keep <n>', 'complete checkpoints of the job kept in --checkpoint-dir (0 = all)')
       .option('-q, --quiet', 'no progress messages')
       .option('--json', 'print a JSON summary (job id, exit code, phase timings) on stderr at the end');
 
@@ -274,6 +281,34 @@ missing (error code ESYM_NO_JOB, as JSON on stderr with --json); 4 if the job ca
     });
 
   registerMigrate(program, findJob, (n) => { exit = n; });
+  registerCheckpoint(program, findJob, (n) => { exit = n; });
+
+  program
+    .command('recover')
+    .description("take over a job whose symrun was killed: re-attach to its VMs, finish an interrupted migration from the journal, stream the job's output to the end")
+    .option('--job <id>', 'job id (default: the only recoverable job)')
+    .option('-q, --quiet', 'no progress messages')
+    .option('--json', 'print a JSON summary on stderr at the end')
+    .addHelpText('after', `
+Host agents keep a job's VMs for ${PROTOCOL_DEFAULTS.agentGraceMs / 1000} s after its coordinator is gone; recover within that time.
+Exit status: the application's, as for a run.`)
+    .action(async (f: { job?: string; quiet?: boolean; json?: boolean }) => {
+      const all = listRecoverable();
+      const pick = f.job ? all.find((j) => j.id === f.job) : all.length === 1 ? all[0] : undefined;
+      if (!pick) {
+        throw new SymError('ESYM_NO_JOB', {
+          message: f.job ? `job ${f.job} cannot be recovered (its coordinator runs, or it left no recovery record)` : all.length ? `${all.length} jobs can be recovered` : 'no job to recover on this machine',
+          field: f.job ? '--job' : undefined, value: f.job,
+          fix: all.length ? `pick one with --job ID (${all.map((j) => j.id).join(', ')})` : 'recover works for a --local job whose symrun died while its host agents still wait',
+          exitCode: EXIT.usage,
+        });
+      }
+      const st = pick.state;
+      const job = new Job({ config: st.config, app: st.app, cwd: st.cwd, jobId: st.jobId, quiet: f.quiet });
+      const r = await job.recover(st);
+      if (f.json) process.stderr.write(JSON.stringify({ jobId: r.jobId, exitCode: r.exitCode, phasesMs: r.phases }) + '\n');
+      exit = r.exitCode;
+    });
 
   program
     .command('config')

@@ -22,6 +22,7 @@ t.test('no file: every default, source "defaults"', async (t) => {
       multifdChannels: 0, downtimeLimitMs: DEFAULTS.migration.downtimeLimitMs, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions],
       maxConcurrent: PROTOCOL_DEFAULTS.maxConcurrent, hooks: {},
     },
+    checkpoint: { keep: 2 },
     slurm: { pollIntervalMs: SLURM_DEFAULTS.pollIntervalMs },
     local: 0,
     spares: 0,
@@ -83,6 +84,7 @@ t.test('every key of the full fixture is read', async (t) => {
       deadlineMs: 90_000, deadlineActions: ['throttle', 'stop-copy'], maxConcurrent: 3,
       hooks: { quiesce: 'site-quiesce --now', resume: 'site-resume' },
     },
+    checkpoint: { dir: path.join(path.dirname(file), 'ckpt'), intervalMs: 600_000, keep: 3 },
     slurm: { pollIntervalMs: 500 },
     local: 0,
     spares: 2,
@@ -183,7 +185,7 @@ t.test('overrides do not leak between calls or mutate the input', async (t) => {
 });
 
 t.test('OVERRIDE_OPTIONS names an option for every override', async (t) => {
-  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'cpus', 'hosts', 'image', 'local', 'mca', 'memory', 'np', 'quiesce', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
+  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'checkpointDir', 'checkpointInterval', 'cpus', 'hosts', 'image', 'keep', 'local', 'mca', 'memory', 'np', 'quiesce', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
   t.equal(OVERRIDE_OPTIONS.np, '-np');
 });
 
@@ -221,4 +223,16 @@ t.test('slurm.pollInterval: a duration (bare integer = seconds); default 1 s', a
   t.equal(loadConfig({ file: yamlFile('slurm:\n  pollInterval: 2\n'), env: noEnv }).slurm.pollIntervalMs, 2000);
   t.throws(() => loadConfig({ file: yamlFile('slurm:\n  pollInterval: soon\n'), env: noEnv }), /pollInterval/);
   t.throws(() => loadConfig({ file: yamlFile('slurm:\n  poll: 1s\n'), env: noEnv }), /poll/);
+});
+
+t.test('checkpoint: dir (relative to the file, or to cwd for --checkpoint-dir), interval, keep', async (t) => {
+  t.same(loadConfig({ env: noEnv }).checkpoint, { keep: 2 }, 'default: no dir, no timer, keep 2');
+  const f = yamlFile('checkpoint:\n  dir: ck\n  interval: 90\n  keep: 0\n');
+  t.same(loadConfig({ file: f, env: noEnv }).checkpoint, { dir: path.join(path.dirname(f), 'ck'), intervalMs: 90_000, keep: 0 });
+  const cli = loadConfig({ file: f, env: noEnv, cwd: '/work/x', overrides: { checkpointDir: 'out', checkpointInterval: '10m', keep: '1' } });
+  t.same(cli.checkpoint, { dir: '/work/x/out', intervalMs: 600_000, keep: 1 }, 'CLI options win; a relative --checkpoint-dir is relative to cwd');
+  t.throws(() => loadConfig({ env: noEnv, overrides: { checkpointInterval: '10m' } }), { code: 'ESYM_CONFIG_INVALID', message: /checkpoint\.dir/ });
+  t.throws(() => loadConfig({ env: noEnv, overrides: { checkpointDir: '/x', keep: '-1' } }), /--keep/);
+  t.throws(() => loadConfig({ env: noEnv, overrides: { checkpointDir: '/x', checkpointInterval: 'often' } }), /--checkpoint-interval/);
+  t.throws(() => loadConfig({ file: yamlFile('checkpoint:\n  every: 1m\n'), env: noEnv }), /every/);
 });

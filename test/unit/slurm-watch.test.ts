@@ -92,3 +92,30 @@ t.test('policy: migrates to spares, says when none is left, not before the job r
   t.equal(hostOf.vm3, 'n4', 'undrain does not move back');
   t.equal(started.length, 1, 'vm2 still waits (no spare: n3 is free now but the fake has none)');
 });
+
+t.test('policy: a VM moved off successfully can be moved again by later incidents (drain, drain, drain)', async (t) => {
+  const hostOf: Record<string, string> = { vm2: 'n2' };
+  const nodes = ['n2', 'n4'];
+  const started: string[] = [];
+  const p = new DrainPolicy({
+    vmsOn: (h) => Object.keys(hostOf).filter((v) => hostOf[v] === h),
+    isMigrating: () => false,
+    canMigrate: () => true,
+    migrate: (req) => {
+      started.push(`${req.vm}@${hostOf[req.vm]}`);
+      const to = nodes.find((n) => n !== hostOf[req.vm])!;
+      hostOf[req.vm] = to;
+      return { op: `m${started.length}`, done: Promise.resolve({ op: `m${started.length}`, outcome: 'done', leftovers: [], phasesMs: {}, totalMs: 1 } as unknown as OpResult) };
+    },
+    event: () => undefined,
+    say: () => undefined,
+  });
+  const ch = (n: string, condition: NodeChange['condition'], previous: NodeChange['condition']): NodeChange => ({ node: n, condition, previous, state: condition === 'ok' ? 'MIXED' : 'MIXED+DRAIN', seenAt: Date.now() });
+  for (let i = 0; i < 3; i++) {
+    const from = hostOf.vm2!;
+    p.onChanges([ch(from, 'drain', 'ok')]);
+    await new Promise((r) => setTimeout(r, 1));
+    p.onChanges([ch(from, 'ok', 'drain')]); // resumed: a spare again
+  }
+  t.same(started, ['vm2@n2', 'vm2@n4', 'vm2@n2'], 'three drains, three moves');
+});

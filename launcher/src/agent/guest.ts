@@ -231,6 +231,25 @@ export class GuestClient extends EventEmitter {
     };
   }
 
+  /**
+   * Take over a session a previous coordinator started (`symrun recover`): output and the exit the
+   * guest still holds (unacknowledged, replayed after sync) go to these handlers. Call before attach().
+   */
+  adopt(sid: string, opts: ExecOptions = {}): ExecHandle {
+    let resolve!: (r: ExecResult) => void;
+    const done = new Promise<ExecResult>((r) => (resolve = r));
+    this.sessions.set(sid, { opts, resolve });
+    const link = () => this.link;
+    return {
+      sid,
+      done,
+      write: (d: Buffer) => link()?.({ t: 'in', sid, data: d.toString('base64') }),
+      end: () => link()?.({ t: 'in', sid, eof: true }),
+      signal: (sig: string) => link()?.({ t: 'signal', sid, sig }),
+      resize: (cols: number, rows: number) => link()?.({ t: 'resize', sid, cols, rows }),
+    };
+  }
+
   /** Run to completion, collecting output (for short commands). */
   async run(argv: string[], opts: { cwd?: string; env?: Record<string, string>; input?: Buffer; timeoutMs?: number } = {}): Promise<ExecResult & { stdout: string; stderr: string }> {
     const out: Buffer[] = [];

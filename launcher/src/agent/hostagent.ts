@@ -8,7 +8,7 @@ import { connectChannel, type RpcPeer } from './channel.js';
 import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError, type HostFrame } from '../../../guest/protocol/index.js';
 import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
 import { plugNic, unplugDevice, listDevices } from '../hotplug/index.js';
-import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, completeIncoming, startPostcopy, throttleGuest, setMaxBandwidth, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
+import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, completeIncoming, startPostcopy, throttleGuest, setMaxBandwidth, saveStateToFile, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
 import { ensureTap, deleteTap } from '../local/index.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
 import { SymError } from '../errors.js';
@@ -31,7 +31,19 @@ async function releaseTaps(taps: string[]): Promise<void> {
 
 export class HostAgent {
   private vms = new Map<string, VmEntry>();
-  constructor(readonly host: string, readonly peer: RpcPeer) {
+  peer!: RpcPeer;
+
+  /**
+   * reconnect: how to reach the coordinator again. When given, a lost coordinator is waited for
+   * (graceMs) instead of stopping every VM at once: a restarted coordinator (`symrun recover`)
+   * re-attaches to the running VMs. Without it, or after the grace, nothing is left behind.
+   */
+  constructor(readonly host: string, peer: RpcPeer, private opts: { reconnect?: () => Promise<RpcPeer>; graceMs?: number } = {}) {
+    this.attach(peer);
+  }
+
+  private attach(peer: RpcPeer): void {
+    this.peer = peer;
     peer
       .handle('host.info', () => ({ host: this.host, pid: process.pid, vms: [...this.vms.keys()] }))
       .handle('vm.start', (p: { spec: VmSpec; taps?: Array<{ tap: string; bridge: string }> }) => this.startVm(p.spec, p.taps ?? []))
@@ -60,6 +72,20 @@ export class HostAgent {
       .handle('mig.cancel', (p: { name: string }) => this.cancel(p.name))
       .handle('vm.cont', (p: { name: string }) => this.cont(p.name))
       .handle('mig.finish', (p: { name: string; timeoutMs?: number }) => this.finishIncoming(p.name, p.timeoutMs ?? 60_000))
+      // ---- checkpoint (checkpoint/machine.ts): state file on this host's view of the (shared) checkpoint dir ----
+      .handle('ckpt.save', async (p: { name: string; file: string; timeoutMs?: number }) => {
+        const t0 = performance.now();
+        const pr = await saveStateToFile(this.vm(p.name).proc.qmp, p.file, { timeoutMs: p.timeoutMs });
+        return { ...pr, saveMs: Math.round(performance.now() - t0) };
+      })
+      // after a save (or an aborted one): cancel a save still running, then `cont` if the VM is not running
+      .handle('ckpt.resume', async (p: { name: string }) => {
+        const q = this.vm(p.name).proc.qmp;
+        const migration = (await cancelMigration(q).catch(() => undefined))?.status ?? 'unknown';
+        const st = await q.execute<{ status: string; running: boolean }>('query-status');
+        if (!st.running) await q.execute('cont');
+        return { status: st.status, migration, resumed: !st.running };
+      })
       .handle('vm.devices', async (p: { name: string }) => listDevices(this.vm(p.name).proc.qmp))
       .handle('vm.kill', (p: { name: string }) => { const e = this.vm(p.name); process.kill(e.proc.pid, 'SIGKILL'); return {}; })
       .handle('guest.reconnect', (p: { name: string }) => { this.connectGuest(this.vm(p.name)); return {}; })
@@ -74,11 +100,29 @@ export class HostAgent {
         if (e?.guest && !e.guest.destroyed) e.guest.write(encodeFrame(data.frame));
       }
     });
-    peer.on('close', () => {
-      // the coordinator is gone: leave nothing behind on this node
-      void this.stopAll().finally(() => process.exit(0));
-    });
+    peer.on('close', () => void this.coordinatorLost());
     peer.start();
+  }
+
+  private async coordinatorLost(): Promise<void> {
+    const graceMs = this.opts.graceMs ?? 0;
+    if (this.opts.reconnect && graceMs > 0) {
+      const deadline = Date.now() + graceMs;
+      while (Date.now() < deadline) {
+        try {
+          const p = await this.opts.reconnect();
+          this.attach(p);
+          // tell the new coordinator which guest channels are up (it syncs each one)
+          for (const [name, e] of this.vms) if (e.guest && !e.guest.destroyed && !e.guest.connecting) p.notify('guest.link', { vm: name, up: true });
+          return;
+        } catch {
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    }
+    // the coordinator is gone for good: leave nothing behind on this node
+    await this.stopAll();
+    process.exit(0);
   }
 
   private vm(name: string): VmEntry {
@@ -249,8 +293,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   delete process.env.SYMRUN_JOB_SECRET;
-  const peer = await connectChannel({ host: m[1]!, port: Number(m[2]), secret, name: host, timeoutMs: 30_000 });
-  const agent = new HostAgent(host, peer);
+  const connect = (timeoutMs: number) => connectChannel({ host: m[1]!, port: Number(m[2]), secret, name: host, timeoutMs });
+  const peer = await connect(30_000);
+  const graceMs = Number(process.env.SYMRUN_AGENT_GRACE_MS ?? PROTOCOL_DEFAULTS.agentGraceMs);
+  const agent = new HostAgent(host, peer, { reconnect: () => connect(2_000), graceMs });
   const bye = () => void agent.stopAll().finally(() => process.exit(0));
   process.on('SIGTERM', bye);
   process.on('SIGINT', bye);

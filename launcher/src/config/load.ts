@@ -36,6 +36,9 @@ export interface ConfigOverrides {
   hosts?: string[];
   subnet?: string;
   quiesce?: string;
+  checkpointDir?: string;
+  checkpointInterval?: string | number;
+  keep?: string | number;
 }
 
 /** The CLI option that sets each override; used to name the option in errors. */
@@ -53,6 +56,9 @@ export const OVERRIDE_OPTIONS: Readonly<Record<keyof ConfigOverrides, string>> =
   hosts: '--hosts',
   subnet: '--subnet',
   quiesce: '--quiesce',
+  checkpointDir: '--checkpoint-dir',
+  checkpointInterval: '--checkpoint-interval',
+  keep: '--keep',
 };
 
 /** Where each override lands in the YAML shape. */
@@ -70,9 +76,12 @@ const OVERRIDE_PATHS: Readonly<Record<keyof ConfigOverrides, readonly string[]>>
   hosts: ['hosts'],
   subnet: ['network', 'subnet'],
   quiesce: ['migration', 'quiesce'],
+  checkpointDir: ['checkpoint', 'dir'],
+  checkpointInterval: ['checkpoint', 'interval'],
+  keep: ['checkpoint', 'keep'],
 };
 
-const INTEGER_OVERRIDES: ReadonlySet<keyof ConfigOverrides> = new Set(['cpus', 'local', 'spares', 'np', 'slotsPerVm']);
+const INTEGER_OVERRIDES: ReadonlySet<keyof ConfigOverrides> = new Set(['cpus', 'local', 'spares', 'np', 'slotsPerVm', 'keep']);
 
 export interface LoadConfigOptions {
   /** path of symrun.yaml (--config); else $SYMRUN_CONFIG; else defaults only */
@@ -454,6 +463,17 @@ function semanticProblems(raw: Record<string, unknown>): Problem[] {
     }
   }
 
+  const ck = raw.checkpoint;
+  if (isPlainObject(ck) && ck.interval !== undefined && ck.dir === undefined) {
+    out.push({
+      path: ['checkpoint', 'interval'],
+      text: 'is set, but checkpoint.dir is not',
+      message: 'periodic checkpoints (checkpoint.interval) need a directory to write to, but checkpoint.dir is not set',
+      value: ck.interval,
+      fix: 'set checkpoint.dir (or --checkpoint-dir DIR; in Slurm mode a path every node shares)',
+    });
+  }
+
   const net = raw.network;
   if (isPlainObject(net) && typeof net.subnet === 'string' && net.subnet !== 'auto') {
     const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(net.subnet);
@@ -655,9 +675,9 @@ function expandHome(p: string, env: NodeJS.ProcessEnv): string {
   return p;
 }
 
-function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: string, env: NodeJS.ProcessEnv): SymrunConfig {
+function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: string, env: NodeJS.ProcessEnv, ckptBase: string = imageBase): SymrunConfig {
   const obj = (k: string): Record<string, unknown> => (isPlainObject(raw[k]) ? (raw[k] as Record<string, unknown>) : {});
-  const vm = obj('vm'), ic = obj('interconnect'), net = obj('network'), mpi = obj('mpi'), share = obj('share'), mig = obj('migration');
+  const vm = obj('vm'), ic = obj('interconnect'), net = obj('network'), mpi = obj('mpi'), share = obj('share'), mig = obj('migration'), ckpt = obj('checkpoint');
 
   const imageRaw = (raw.image as string | undefined) ?? CONFIG_DEFAULTS.image;
   const image = imageRaw === 'auto' ? 'auto' : path.resolve(imageBase, expandHome(imageRaw, env));
@@ -715,6 +735,11 @@ function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: 
       maxConcurrent: (mig.maxConcurrent as number | undefined) ?? PROTOCOL_DEFAULTS.maxConcurrent,
       hooks: { ...(isPlainObject(mig.hooks) ? (mig.hooks as { quiesce?: string; resume?: string }) : {}) },
     },
+    checkpoint: {
+      ...(ckpt.dir !== undefined ? { dir: path.resolve(ckptBase, expandHome(ckpt.dir as string, env)) } : {}),
+      ...(ckpt.interval !== undefined ? { intervalMs: parseDurationMs(ckpt.interval as string | number) } : {}),
+      keep: (ckpt.keep as number | undefined) ?? CONFIG_DEFAULTS.checkpointKeep,
+    },
     slurm: {
       pollIntervalMs: obj('slurm').pollInterval !== undefined ? parseDurationMs(obj('slurm').pollInterval as string | number) : SLURM_DEFAULTS.pollIntervalMs,
     },
@@ -758,7 +783,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): SymrunConfig {
         message: `${file}: the top level must be a mapping of keys (like "accel: kvm"), not ${kindOf(data)}`,
         field: '(top level)',
         value: data,
-        fix: 'write one key per line at the top level (accel, image, vm, interconnect, network, mpi, share, migration, slurm, local, spares, hosts); see docs/config.md',
+        fix: 'write one key per line at the top level (accel, image, vm, interconnect, network, mpi, share, migration, checkpoint, slurm, local, spares, hosts); see docs/config.md',
         exitCode: EXIT.usage,
         details: { file },
       });
@@ -779,7 +804,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): SymrunConfig {
   if (problems.length > 0) throw toSymError(problems, parsed, origin);
 
   const imageBase = origin.has(JSON.stringify(['image'])) || !file ? cwd : path.dirname(file);
-  return resolveConfig(raw, file ?? 'defaults', imageBase, env);
+  const ckptBase = origin.has(JSON.stringify(['checkpoint', 'dir'])) || !file ? cwd : path.dirname(file);
+  return resolveConfig(raw, file ?? 'defaults', imageBase, env, ckptBase);
 }
 
 function toSymError(problems: Problem[], parsed: Parsed | undefined, origin: Map<string, string>): SymError {

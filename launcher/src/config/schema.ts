@@ -18,6 +18,7 @@ export const CONFIG_DEFAULTS = {
   tagOutput: false,
   local: 0,
   spares: 0,
+  checkpointKeep: 2,
 } as const;
 
 /** Smallest VM memory symrun accepts (the guest image does not boot in less). */
@@ -330,6 +331,29 @@ export const CONFIG_SCHEMA = {
             quiesce: { type: 'string', minLength: 1, description: 'Shell command run in each guest before the device is unplugged.' },
             resume: { type: 'string', minLength: 1, description: 'Shell command run in each guest after the device is back.' },
           },
+        },
+      },
+    },
+    checkpoint: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Coordinated checkpoints (symrun checkpoint, or every checkpoint.interval): every guest quiesced, every device unplugged, every VM saved in parallel, then all resumed.',
+      properties: {
+        dir: {
+          type: 'string', minLength: 1,
+          'x-type': 'path',
+          'x-expect': 'a directory, e.g. /shared/ckpt',
+          description: 'Directory the checkpoints are written to (one subdirectory per checkpoint). In Slurm mode a path every node of the allocation shares: each host writes its VM\'s state there directly. Relative paths are relative to this file (to the current directory for --checkpoint-dir).',
+        },
+        interval: {
+          type: ['string', 'integer'], pattern: DURATION_PATTERN, minimum: 1,
+          'x-expect': 'a duration like 10m, 1h or 90s (a bare integer is seconds)',
+          description: 'Take a checkpoint this often while the job runs (the first one interval after the start). Unset = only on request (`symrun checkpoint`). Needs checkpoint.dir.',
+        },
+        keep: {
+          type: 'integer', minimum: 0, maximum: 10000, default: CONFIG_DEFAULTS.checkpointKeep,
+          'x-expect': 'a whole number, 0 (keep all) or more',
+          description: 'Complete checkpoints of the job kept in checkpoint.dir; older ones are removed only after a new one is complete. 0 = keep all.',
         },
       },
     },

@@ -58,6 +58,15 @@ export interface MigrationConfig {
   hooks: { quiesce?: string; resume?: string };
 }
 
+export interface CheckpointConfig {
+  /** where checkpoints are written (absolute; in Slurm mode a path every node shares); unset = none configured */
+  dir?: string;
+  /** take a checkpoint every intervalMs while the job runs (ms); unset = only on request (symrun checkpoint) */
+  intervalMs?: number;
+  /** complete checkpoints of this job kept in dir (older ones removed once a new one is complete); 0 = all */
+  keep: number;
+}
+
 export interface SlurmConfig {
   /** interval of the node watcher's `scontrol show node` poll (ms) */
   pollIntervalMs: number;
@@ -75,6 +84,7 @@ export interface SymrunConfig {
   mpi: MpiConfig;
   share: ShareConfig;
   migration: MigrationConfig;
+  checkpoint: CheckpointConfig;
   slurm: SlurmConfig;
   /** --local N: number of emulated hosts running VMs (0 = not local) */
   local: number;

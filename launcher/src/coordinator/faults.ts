@@ -5,9 +5,11 @@
 //   refuse-device-add@dst|HOST  device_add on the destination names a root port that does not exist:
 //                               QEMU itself refuses it
 //   guest-stall@quiesce         the moving VM's guest agent delays its quiesce answer for 60 s
+//   kill-coordinator@perform    the coordinator SIGKILLs itself at the first progress sample
+//                               (`symrun recover` then picks the job up from the journal)
 import { SymError } from '../errors.js';
 
-export const KNOWN_FAULTS = ['kill-dst-qemu', 'refuse-device-add', 'guest-stall'] as const;
+export const KNOWN_FAULTS = ['kill-dst-qemu', 'refuse-device-add', 'guest-stall', 'kill-coordinator'] as const;
 
 export interface Faults {
   has(name: string, where: string): boolean;

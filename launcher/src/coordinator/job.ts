@@ -8,20 +8,21 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Readable } from 'node:stream';
 import type { SymrunConfig } from '../config/types.js';
 import { SymError, EXIT } from '../errors.js';
-import { DEFAULTS, SLURM_DEFAULTS, runtimeRoot, repoRoot } from '../defaults.js';
+import { DEFAULTS, SLURM_DEFAULTS, PROTOCOL_DEFAULTS, runtimeRoot, repoRoot } from '../defaults.js';
 import { serveChannel, serveUnix, type RpcPeer, type ChannelServer } from '../agent/channel.js';
 import { GuestClient } from '../agent/guest.js';
 import type { GuestFrame } from '../../../guest/protocol/index.js';
 import { resolveImage, imageFiles, type ImageInfo } from '../image/index.js';
 import { detectQemu, probeAccel, type VmSpec } from '../vm/index.js';
-import { cleanupJob, findStaleJobs, requireRoot } from '../local/index.js';
+import { cleanupJob, findStaleJobs, requireRoot, pidsInNetns } from '../local/index.js';
 import { createLocalHosts, createSlurmHosts, hostMode, type HostSet } from './hosts.js';
 import { DrainPolicy } from './policy.js';
 import { NodeWatcher } from '../slurm/watch.js';
-import { ownerAlive, procStartTime } from '../local/state.js';
+import { ownerAlive, procStartTime, readState, writeState } from '../local/state.js';
 import { resolveProgram, programClosure, snapshotDir, tarCreate, tarExtractSafe } from '../stage/index.js';
 import { planMpi, retagLine, LineSplitter } from '../mpi/launch.js';
 import { Migrations, type JobAccess, type MigrateRequest } from './migrate.js';
+import { checkpointsFor, type CheckpointRequest } from './checkpoint.js';
 import type { OpEvent } from '../migration/executor.js';
 
 export interface JobOptions {
@@ -55,6 +56,47 @@ export interface VmState {
 
 const nowMs = () => performance.now();
 
+/** runDir/recover.json: everything `symrun recover` needs to take over a job whose coordinator died. */
+export interface RecoveryState {
+  v: 1;
+  jobId: string;
+  secret: string;
+  channel: { host: string; port: number };
+  accel: 'kvm' | 'tcg';
+  image: ImageInfo;
+  config: SymrunConfig;
+  app: string[];
+  cwd: string;
+  hosts: Array<{ name: string; ip: string; bridge: string }>;
+  prefixLen: number;
+  vmHostCount: number;
+  vms: Array<{ name: string; index: number; host: string; mac: string; ip: string; tap: string }>;
+  mpirun?: { vm: string; sid: string; rankVm: string[] };
+  rsh: Array<{ rid: string; from: string; to: string; sid: string }>;
+}
+
+/** A local job whose coordinator died, with a recovery record and host agents still waiting for a new coordinator. */
+function recoverable(jobId: string): boolean {
+  if (!fs.existsSync(path.join(runtimeRoot(), jobId, 'recover.json'))) return false;
+  const ns = readState(jobId)?.namespaces ?? [];
+  return pidsInNetns(ns).some((pid) => {
+    try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('hostagent.js'); } catch { return false; }
+  });
+}
+
+/** Jobs on this machine whose coordinator is gone but whose recovery record is there. */
+export function listRecoverable(): Array<{ id: string; state: RecoveryState }> {
+  return runDirs()
+    .filter((r) => !r.alive && !r.foreign)
+    .flatMap((r) => {
+      try {
+        return [{ id: r.id, state: JSON.parse(fs.readFileSync(path.join(r.dir, 'recover.json'), 'utf8')) as RecoveryState }];
+      } catch {
+        return [];
+      }
+    });
+}
+
 export function newJobId(): string {
   return crypto.randomBytes(4).toString('hex').slice(0, 6).replace(/^\d/, 'j');
 }
@@ -80,6 +122,11 @@ export class Job {
   private cluster?: HostSet;
   /** hosts that run VMs at start (the rest of cluster.hosts are spares) */
   private vmHostCount = 0;
+  /** what a restarted coordinator (`symrun recover`) needs; written to recover.json as it changes */
+  private secret = '';
+  private channelPort = 0;
+  private mpirunSession?: { vm: string; sid: string; rankVm: string[] };
+  private rshRelays = new Map<string, { from: string; to: string; sid: string }>();
   private policy?: DrainPolicy;
   private watcher?: NodeWatcher;
   private image?: ImageInfo;
@@ -138,6 +185,7 @@ export class Job {
         const v = this.vms.get(n)!;
         v.client.detach(`moved to ${host}`);
         v.host = host;
+        this.saveRecovery();
       },
       netConfigArgs: (n) => this.netConfigArgs(this.vms.get(n)!),
     };
@@ -189,10 +237,14 @@ export class Job {
     // (local mode only: in Slurm mode /run/symrun may be shared by nodes whose processes this one cannot see)
     if (mode === 'local') await this.phase('cleanup-stale', async () => {
       for (const j of await findStaleJobs()) {
+        if (recoverable(j)) {
+          this.say(`job ${j} lost its coordinator but its host agents still wait for one: not removing it (\`symrun recover --job ${j}\` takes it over)`);
+          continue;
+        }
         await cleanupJob(j);
         this.say(`removed leftovers of an earlier run (job ${j})`);
       }
-      cleanStaleRunDirs();
+      cleanStaleRunDirs((id) => recoverable(id));
     });
 
     fs.mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
@@ -233,6 +285,8 @@ export class Job {
 
     const secret = crypto.randomBytes(32).toString('hex');
     const server = await serveChannel({ host: cluster.coordinatorIp, secret, onPeer: (p) => this.addPeer(p) });
+    this.secret = secret;
+    this.channelPort = server.port;
     this.onCleanup('channel', () => server.close());
     const control = await serveUnix(path.join(this.runDir, 'control.sock'), (p) => this.serveControl(p));
     this.onCleanup('control socket', () => control.close());
@@ -281,7 +335,10 @@ export class Job {
     this.state = 'running';
     for (const v of this.vms.values()) v.state = 'running';
     this.policy?.evaluate(); // nodes that went bad while the VMs booted
+    const ckptTimer = checkpointsFor(this, this.access(), (e) => this.event(e)).startTimer(); // checkpoint.interval
+    this.onCleanup('checkpoint timer', () => ckptTimer.stop());
     const status = await this.phase('run', () => this.runMpi(vm1, plan.argv, plan.env, plan.rankVm));
+    await ckptTimer.stop(); // a checkpoint in flight completes (or rolls back) before the VMs go
     this.state = 'finishing';
     await this.phase('stage-out', () => this.stageOut());
     return status;
@@ -501,7 +558,8 @@ export class Job {
     }
   }
 
-  private async runMpi(vm1: VmState, argv: string[], env: Record<string, string>, rankVm: string[]): Promise<number> {
+  /** mpirun in vm1 with its output streamed; `adopt`: the session id of an mpirun a previous coordinator started. */
+  private async runMpi(vm1: VmState, argv: string[], env: Record<string, string>, rankVm: string[], adopt?: string): Promise<number> {
     const tag = this.opts.config.mpi.tagOutput;
     const so = new LineSplitter();
     const se = new LineSplitter();
@@ -511,7 +569,11 @@ export class Job {
       if (!tag) { s.write(d); return; }
       for (const l of split.push(d.toString('utf8'))) s.write(retagLine(l, rankVm));
     };
-    const h = await vm1.client.exec({ argv, env, cwd: this.opts.cwd, job: true }, { onStdout: write(this.out, so), onStderr: write(this.err, se) });
+    const h = adopt
+      ? vm1.client.adopt(adopt, { onStdout: write(this.out, so), onStderr: write(this.err, se) })
+      : await vm1.client.exec({ argv, env, cwd: this.opts.cwd, job: true }, { onStdout: write(this.out, so), onStderr: write(this.err, se) });
+    this.mpirunSession = { vm: vm1.name, sid: h.sid, rankVm };
+    this.saveRecovery();
     const onAbort = () => h.signal('SIGTERM');
     this.opts.signal?.addEventListener('abort', onAbort, { once: true });
     const r = await h.done;
@@ -520,6 +582,103 @@ export class Job {
     const restE = se.flush(); if (restE) this.err.write(restE);
     this.checkAbort();
     return r.status;
+  }
+
+  private rshHandlers(from: string, rid: string): { onStdout: (d: Buffer) => void; onStderr: (d: Buffer) => void } {
+    const reply = (fr: import('../../../guest/protocol/index.js').HostFrame) => { try { this.vms.get(from)!.client.send(fr); } catch { /* source moving: rsh client sees EOF */ } };
+    return {
+      onStdout: (d) => reply({ t: 'rsh-out', rid, fd: 1, data: d.toString('base64') }),
+      onStderr: (d) => reply({ t: 'rsh-out', rid, fd: 2, data: d.toString('base64') }),
+    };
+  }
+
+  /** Wait for a relayed remote command (orted) and report its exit to the rsh client in `from`. */
+  private async finishRsh(from: string, to: string, rid: string, h: { sid: string; done: Promise<{ status: number }> }): Promise<void> {
+    this.rshRelays.set(rid, { from, to, sid: h.sid });
+    this.saveRecovery();
+    const r = await h.done;
+    this.rshRelays.delete(rid);
+    this.saveRecovery();
+    try { this.vms.get(from)!.client.send({ t: 'rsh-exit', rid, code: Math.min(255, r.status) }); } catch { /* rsh client gone */ }
+  }
+
+  // ---------- recovery after a coordinator restart (symrun recover) ----------
+  private saveRecovery(): void {
+    if (!this.secret || this.cluster?.mode !== 'local' || !this.image) return;
+    const st: RecoveryState = {
+      v: 1, jobId: this.id, secret: this.secret, channel: { host: this.cluster.coordinatorIp, port: this.channelPort },
+      accel: this.accel, image: this.image, config: this.opts.config, app: this.opts.app, cwd: this.opts.cwd,
+      hosts: this.cluster.hosts, prefixLen: this.cluster.prefixLen, vmHostCount: this.vmHostCount,
+      vms: [...this.vms.values()].map((v) => ({ name: v.name, index: v.index, host: v.host, mac: v.mac, ip: v.ip, tap: v.tap })),
+      mpirun: this.mpirunSession, rsh: [...this.rshRelays].map(([rid, r]) => ({ rid, ...r })),
+    };
+    const file = path.join(this.runDir, 'recover.json');
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(st), { mode: 0o600 });
+    fs.renameSync(`${file}.tmp`, file);
+  }
+
+  /** Take over a job whose coordinator died: re-attach to its host agents and VMs, finish what the journal shows in flight, stream mpirun to the end. */
+  async recover(st: RecoveryState): Promise<JobResult> {
+    let exitCode: number = EXIT.runtime;
+    try {
+      exitCode = await this.recoverInner(st);
+    } finally {
+      await this.phase('teardown', () => this.tearDown());
+    }
+    return { exitCode, jobId: this.id, phases: this.phases };
+  }
+
+  private async recoverInner(st: RecoveryState): Promise<number> {
+    requireRoot('recovering a --local job needs its network namespaces');
+    fs.writeFileSync(path.join(this.runDir, 'owner.json'), JSON.stringify({ pid: process.pid, pidStartTime: procStartTime(process.pid), pidns: pidNamespace(), startedAt: new Date().toISOString(), app: this.opts.app, cwd: this.opts.cwd, recovered: true }));
+    const ls = readState(this.id);
+    if (ls) writeState({ ...ls, ownerPid: process.pid, ownerStartTime: procStartTime(process.pid) });
+    this.image = st.image;
+    this.accel = st.accel;
+    const ips = new Map(st.vms.map((v) => [v.index, v.ip]));
+    this.cluster = {
+      mode: 'local', coordinatorIp: st.channel.host, prefixLen: st.prefixLen, hosts: st.hosts,
+      guestIp: (i) => ips.get(i) ?? '',
+      startAgent: () => { throw new SymError('ESYM_RECOVER', { message: 'a recovered job cannot start new host agents' }); },
+      destroy: async () => { await cleanupJob(this.id); },
+    };
+    this.vmHostCount = st.vmHostCount;
+    for (const v of st.vms) {
+      const client = new GuestClient(v.name);
+      this.vms.set(v.name, { ...v, client, state: 'running' });
+      client.on('rsh', (f: Extract<GuestFrame, { t: 'rsh' }>) => void this.relayRsh(v.name, f));
+    }
+    // sessions first: the guests replay what the dead coordinator had not acknowledged right after sync
+    const relays = st.rsh.map((r) => this.finishRsh(r.from, r.to, r.rid, this.vms.get(r.to)!.client.adopt(r.sid, this.rshHandlers(r.from, r.rid))));
+    const mpi = st.mpirun ? this.runMpi(this.vms.get(st.mpirun.vm)!, [], {}, st.mpirun.rankVm, st.mpirun.sid) : undefined;
+    this.secret = st.secret;
+    const server = await serveChannel({ host: st.channel.host, port: st.channel.port, secret: st.secret, onPeer: (p) => this.addPeer(p) });
+    this.channelPort = server.port;
+    this.onCleanup('channel', () => server.close());
+    fs.rmSync(path.join(this.runDir, 'control.sock'), { force: true }); // the dead coordinator's
+    const control = await serveUnix(path.join(this.runDir, 'control.sock'), (p) => this.serveControl(p));
+    this.onCleanup('control socket', () => control.close());
+    await this.phase('agents', () => Promise.all(st.hosts.map((h) => new Promise<void>((resolve, reject) => {
+      if (this.peers.has(h.name)) return resolve();
+      const t = setTimeout(() => reject(new SymError('ESYM_RECOVER', { message: `the host agent on ${h.name} did not come back within 30 s`, fix: `host agents wait ${PROTOCOL_DEFAULTS.agentGraceMs / 1000} s for a new coordinator; see ${path.join(this.runDir, `${h.name}.agent.log`)}` })), 30_000);
+      this.peerWaiters.set(h.name, () => { clearTimeout(t); resolve(); });
+    }))));
+    // from here on the job is ours: a failure removes it like any run (until now it stays recoverable)
+    this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
+    this.onCleanup('emulated hosts', () => this.cluster!.destroy());
+    this.onCleanup('host agents', () => Promise.allSettled([...this.peers.values()].map((p) => p.call('shutdown', {}, { timeoutMs: DEFAULTS.teardown.totalMs - 1000 }).catch(() => undefined))));
+    await this.phase('guests', () => Promise.all([...this.vms.values()].map((v) => v.client.ready(60_000))));
+    this.state = 'running';
+    this.saveRecovery();
+    const ops = this.migrations.recoverFromJournal();
+    for (const o of ops) this.say(`recovering migration ${o.op} of ${o.vm} (was in ${o.phase})`);
+    const results = await Promise.all(ops.map((o) => o.done));
+    for (const [i, r] of results.entries()) this.say(`migration ${ops[i]!.op} of ${ops[i]!.vm}: ${r.outcome}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
+    const status = mpi ? await this.phase('run', () => mpi) : EXIT.runtime;
+    await Promise.allSettled(relays);
+    this.state = 'finishing';
+    await this.phase('stage-out', () => this.stageOut());
+    return status;
   }
 
   /** mpirun in one VM asked (through symrun-rsh) to start a command in another VM. */
@@ -535,13 +694,9 @@ export class Job {
     try {
       const h = await target.client.exec(
         { argv: ['/bin/sh', '-c', f.argv.join(' ')], job: true, env: { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', HOME: '/root' } },
-        {
-          onStdout: (d) => reply({ t: 'rsh-out', rid: f.rid, fd: 1, data: d.toString('base64') }),
-          onStderr: (d) => reply({ t: 'rsh-out', rid: f.rid, fd: 2, data: d.toString('base64') }),
-        },
+        this.rshHandlers(from, f.rid),
       );
-      const r = await h.done;
-      reply({ t: 'rsh-exit', rid: f.rid, code: Math.min(255, r.status) });
+      await this.finishRsh(from, target.name, f.rid, h);
     } catch (e) {
       reply({ t: 'rsh-out', rid: f.rid, fd: 2, data: Buffer.from(`symrun-rsh: ${(e as Error).message}\n`).toString('base64') });
       reply({ t: 'rsh-exit', rid: f.rid, code: 255 });
@@ -577,6 +732,7 @@ export class Job {
       return { op, result: await done };
     });
     p.handle('cancel', (a: { vm: string }) => this.migrations.cancel(a.vm));
+    p.handle('checkpoint', (a: CheckpointRequest & { wait?: boolean }) => { this.eventSubscribers.add(p); return checkpointsFor(this, this.access(), (e) => this.event(e)).request(a); });
     p.handle('exec.start', async (a: { vm: string; argv: string[]; pty?: { cols: number; rows: number }; cwd?: string }) => {
       const vm = this.vms.get(a.vm);
       if (!vm) throw new SymError('ESYM_NO_VM', { message: `no VM named ${a.vm} in job ${this.id}`, fix: `VMs: ${[...this.vms.keys()].join(', ')}` });
@@ -679,8 +835,8 @@ function runDirs(): Array<{ id: string; dir: string; pid: number; alive: boolean
 }
 
 /** Run directories whose owner process is gone (symrun was SIGKILLed). */
-function cleanStaleRunDirs(): void {
-  for (const r of runDirs()) if (!r.alive && !r.foreign) fs.rmSync(r.dir, { recursive: true, force: true });
+function cleanStaleRunDirs(keep: (id: string) => boolean = () => false): void {
+  for (const r of runDirs()) if (!r.alive && !r.foreign && !keep(r.id)) fs.rmSync(r.dir, { recursive: true, force: true });
 }
 
 /** Live jobs on this machine (for `symrun status` / `exec` without --job). */

@@ -11,7 +11,8 @@
 //  - down: QEMU there is gone already; nothing can be migrated (restart from a checkpoint is another
 //    feature); reported.
 //  - Undrain does not move VMs back. A node that is not 'ok' is no longer a migration target.
-//  - A failed (rolled back) migration is retried once per incident.
+//  - A failed (rolled back) migration is retried once per incident; a VM that was moved off starts a
+//    new incident (it can be moved again when its new node goes away too).
 import type { OpEvent, OpResult } from '../migration/executor.js';
 import type { NodeCondition } from '../slurm/scontrol.js';
 import type { NodeChange } from '../slurm/watch.js';
@@ -129,6 +130,8 @@ export class DrainPolicy {
       this.emit('migrate', { vm: c.vm, node: c.node, from: c.node, condition: c.condition, reason: c.reason, op: started.op });
       this.ports.say(`moving ${c.vm} off ${c.node} (${c.reason}): migration ${started.op}`);
       void started.done.then((r) => {
+        // moved off: that incident is over; a later one (e.g. the destination drained too) gets fresh attempts
+        if (r.outcome === 'done' || r.outcome === 'degraded') this.attempts.delete(c.vm);
         if (r.outcome !== 'done' && r.outcome !== 'degraded') this.notice(`migration of ${c.vm} off ${c.node} ended ${r.outcome}${r.error ? `: ${r.error.message}` : ''}`);
         this.evaluate();
       });

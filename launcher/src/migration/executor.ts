@@ -1,81 +1,132 @@
-// Runs the pure machine (machine.ts): for each `run` effect, journal first, then call the port for
-// that phase, then feed the outcome back as an event. Cancellation aborts the running step through
-// its AbortSignal. Every phase is reported as an event (begin/end with duration and figures).
-import { step, initialState, isTerminal, type MachineState, type MachineEvent, type Phase, type TerminalPhase } from './machine.js';
-import type { Journal } from './journal.js';
+// Runs a pure protocol machine: for each `run` effect, journal first, then call the port for that
+// phase, then feed the outcome back as an event. Cancellation aborts the running step through its
+// AbortSignal. Every phase is reported as an event (begin/end with duration and figures).
+// The machine is the migration one (machine.ts) unless another table is passed (`machine` option:
+// checkpoint/machine.ts): every machine has the same event/effect shapes and a state with
+// phase / cancelled / attempt / error / leftovers.
+import { step, initialState, isTerminal, type MachineState, type Phase, type TerminalPhase } from './machine.js';
+
+/** What the executor needs of a machine's state (the rest, e.g. marks, is the machine's own). */
+export interface ProtocolState<P extends string = string> {
+  phase: P;
+  cancelled: boolean;
+  attempt: number;
+  error?: { phase: P; message: string; code?: string };
+  leftovers: Array<{ phase: P; message: string }>;
+}
+
+export type ProtocolEvent<P extends string = string> =
+  | { type: 'start' }
+  | { type: 'ok'; phase: P }
+  | { type: 'fail'; phase: P; message: string; code?: string }
+  | { type: 'cancel' };
+
+export type ProtocolEffect<R extends string = string, T extends string = string> =
+  | { kind: 'run'; phase: R }
+  | { kind: 'abort'; phase: string }
+  | { kind: 'end'; phase: T };
+
+/** A pure transition table: step(state, event) -> { state, effects }. R = phases with a port, T = terminal phases. */
+export interface ProtocolMachine<S extends ProtocolState<string>, R extends string, T extends string> {
+  initialState(): S;
+  step(s: S, e: ProtocolEvent<S['phase']>): { state: S; effects: Array<ProtocolEffect<R, T>> };
+  isTerminal(p: S['phase']): boolean;
+}
+
+type MigrationRun = Exclude<Phase, 'new' | TerminalPhase>;
+
+/** The migration table (machine.ts), the default machine of an Executor. */
+export const MIGRATION_MACHINE: ProtocolMachine<MachineState, MigrationRun, TerminalPhase> = { initialState, step, isTerminal };
 
 /** One function per phase; each gets an AbortSignal and may return figures for the event record. */
-export type PhasePorts = Record<Exclude<Phase, 'new' | TerminalPhase>, (signal: AbortSignal) => Promise<Record<string, unknown> | void>>;
+export type Ports<R extends string> = Record<R, (signal: AbortSignal) => Promise<Record<string, unknown> | void>>;
+export type PhasePorts = Ports<MigrationRun>;
 
-export interface OpEvent {
+/** The journal the executor writes to (migration/journal.ts FileJournal, or a test double). */
+export interface OpJournal {
+  write(r: { op: string; kind: string; phase: string; state: unknown; params?: Record<string, unknown>; result?: unknown }): Promise<void>;
+}
+
+export interface OpEvent<P extends string = Phase> {
   ts: string;
   op: string;
   kind: string;
-  phase: Phase;
+  phase: P;
   event: 'begin' | 'end' | 'fail' | 'cancel' | 'progress' | 'action' | 'result';
   ms?: number;
   data?: Record<string, unknown>;
 }
 
-export interface ExecutorOptions {
+export interface ExecutorOptions<S extends ProtocolState<string> = MachineState, R extends string = MigrationRun, T extends string = TerminalPhase> {
   op: string;
   kind: string;
-  ports: PhasePorts;
-  journal?: Journal;
-  onEvent?: (e: OpEvent) => void;
+  ports: Ports<R>;
+  /** the transition table (default: migration, machine.ts) */
+  machine?: ProtocolMachine<S, R, T>;
+  journal?: OpJournal;
+  onEvent?: (e: OpEvent<S['phase']>) => void;
   /** injected clock (ms) */
   now?: () => number;
   /** start from this state (recovery) instead of a fresh one */
-  from?: MachineState;
+  from?: S;
 }
 
-export interface OpResult {
+export interface OpResult<S extends ProtocolState<string> = MachineState, T extends string = TerminalPhase> {
   op: string;
-  outcome: TerminalPhase;
-  error?: MachineState['error'];
-  leftovers: MachineState['leftovers'];
+  outcome: T;
+  error?: S['error'];
+  leftovers: S['leftovers'];
   phasesMs: Record<string, number>;
   totalMs: number;
 }
 
-export class Executor {
-  state: MachineState;
-  private running?: { phase: Phase; ctl: AbortController };
-  private queue: MachineEvent[] = [];
+export class Executor<S extends ProtocolState<string> = MachineState, R extends string = MigrationRun, T extends string = TerminalPhase> {
+  state: S;
+  private machine: ProtocolMachine<S, R, T>;
+  private running?: { phase: string; ctl: AbortController };
+  private queue: Array<ProtocolEvent<S['phase']>> = [];
   private busy = false;
-  private doneResolve!: (r: OpResult) => void;
-  readonly done: Promise<OpResult>;
+  private doneResolve!: (r: OpResult<S, T>) => void;
+  readonly done: Promise<OpResult<S, T>>;
   readonly phasesMs: Record<string, number> = {};
   private t0: number;
   private now: () => number;
 
-  constructor(readonly o: ExecutorOptions) {
-    this.state = o.from ?? initialState();
+  constructor(readonly o: ExecutorOptions<S, R, T>) {
+    this.machine = o.machine ?? (MIGRATION_MACHINE as unknown as ProtocolMachine<S, R, T>);
+    this.state = o.from ?? this.machine.initialState();
     this.now = o.now ?? (() => performance.now());
     this.t0 = this.now();
     this.done = new Promise((r) => { this.doneResolve = r; });
   }
 
-  private emit(e: Omit<OpEvent, 'ts' | 'op' | 'kind'>): void {
+  private emit(e: Omit<OpEvent<S['phase']>, 'ts' | 'op' | 'kind'>): void {
     this.o.onEvent?.({ ts: new Date().toISOString(), op: this.o.op, kind: this.o.kind, ...e });
   }
 
   /** Events from outside the machine (progress, deadline actions) go to the same stream. */
-  note(phase: Phase, event: OpEvent['event'], data: Record<string, unknown>): void {
+  note(phase: S['phase'], event: OpEvent['event'], data: Record<string, unknown>): void {
     this.emit({ phase, event, data });
   }
 
-  start(): Promise<OpResult> {
+  start(): Promise<OpResult<S, T>> {
     if (this.state.phase !== 'new') return this.resume();
     this.feed({ type: 'start' });
     return this.done;
   }
 
   /** Continue a recovered operation: re-run the phase it was in (ports must be idempotent). */
-  resume(): Promise<OpResult> {
+  resume(): Promise<OpResult<S, T>> {
     const p = this.state.phase;
-    if (isTerminal(p)) { this.finish(); return this.done; }
-    void this.run(p as Exclude<Phase, 'new' | TerminalPhase>);
+    if (this.machine.isTerminal(p)) { this.finish(); return this.done; }
+    void this.run(p as unknown as R);
+    return this.done;
+  }
+
+  /** Recovery of an operation whose coordinator died: the phase in flight is taken as failed. */
+  failCurrent(message: string): Promise<OpResult<S, T>> {
+    if (this.machine.isTerminal(this.state.phase)) { this.finish(); return this.done; }
+    this.feed({ type: 'fail', phase: this.state.phase, message, code: 'ESYM_COORDINATOR_RESTART' });
     return this.done;
   }
 
@@ -85,14 +136,14 @@ export class Executor {
     return !before && this.state.cancelled;
   }
 
-  private feed(e: MachineEvent): void {
+  private feed(e: ProtocolEvent<S['phase']>): void {
     this.queue.push(e);
     if (this.busy) return;
     this.busy = true;
     try {
       while (this.queue.length) {
         const ev = this.queue.shift()!;
-        const { state, effects } = step(this.state, ev);
+        const { state, effects } = this.machine.step(this.state, ev);
         this.state = state;
         if (ev.type === 'cancel' && state.cancelled) this.emit({ phase: state.phase, event: 'cancel' });
         for (const eff of effects) {
@@ -110,13 +161,14 @@ export class Executor {
     }
   }
 
-  private async run(phase: Exclude<Phase, 'new' | TerminalPhase>): Promise<void> {
+  private async run(runPhase: R): Promise<void> {
+    const phase = runPhase as unknown as S['phase'] & R; // a run phase is a phase of the state
     const ctl = new AbortController();
     this.running = { phase, ctl };
     const t = this.now();
     await this.o.journal?.write({ op: this.o.op, kind: this.o.kind, phase, state: this.state });
     this.emit({ phase, event: 'begin', data: this.state.attempt ? { attempt: this.state.attempt + 1 } : undefined });
-    let outcome: MachineEvent;
+    let outcome: ProtocolEvent<S['phase']>;
     try {
       const data = await this.o.ports[phase](ctl.signal);
       const ms = Math.round(this.now() - t);
@@ -136,7 +188,7 @@ export class Executor {
 
   private finish(): void {
     const s = this.state;
-    const r: OpResult = { op: this.o.op, outcome: s.phase as TerminalPhase, error: s.error, leftovers: s.leftovers, phasesMs: this.phasesMs, totalMs: Math.round(this.now() - this.t0) };
+    const r: OpResult<S, T> = { op: this.o.op, outcome: s.phase as unknown as T, error: s.error, leftovers: s.leftovers, phasesMs: this.phasesMs, totalMs: Math.round(this.now() - this.t0) };
     void (async () => {
       await this.o.journal?.write({ op: this.o.op, kind: this.o.kind, phase: s.phase, state: s, result: r });
       this.emit({ phase: s.phase, event: 'result', ms: r.totalMs, data: { outcome: r.outcome, error: r.error, leftovers: r.leftovers, phasesMs: r.phasesMs } });

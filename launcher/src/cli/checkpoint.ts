@@ -1,0 +1,128 @@
+// `symrun checkpoint` (take a coordinated checkpoint of the running job) and `symrun checkpoints DIR`
+// (list the checkpoints in a directory, verified). Talks to the job's control socket like migrate.ts.
+import path from 'node:path';
+import type { Command } from 'commander';
+import { SymError, EXIT } from '../errors.js';
+import { connectUnix } from '../agent/channel.js';
+import type { OpEvent } from '../migration/executor.js';
+import type { CheckpointResult } from '../coordinator/checkpoint.js';
+import { listCheckpoints, fmtBytes, type CheckpointEntry } from '../checkpoint/manifest.js';
+
+type FindJob = (id?: string) => Promise<{ id: string; control: string }>;
+
+export const CHECKPOINT_HELP = `
+Every guest is quiesced, every interconnect device unplugged, every VM's state saved to a file (all
+VMs at once), then the devices come back and the job goes on. The checkpoint is a directory
+DIR/JOB-TIME/ with one state file per VM and manifest.json (sizes, sha256, VM specs); it exists only
+once complete (written as JOB-TIME.tmp-XXXXXX, then renamed). Older checkpoints of the job beyond
+--keep are removed only after that.
+
+Examples:
+  symrun checkpoint                          into the job's --checkpoint-dir
+  symrun checkpoint --dir /shared/ckpt --keep 3
+  symrun checkpoint --json                   one JSON result on stdout
+  symrun checkpoints /shared/ckpt            list them (complete / incomplete / corrupt, verified)
+
+Exit status: 0 the checkpoint is complete; 5 it was not taken and everything was rolled back (the job
+runs on; e.g. not enough disk space); 4 a rollback step failed (the message says what is left where);
+2 bad usage (no job, no checkpoint directory).`;
+
+export function checkpointTable(events: OpEvent<string>[], r: CheckpointResult): string {
+  const rows: string[] = [];
+  rows.push(`${'PHASE'.padEnd(16)} ${'MS'.padStart(8)}  NOTE`);
+  for (const e of events) {
+    if (e.event !== 'end' && e.event !== 'fail') continue;
+    const d = e.data ?? {};
+    let note = e.event === 'fail' ? `FAILED: ${d.error}` : '';
+    if (e.phase === 'save' && e.event === 'end') note = `${fmtBytes(Number(d.bytes ?? 0))} in ${d.vms} files`;
+    if (e.phase === 'prepare' && e.event === 'end') note = `${fmtBytes(Number(d.freeBytes ?? 0))} free, ~${fmtBytes(Number(d.needBytes ?? 0))} needed`;
+    if (e.phase === 'commit' && e.event === 'end' && Array.isArray(d.pruned) && d.pruned.length) note = `removed ${d.pruned.join(', ')}`;
+    if (d.skipped) note = `skipped: ${d.skipped}`;
+    rows.push(`${e.phase.padEnd(16)} ${String(e.ms ?? '').padStart(8)}  ${note}`);
+  }
+  rows.push(`${'total'.padEnd(16)} ${String(r.totalMs).padStart(8)}  ${r.outcome}${r.frozenMs !== undefined ? ` (ranks frozen ${r.frozenMs} ms)` : ''}`);
+  return rows.join('\n');
+}
+
+export function checkpointExit(r: CheckpointResult): number {
+  if (r.outcome === 'done') return 0;
+  if (r.outcome === 'rolled-back') return EXIT.notMoved;
+  return EXIT.runtime;
+}
+
+function parseKeep(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v.trim())) throw new SymError('ESYM_USAGE', { message: `--keep must be a whole number, got ${JSON.stringify(v)}`, field: '--keep', value: v, fix: '--keep N keeps the N newest complete checkpoints of the job (0 = all)', exitCode: EXIT.usage });
+  return Number(v);
+}
+
+function entryLine(e: CheckpointEntry): string {
+  const vms = e.vms?.length ? `${e.vms.length} VMs (${e.vms.join(', ')})` : '-';
+  return `${e.name.padEnd(40)} ${e.status.padEnd(10)} ${(e.time ?? '-').padEnd(24)} ${fmtBytes(e.sizeBytes).padStart(10)}  ${vms}${e.reason ? `\n${' '.repeat(42)}${e.reason}` : ''}`;
+}
+
+export function registerCheckpoint(program: Command, findJob: FindJob, setExit: (n: number) => void): void {
+  program
+    .command('checkpoint')
+    .description('save the state of every VM of the running job (coordinated checkpoint)')
+    .option('--job <id>', 'job id (default: the only running job)')
+    .option('--dir <dir>', "checkpoint directory (default: the job's --checkpoint-dir)")
+    .option('--keep <n>', "complete checkpoints of the job kept (default: the job's --keep)")
+    .option('--json', 'print the result as JSON on stdout')
+    .addHelpText('after', CHECKPOINT_HELP)
+    .action(async (f: { job?: string; dir?: string; keep?: string; json?: boolean }) => {
+      const keep = parseKeep(f.keep);
+      const dir = f.dir !== undefined ? path.resolve(f.dir) : undefined;
+      const j = await findJob(f.job);
+      const peer = await connectUnix(j.control);
+      const events: OpEvent<string>[] = [];
+      let op = '';
+      peer.on('event', (name: string, e: OpEvent<string>) => {
+        if (name !== 'op.event' || e.kind !== 'checkpoint' || (op && e.op !== op)) return;
+        if (e.op === '-') return; // the interval timer's notices
+        if (!op) op = e.op;
+        events.push(e);
+        if (!f.json && (e.event === 'end' || e.event === 'fail')) {
+          const d = e.data ?? {};
+          process.stderr.write(`symrun: checkpoint: ${e.phase} ${e.event === 'fail' ? `failed: ${d.error}` : 'done'}${e.ms !== undefined ? ` (${e.ms} ms)` : ''}\n`);
+        }
+      });
+      let res: { op: string; name: string; result?: CheckpointResult };
+      try {
+        res = await peer.call<{ op: string; name: string; result?: CheckpointResult }>('checkpoint', { dir, keep, wait: true, reason: 'symrun checkpoint' }, { timeoutMs: 24 * 3600_000 });
+      } finally {
+        peer.close();
+      }
+      const r = res.result!;
+      const mine = events.filter((e) => e.op === res.op && e.event !== 'progress');
+      if (f.json) process.stdout.write(JSON.stringify({ ...r, events: mine }, null, 2) + '\n');
+      else {
+        process.stdout.write(checkpointTable(mine, r) + '\n');
+        if (r.outcome === 'done') process.stdout.write(`checkpoint ${r.path}: ${r.vms.length} VMs, ${fmtBytes(r.sizeBytes)}${r.pruned.length ? `; removed ${r.pruned.join(', ')}` : ''}\n`);
+        else {
+          process.stderr.write(`symrun: checkpoint ${r.name} ${r.outcome}${r.error ? `: ${r.error.message}` : ''}\n`);
+          if (r.outcome === 'rolled-back') process.stderr.write('symrun: the job runs on as before; earlier checkpoints are untouched\n');
+          for (const l of r.leftovers) process.stderr.write(`symrun: left behind after ${l.phase}: ${l.message}\n`);
+        }
+        for (const w of r.warnings) process.stderr.write(`symrun: warning: ${w}\n`);
+      }
+      setExit(checkpointExit(r));
+    });
+
+  program
+    .command('checkpoints <dir>')
+    .description('list the checkpoints in a directory: complete, incomplete or corrupt (sizes and sha256 verified)')
+    .option('--quick', 'compare sizes only (no sha256)')
+    .option('--json', 'JSON output')
+    .action(async (dir: string, f: { quick?: boolean; json?: boolean }) => {
+      const list = await listCheckpoints(path.resolve(dir), { hashes: !f.quick });
+      if (f.json) {
+        process.stdout.write(JSON.stringify(list.map(({ manifest, ...e }) => ({ ...e, ...(manifest ? { symrunVersion: manifest.symrunVersion, files: manifest.vms.map((v) => ({ vm: v.name, file: v.file, size: v.size, sha256: v.sha256 })) } : {}) })), null, 2) + '\n');
+      } else if (!list.length) process.stdout.write(`no checkpoints in ${path.resolve(dir)}\n`);
+      else {
+        process.stdout.write(`${'NAME'.padEnd(40)} ${'STATUS'.padEnd(10)} ${'TIME'.padEnd(24)} ${'SIZE'.padStart(10)}  VMS\n`);
+        for (const e of list) process.stdout.write(entryLine(e) + '\n');
+      }
+      setExit(0);
+    });
+}
