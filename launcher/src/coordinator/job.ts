@@ -248,7 +248,7 @@ export class Job {
     });
 
     fs.mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
-    fs.writeFileSync(path.join(this.runDir, 'owner.json'), JSON.stringify({ pid: process.pid, pidStartTime: procStartTime(process.pid), pidns: pidNamespace(), startedAt: new Date().toISOString(), app: this.opts.app, cwd: this.opts.cwd }));
+    fs.writeFileSync(path.join(this.runDir, 'owner.json'), JSON.stringify({ pid: process.pid, pidStartTime: procStartTime(process.pid), pidns: pidNamespace(), startedAt: new Date().toISOString(), app: this.opts.app, cwd: this.opts.cwd, ...(process.env.SLURM_JOB_ID ? { slurmJobId: process.env.SLURM_JOB_ID } : {}) }));
     this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
     if (this.opts.eventsFile) {
       this.eventsFd = fs.openSync(this.opts.eventsFile, 'a', 0o600);

@@ -13,7 +13,7 @@ import {
   type Cidr, type Subnet,
 } from './names.js';
 import {
-  claimPath, ensureStateDir, listClaims, listStateJobIds, ownerAlive, procStartTime, readState,
+  claimPath, ensureStateDir, listClaims, listStateJobIds, ownerAlive, procStartTime, readState, pidNamespace, inInitialPidNamespace,
   removeFile, stateDir, statePath, tryClaim, writeState, type LocalJobState,
 } from './state.js';
 
@@ -230,6 +230,7 @@ export async function createLocalCluster(opts: CreateLocalClusterOpts): Promise<
     jobId,
     ownerPid: process.pid,
     ownerStartTime: procStartTime(process.pid),
+    ownerPidns: pidNamespace(),
     createdAt: new Date().toISOString(),
     phase: 'creating',
     hosts: n,
@@ -458,11 +459,16 @@ export async function findStaleJobs(): Promise<string[]> {
   const claimJobs = [...listClaims().values()].filter((j) => /^[a-z0-9]{1,8}$/.test(j));
   const stale = new Set<string>();
   const withState = new Set<string>();
+  // a job owned from another pid namespace (e.g. a node of a namespace lab sharing /run) is not ours
+  // to judge: its owner's pid means nothing here
+  const ours = pidNamespace();
+  const initial = inInitialPidNamespace();
   for (const id of listStateJobIds()) {
     withState.add(id);
     const st = readState(id);
+    if (st?.ownerPidns ? st.ownerPidns !== ours : !initial) continue;
     if (!st || !ownerAlive(st)) stale.add(id);
   }
-  for (const j of [...nsJobs, ...linkJobs, ...claimJobs]) if (!withState.has(j)) stale.add(j);
+  if (initial) for (const j of [...nsJobs, ...linkJobs, ...claimJobs]) if (!withState.has(j)) stale.add(j);
   return [...stale].sort();
 }

@@ -12,6 +12,8 @@ export interface LocalJobState {
   ownerPid: number;
   /** /proc/<pid>/stat start time of the owner, so a recycled pid is not taken for the owner */
   ownerStartTime?: string;
+  /** the owner's pid namespace (/proc/self/ns/pid): pids of other namespaces cannot be judged from here */
+  ownerPidns?: string;
   createdAt: string;
   phase: 'creating' | 'ready' | 'destroying';
   hosts: number;
@@ -140,4 +142,14 @@ export function ownerAlive(s: Pick<LocalJobState, 'ownerPid' | 'ownerStartTime'>
   const st = procStartTime(s.ownerPid);
   if (st === undefined) return false;
   return s.ownerStartTime === undefined || s.ownerStartTime === st;
+}
+
+/** This process's pid namespace, e.g. "pid:[4026531836]". */
+export function pidNamespace(): string | undefined {
+  try { return fs.readlinkSync('/proc/self/ns/pid'); } catch { return undefined; }
+}
+
+/** The machine's initial pid namespace (PROC_PID_INIT_INO): only from there is every process visible. */
+export function inInitialPidNamespace(): boolean {
+  return pidNamespace() === 'pid:[4026531836]';
 }

@@ -1,0 +1,201 @@
+// Checkpoints (coordinator/checkpoint.ts) against fake host and guest agents: the whole protocol with
+// real files (temp dir, manifest, rename, prune), a save that fails on one VM (everything rolls back,
+// every VM runs again), refusals, and the interval timer.
+import t from 'tap';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { Checkpoints, type CheckpointHost } from '../../launcher/src/coordinator/checkpoint.js';
+import { QuiesceGate, type JobAccess } from '../../launcher/src/coordinator/migrate.js';
+import { verifyCheckpoint, listCheckpoints, createTempDir } from '../../launcher/src/checkpoint/manifest.js';
+import { ckptReplay } from '../../launcher/src/checkpoint/machine.js';
+import { FileJournal } from '../../launcher/src/migration/journal.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
+import type { SymrunConfig } from '../../launcher/src/config/types.js';
+import type { OpEvent } from '../../launcher/src/migration/executor.js';
+
+interface Fake {
+  host: CheckpointHost;
+  root: string;
+  calls: string[];
+  guestOps: string[];
+  events: OpEvent<string>[];
+  plugged: Record<string, boolean>;
+  paused: Record<string, boolean>;
+  vms: Record<string, { state: string }>;
+  failSaveOn?: string;
+  jobState: string;
+  migrating: boolean;
+}
+
+function fake(o: { intervalMs?: number; keep?: number; journal?: FileJournal } = {}): Fake {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-coord-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const img = path.join(dir, 'img');
+  fs.mkdirSync(img);
+  for (const f of ['vmlinuz', 'initrd.img', 'root.ext4']) fs.writeFileSync(path.join(img, f), f);
+  const names = ['vm1', 'vm2', 'vm3'];
+  const f: Fake = {
+    host: undefined as unknown as CheckpointHost, root: path.join(dir, 'ckpt'), calls: [], guestOps: [], events: [],
+    plugged: Object.fromEntries(names.map((n) => [n, true])), paused: Object.fromEntries(names.map((n) => [n, false])),
+    vms: {}, jobState: 'running', migrating: false,
+  };
+  const client = (vm: string) => ({
+    request: async (op: string) => { f.guestOps.push(`${vm}:${op}`); return op === 'quiesce' ? { frozen: 1 } : {}; },
+  });
+  const vmObj = Object.fromEntries(names.map((n, i) => [n, { name: n, host: `h${i + 1}`, mac: `52:54:00:00:00:0${i + 1}`, ip: `198.18.0.${i + 2}`, tap: `symtap${i + 1}`, client: client(n), state: 'running' }]));
+  f.vms = vmObj;
+  const vmOn = (host: string, name: string) => { if (vmObj[name]!.host !== host) throw new Error(`${name} is not on ${host}`); return name; };
+  const peer = (host: string) => ({
+    call: async (method: string, p: any) => {
+      const n = p?.name ? vmOn(host, p.name) : '';
+      f.calls.push(`${method}:${n}`);
+      switch (method) {
+        case 'vm.devices': return f.plugged[n] ? [{ qdevId: DEFAULTS.interconnect.deviceId }] : [];
+        case 'vm.unplug': f.plugged[n] = false; return {};
+        case 'vm.plugNic': f.plugged[n] = true; return {};
+        case 'ckpt.save': {
+          f.paused[n] = true;
+          await new Promise((r) => setTimeout(r, 5));
+          if (f.failSaveOn === n) {
+            fs.writeFileSync(`${p.file}.part`, 'partial');
+            throw Object.assign(new Error('migration failed: Unable to write to command: Broken pipe'), { code: 'ESYM_MIGRATION_FAILED' });
+          }
+          fs.writeFileSync(p.file, crypto.randomBytes(64 * 1024));
+          return { status: 'completed', transferredBytes: 65536, saveMs: 5 };
+        }
+        case 'ckpt.resume': { const was = f.paused[n]; f.paused[n] = false; return { status: was ? 'postmigrate' : 'running', migration: 'completed', resumed: was }; }
+        default: return {};
+      }
+    },
+  });
+  const config = {
+    vm: { memoryMiB: 1, cpus: 1, machine: 'q35', extraArgs: [] },
+    migration: { mode: 'live', quiesce: 'freeze', maxBandwidthBytes: 1, multifdChannels: 0, downtimeLimitMs: 300, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions], maxConcurrent: 2, hooks: {} },
+    checkpoint: { dir: f.root, keep: o.keep ?? 1, ...(o.intervalMs ? { intervalMs: o.intervalMs } : {}) },
+  } as unknown as SymrunConfig;
+  const job = {
+    id: 'j1', runDir: dir, migration: config.migration, deviceModel: 'virtio-net-pci',
+    vm: (n: string) => vmObj[n], vmNames: () => names,
+    hosts: () => names.map((_, i) => ({ name: `h${i + 1}`, ip: `198.18.0.${100 + i}`, bridge: 'symbr', spare: false, usable: true })),
+    peer: (h: string) => peer(h),
+    spec: (n: string) => ({ name: n, runDir: path.join(dir, n), accel: 'tcg', memoryMiB: 1, cpus: 1, machine: 'q35', kernel: path.join(img, 'vmlinuz'), initrd: path.join(img, 'initrd.img'), rootfs: path.join(img, 'root.ext4'), append: '', agentSocket: path.join(dir, n, 'a.sock'), agentPortName: 'p', rootPorts: 2, extraArgs: [] }),
+    taps: () => [], failoverReady: () => false, setVmHost: () => undefined,
+    netConfigArgs: (n: string) => ({ mac: vmObj[n]!.mac, name: 'eth1', address: `${vmObj[n]!.ip}/24` }),
+  } as unknown as JobAccess;
+  const gate = new QuiesceGate(job);
+  f.host = {
+    access: job, config: () => config, app: () => ({ app: ['./ring'], cwd: dir }), state: () => f.jobState, gate: () => gate,
+    migrating: () => f.migrating, journal: () => o.journal, emit: (e) => f.events.push(e),
+  };
+  return f;
+}
+
+t.test('a checkpoint: every phase through the agents, files verified, VMs back to running, --keep', async (t) => {
+  const f = fake();
+  const c = new Checkpoints(f.host);
+  const first = await c.checkpoint({ reason: 'test' }).done;
+  t.equal(first.outcome, 'done', JSON.stringify(first.error));
+  t.equal(first.vms.length, 3);
+  t.ok(first.path && fs.existsSync(path.join(first.path, 'manifest.json')));
+  t.same(Object.values(f.vms).map((v) => v.state), ['running', 'running', 'running'], 'VM states restored');
+  t.same(f.plugged, { vm1: true, vm2: true, vm3: true }, 'every device plugged again');
+  t.same(f.paused, { vm1: false, vm2: false, vm3: false }, 'every VM runs');
+  t.same(f.guestOps.filter((g) => g.startsWith('vm1:')), ['vm1:quiesce', 'vm1:net-config', 'vm1:resume']);
+  const v = await verifyCheckpoint(first.path!);
+  t.equal(v.status, 'complete');
+  t.equal(v.manifest?.vms[1]!.device.mac, '52:54:00:00:00:02');
+  t.equal(v.manifest?.command.app[0], './ring');
+  t.ok(f.events.some((e) => e.kind === 'checkpoint' && e.phase === 'save' && e.event === 'end'));
+  t.ok(first.frozenMs !== undefined && first.frozenMs >= 0);
+
+  await new Promise((r) => setTimeout(r, 5)); // names carry the time in ms
+  const second = await c.checkpoint({}).done;
+  t.equal(second.outcome, 'done');
+  t.same(second.pruned, [first.name], 'keep 1: the older one goes once the new one is complete');
+  t.same((await listCheckpoints(f.root)).map((e) => e.name), [second.name]);
+  t.equal(c.list().length, 2);
+});
+
+t.test('a save that fails on one VM: rolled back, every VM runs again with its device, temp dir gone', async (t) => {
+  const f = fake();
+  const c = new Checkpoints(f.host);
+  const ok = await c.checkpoint({}).done;
+  f.failSaveOn = 'vm2';
+  f.calls.length = 0;
+  const r = await c.checkpoint({}).done;
+  t.equal(r.outcome, 'rolled-back');
+  t.equal(r.error?.phase, 'save');
+  t.match(r.error?.message, /vm2.*Broken pipe/);
+  t.same(r.leftovers, []);
+  t.same(f.paused, { vm1: false, vm2: false, vm3: false }, 'rb-cont: every VM runs');
+  t.same(f.plugged, { vm1: true, vm2: true, vm3: true }, 'rb-replug: every device back');
+  t.ok(f.guestOps.filter((g) => g.endsWith(':resume')).length >= 6, 'guests resumed');
+  t.same(Object.values(f.vms).map((v) => v.state), ['running', 'running', 'running']);
+  const l = await listCheckpoints(f.root);
+  t.same(l.map((e) => [e.name, e.status]), [[ok.name, 'complete']], 'no temp dir left; the previous checkpoint is intact');
+  t.same(r.vms, [], 'no files reported for a checkpoint that was not taken');
+});
+
+t.test('refusals: no dir, job not running, migration in flight, one at a time, migrations see checkpointing', async (t) => {
+  const f = fake();
+  const c = new Checkpoints(f.host);
+  t.throws(() => c.checkpoint({ dir: 'relative' }), { code: 'ESYM_CKPT_DIR' });
+  f.jobState = 'starting';
+  t.throws(() => c.checkpoint({}), { code: 'ESYM_JOB_STATE' });
+  f.jobState = 'running';
+  f.migrating = true;
+  t.throws(() => c.checkpoint({}), { code: 'ESYM_BUSY', message: /migration/ });
+  f.migrating = false;
+  const a = c.checkpoint({});
+  t.same(Object.values(f.vms).map((v) => v.state), ['checkpointing', 'checkpointing', 'checkpointing'], 'a migration would be refused now');
+  t.throws(() => c.checkpoint({}), { code: 'ESYM_BUSY', message: /being taken/ });
+  t.equal((await a.done).outcome, 'done');
+  const g = fake();
+  (g.host.config().checkpoint as { dir?: string }).dir = undefined;
+  t.throws(() => new Checkpoints(g.host).checkpoint({}), { code: 'ESYM_CKPT_NO_DIR', exitCode: 2 });
+});
+
+t.test('the interval timer takes checkpoints while the job runs; stop() waits for one in flight', async (t) => {
+  const f = fake({ intervalMs: 40, keep: 2 });
+  const c = new Checkpoints(f.host);
+  const timer = c.startTimer();
+  const end = Date.now() + 10_000;
+  while (c.list().filter((x) => x.result?.outcome === 'done').length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  await timer.stop();
+  const n = c.list().length;
+  t.ok(c.list().filter((x) => x.result?.outcome === 'done').length >= 2, 'two periodic checkpoints');
+  t.ok(c.list().every((x) => x.result), 'nothing in flight after stop()');
+  t.ok(c.list().every((x) => /^every/.test(x.reason ?? '')), 'reason recorded');
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal(c.list().length, n, 'no checkpoint after stop()');
+  t.ok((await listCheckpoints(f.root)).filter((e) => e.status === 'complete').length <= 2, 'keep 2');
+});
+
+t.test('after a coordinator restart: a checkpoint in flight is rolled back from the journal', async (t) => {
+  const jdir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-journal-'));
+  t.teardown(() => fs.rmSync(jdir, { recursive: true, force: true }));
+  const journal = new FileJournal(path.join(jdir, 'journal.jsonl'));
+  const f = fake({ journal });
+  const name = 'j1-20260101T000000000Z';
+  const tmp = createTempDir(f.root, name);
+  fs.writeFileSync(path.join(tmp, 'vm1.state.part'), 'partial');
+  for (const n of ['vm1', 'vm2', 'vm3']) { f.plugged[n] = false; f.paused[n] = true; }
+  const state = ckptReplay([{ type: 'start' }, { type: 'ok', phase: 'prepare' }, { type: 'ok', phase: 'quiesce' }, { type: 'ok', phase: 'unplug' }]);
+  t.equal(state.phase, 'save');
+  await journal.write({ op: 'cdead1', kind: 'checkpoint', phase: 'new', state: ckptReplay([]) as never, params: { op: 'cdead1', name, root: f.root, startedAt: new Date().toISOString(), keep: 1 } });
+  await journal.write({ op: 'cdead1', kind: 'checkpoint', phase: 'save', state: state as never });
+  await journal.write({ op: 'm1', kind: 'migrate', phase: 'perform', state: {} as never, params: {} });
+  const c = new Checkpoints(f.host);
+  const rec = c.recoverFromJournal();
+  t.same(rec.map((r) => [r.op, r.phase]), [['cdead1', 'save']], 'only the checkpoint op, not the migration');
+  const r = await rec[0]!.done;
+  t.equal(r.outcome, 'rolled-back');
+  t.equal(r.error?.code, 'ESYM_COORDINATOR_RESTART');
+  t.same(f.paused, { vm1: false, vm2: false, vm3: false }, 'every VM runs again');
+  t.same(f.plugged, { vm1: true, vm2: true, vm3: true }, 'every device back');
+  t.ok(f.guestOps.includes('vm2:resume'), 'guests resumed');
+  t.notOk(fs.existsSync(tmp), 'the temp dir is gone');
+  t.same(new Checkpoints(f.host).recoverFromJournal(), [], 'nothing in flight any more');
+});
