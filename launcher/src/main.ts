@@ -23,6 +23,8 @@ Examples:
   symrun --local 3 --spares 1 -- ./app           a spare host to migrate to
   symrun migrate vm2 [--to h4] [--mode postcopy] live-migrate a VM of the running job
   symrun cancel vm2                              abort that migration (rolls back)
+  symrun checkpoint [--dir DIR] [--keep N]       save every VM of the running job (docs/checkpoint.md)
+  symrun checkpoints DIR                         list checkpoints: complete / incomplete / corrupt
 
 Exit status: the application's (first non-zero rank; 128+N for a signal); 127 if the program is
 missing; 2 for bad usage or configuration; 3 for a missing part of the environment; 4 for a

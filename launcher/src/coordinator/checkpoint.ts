@@ -25,6 +25,7 @@ import { detectQemu, qemuArgs } from '../vm/index.js';
 import type { SymrunConfig } from '../config/types.js';
 import type { JobAccess, QuiesceGate, QuiesceAdapter } from './migrate.js';
 import { parseFaults } from './faults.js';
+import { readJournal } from '../migration/journal.js';
 import type { Job } from './job.js';
 
 export interface CheckpointRequest {
@@ -146,6 +147,38 @@ export class Checkpoints {
     });
     this.ops.set(op, { info, exec, done });
     return { op, name, done };
+  }
+
+  /**
+   * After a coordinator restart (`symrun recover`): checkpoints the journal (kind "checkpoint") shows in
+   * flight. In commit the commit is run again (idempotent: it finishes from the temp dir, or finds the
+   * renamed checkpoint); before commit the phase in flight is taken as failed and the planned rollback
+   * runs (every VM `cont`, devices back, guests resumed, NAME.tmp-XXXX removed).
+   */
+  recoverFromJournal(): Array<{ op: string; phase: string; done: Promise<CheckpointResult> }> {
+    const out: Array<{ op: string; phase: string; done: Promise<CheckpointResult> }> = [];
+    const file = (this.h.journal() as { file?: string } | undefined)?.file;
+    if (!file) return out;
+    for (const r of readJournal(file).values()) {
+      const state = r.state as unknown as CkptState;
+      if (r.kind !== 'checkpoint' || !r.params || state.phase === 'new' || CHECKPOINT_MACHINE.isTerminal(state.phase)) continue;
+      const p = r.params as unknown as CheckpointInfo & { keep?: number };
+      const info: CheckpointInfo = { op: r.op, name: p.name, root: p.root, phase: state.phase, startedAt: p.startedAt, reason: `recovered after a coordinator restart (was in ${state.phase})` };
+      const ctx: Ctx = { op: r.op, name: p.name, root: p.root, keep: p.keep ?? this.h.config().checkpoint.keep, names: this.h.access.vmNames(), tmp: tempDirsOf(p.root, p.name)[0], vms: new Map(), warnings: [], pruned: [] };
+      const exec = new Executor<CkptState, CkptRunPhase, CkptTerminalPhase>({
+        op: r.op, kind: 'checkpoint', machine: CHECKPOINT_MACHINE, ports: this.ports(ctx), journal: this.h.journal(), from: state,
+        onEvent: (e) => this.h.emit({ ...e, data: { vm: ctx.names.join(','), from: 'job', to: path.join(ctx.root, ctx.name), checkpoint: ctx.name, ...(e.data ?? {}) } }),
+      });
+      const started = state.phase === 'commit' ? exec.resume() : exec.failCurrent(`the coordinator was restarted during ${state.phase}`);
+      const done = started.then((res) => {
+        const result: CheckpointResult = { ...res, name: ctx.name, root: ctx.root, ...(res.outcome === 'done' ? { path: ctx.final } : {}), vms: [], sizeBytes: 0, pruned: ctx.pruned, warnings: ctx.warnings };
+        info.result = result;
+        return result;
+      });
+      this.ops.set(r.op, { info, exec, done });
+      out.push({ op: r.op, phase: state.phase, done });
+    }
+    return out;
   }
 
   /** The periodic timer (checkpoint.interval); stop() also waits (bounded) for a checkpoint in flight. */
@@ -297,6 +330,8 @@ export class Checkpoints {
       },
       resume: () => h.gate().release(ctx.op, adapter, ctx.names[0]!),
       async commit() {
+        const done = path.join(ctx.root, ctx.name);
+        if (!ctx.tmp && fs.existsSync(path.join(done, 'manifest.json'))) { ctx.final = done; return { path: done, recovered: true } } // renamed before a coordinator restart
         const tmp = ctx.tmp!;
         const hashes = await Promise.all(ctx.names.map(async (n) => ({ n, ...(await hashFile(path.join(tmp, stateFileName(n)))) })));
         let qemuVersion: string | undefined;
@@ -305,7 +340,8 @@ export class Checkpoints {
         const vms: CheckpointVm[] = [];
         for (const { n, sha256, size } of hashes) {
           const v = vm(n);
-          const rec = ctx.vms.get(n)!;
+          const rec = ctx.vms.get(n) ?? { name: n, host: v.host, file: stateFileName(n), size, sha256 }; // (recovered op)
+          ctx.vms.set(n, rec);
           rec.sha256 = sha256;
           rec.size = size;
           const spec = job.spec(n, v.host, false);
@@ -361,13 +397,22 @@ export class Checkpoints {
       },
       'rb-resume': () => h.gate().release(ctx.op, adapter, ctx.names[0]!),
       async 'rb-discard'() {
-        const tmp = ctx.tmp;
-        if (!tmp) return { skipped: 'no temporary directory' };
-        fs.rmSync(tmp, { recursive: true, force: true });
+        // this checkpoint's NAME.tmp-XXXX (also after a coordinator restart, when only the name is known)
+        const tmps = tempDirsOf(ctx.root, ctx.name);
+        if (ctx.tmp && !tmps.includes(ctx.tmp)) tmps.push(ctx.tmp);
+        for (const d of tmps) fs.rmSync(d, { recursive: true, force: true });
         ctx.tmp = undefined;
-        return { removed: tmp };
+        return tmps.length ? { removed: tmps } : { skipped: 'no temporary directory' };
       },
     };
+  }
+}
+
+function tempDirsOf(root: string, name: string): string[] {
+  try {
+    return fs.readdirSync(root).filter((d) => d.startsWith(`${name}.tmp-`)).map((d) => path.join(root, d));
+  } catch {
+    return [];
   }
 }
 
