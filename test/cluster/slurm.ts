@@ -25,6 +25,7 @@ import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { SymError, EXIT } from '../../launcher/src/errors.js';
+import { repoRoot } from '../../launcher/src/defaults.js';
 import {
   parseNodes, parseJobs, nodeCondition, compressHostlist, type SlurmNode, type SlurmJob,
 } from '../../launcher/src/slurm/index.js';
@@ -556,11 +557,17 @@ class Lab implements SlurmLab {
     const c = await this.nsenter(this.controllerPid, ['-n'], ['ip', '-batch', '-'], { input: ctlLines.join('\n') + '\n', cwd: '/' });
     if (!c.ok) throw labError('ESYM_LAB_START', `cannot wire node ${name} to the controller bridge: ${c.stderr.trim()}`, 'see `ip link` inside the controller namespace');
     const br = LAB_DEFAULTS.nodeBridge;
+    const repo = repoRoot();
+    const repoUnderTmp = repo === '/tmp' || repo.startsWith('/tmp/');
     const script = [
       'set -e',
       `exec >>${S}/nodes/${name}/start.log 2>&1`,
       `hostname ${name}`,
+      // the repository (bin/symrun, dist/) must stay visible on the node even when it lives under
+      // /tmp (a CI checkout): hold it on a bind mount across the private /tmp
+      ...(repoUnderTmp ? [`mkdir -p ${S}/nodes/${name}/repo`, `mount --bind ${repo} ${S}/nodes/${name}/repo`] : []),
       'mount -t tmpfs -o mode=1777 tmpfs /tmp',
+      ...(repoUnderTmp ? [`mkdir -p ${repo}`, `mount --bind ${S}/nodes/${name}/repo ${repo}`] : []),
       'mount -t tmpfs -o mode=1777 tmpfs /dev/shm',
       `mount --bind ${S}/etc/hosts /etc/hosts`,
       `mount --bind ${S}/etc /etc/slurm`,

@@ -43,6 +43,7 @@ function fake(o: { intervalMs?: number; keep?: number; journal?: FileJournal } =
   };
   const client = (vm: string) => ({
     request: async (op: string) => { f.guestOps.push(`${vm}:${op}`); return op === 'quiesce' ? { frozen: 1 } : {}; },
+    ready: async () => undefined,
   });
   const vmObj = Object.fromEntries(names.map((n, i) => [n, { name: n, host: `h${i + 1}`, mac: `52:54:00:00:00:0${i + 1}`, ip: `198.18.0.${i + 2}`, tap: `symtap${i + 1}`, client: client(n), state: 'running' }]));
   f.vms = vmObj;

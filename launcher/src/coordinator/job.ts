@@ -667,10 +667,12 @@ export class Job {
     this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
     this.onCleanup('emulated hosts', () => this.cluster!.destroy());
     this.onCleanup('host agents', () => Promise.allSettled([...this.peers.values()].map((p) => p.call('shutdown', {}, { timeoutMs: DEFAULTS.teardown.totalMs - 1000 }).catch(() => undefined))));
-    await this.phase('guests', () => Promise.all([...this.vms.values()].map((v) => v.client.ready(60_000))));
+    // in-flight operations first: a VM whose transfer completed while nobody watched is paused on its
+    // source and cannot answer until the rollback resumes it (the ports wait for the guests they need)
+    const ops = this.migrations.recoverFromJournal();
+    await this.phase('guests', () => Promise.all([...this.vms.values()].map((v) => v.client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs))));
     this.state = 'running';
     this.saveRecovery();
-    const ops = this.migrations.recoverFromJournal();
     for (const o of ops) this.say(`recovering migration ${o.op} of ${o.vm} (was in ${o.phase})`);
     const results = await Promise.all(ops.map((o) => o.done));
     for (const [i, r] of results.entries()) this.say(`migration ${ops[i]!.op} of ${ops[i]!.vm}: ${r.outcome}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);

@@ -118,6 +118,7 @@ export class QuiesceGate {
     await Promise.all(
       names.map(async (n) => {
         try {
+          await this.job.vm(n)!.client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs); // e.g. reconnecting after a move or a coordinator restart
           await this.job.vm(n)!.client.request('resume', this.args(adapter, 'resume'), { timeoutMs: PROTOCOL_DEFAULTS.quiesceTimeoutMs });
         } catch (e) {
           errs.push(`${n}: ${(e as Error).message}`);
@@ -356,6 +357,7 @@ export class Migrations {
         return dst().call('vm.plugNic', plug(info.to, bus), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000, signal });
       },
       async reconfigure() {
+        await vm().client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs);
         return vm().client.request('net-config', job.netConfigArgs(info.vm), { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs });
       },
       resume: () => self.gate.release(info.op, info.quiesce, info.vm),
@@ -385,6 +387,7 @@ export class Migrations {
         return src().call('vm.plugNic', plug(info.from, 'rp1'), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
       },
       async 'rb-reconfigure'() {
+        await vm().client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs); // the source VM was paused: its agent answers once it runs again
         return vm().client.request('net-config', job.netConfigArgs(info.vm), { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs });
       },
       'rb-resume': () => self.gate.release(info.op, info.quiesce, info.vm),
