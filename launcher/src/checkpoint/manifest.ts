@@ -13,6 +13,10 @@
 // each VM's spec (command line without the interconnect device), the device to plug back, the
 // guest network configuration, the job's command line and hosts.
 import fs from 'node:fs';
+import { writeFileAtomic } from '../util/fsatomic.js';
+import { fmtBytes } from '../util/format.js';
+
+export { fmtBytes };
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
@@ -118,11 +122,6 @@ export function freeBytes(dir: string): number {
   return Number(st.bavail) * Number(st.bsize);
 }
 
-export function fmtBytes(n: number): string {
-  if (n >= 1024 * MIB) return `${(n / (1024 * MIB)).toFixed(2)} GiB`;
-  if (n >= MIB) return `${(n / MIB).toFixed(1)} MiB`;
-  return `${Math.round(n / 1024)} KiB`;
-}
 
 /** Throws ESYM_CKPT_NO_SPACE when the filesystem of `dir` has less than `needBytes` available. */
 export function checkSpace(dir: string, needBytes: number, what = 'the checkpoint'): { freeBytes: number; needBytes: number } {
@@ -177,15 +176,7 @@ function fsyncPath(p: string): void {
 
 /** Write manifest.json into the temp dir (via manifest.json.part), fsync every file and the directory. */
 export function writeManifest(tmpDir: string, m: CheckpointManifest): void {
-  const part = path.join(tmpDir, `${MANIFEST_FILE}.part`);
-  const fd = fs.openSync(part, 'w', 0o600);
-  try {
-    fs.writeSync(fd, JSON.stringify(m, null, 2) + '\n');
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(part, path.join(tmpDir, MANIFEST_FILE));
+  writeFileAtomic(path.join(tmpDir, MANIFEST_FILE), JSON.stringify(m, null, 2) + '\n');
   for (const v of m.vms) fsyncPath(path.join(tmpDir, v.file));
   fsyncPath(tmpDir);
 }

@@ -6,7 +6,8 @@ import { SymError, EXIT } from '../errors.js';
 import { connectUnix } from '../agent/channel.js';
 import type { OpEvent } from '../migration/executor.js';
 import type { CheckpointResult } from '../coordinator/checkpoint.js';
-import { listCheckpoints, fmtBytes, type CheckpointEntry } from '../checkpoint/manifest.js';
+import { listCheckpoints, type CheckpointEntry } from '../checkpoint/manifest.js';
+import { fmtBytes, renderPhaseTable } from './format.js';
 
 type FindJob = (id?: string) => Promise<{ id: string; control: string }>;
 
@@ -28,20 +29,13 @@ runs on; e.g. not enough disk space); 4 a rollback step failed (the message says
 2 bad usage (no job, no checkpoint directory).`;
 
 export function checkpointTable(events: OpEvent<string>[], r: CheckpointResult): string {
-  const rows: string[] = [];
-  rows.push(`${'PHASE'.padEnd(16)} ${'MS'.padStart(8)}  NOTE`);
-  for (const e of events) {
-    if (e.event !== 'end' && e.event !== 'fail') continue;
-    const d = e.data ?? {};
-    let note = e.event === 'fail' ? `FAILED: ${d.error}` : '';
-    if (e.phase === 'save' && e.event === 'end') note = `${fmtBytes(Number(d.bytes ?? 0))} in ${d.vms} files`;
-    if (e.phase === 'prepare' && e.event === 'end') note = `${fmtBytes(Number(d.freeBytes ?? 0))} free, ~${fmtBytes(Number(d.needBytes ?? 0))} needed`;
-    if (e.phase === 'commit' && e.event === 'end' && Array.isArray(d.pruned) && d.pruned.length) note = `removed ${d.pruned.join(', ')}`;
-    if (d.skipped) note = `skipped: ${d.skipped}`;
-    rows.push(`${e.phase.padEnd(16)} ${String(e.ms ?? '').padStart(8)}  ${note}`);
-  }
-  rows.push(`${'total'.padEnd(16)} ${String(r.totalMs).padStart(8)}  ${r.outcome}${r.frozenMs !== undefined ? ` (ranks frozen ${r.frozenMs} ms)` : ''}`);
-  return rows.join('\n');
+  return renderPhaseTable(events, { totalMs: r.totalMs, outcome: `${r.outcome}${r.frozenMs !== undefined ? ` (ranks frozen ${r.frozenMs} ms)` : ''}` }, (e, d) => {
+    if (e.event !== 'end') return '';
+    if (e.phase === 'save') return `${fmtBytes(Number(d.bytes ?? 0))} in ${d.vms} files`;
+    if (e.phase === 'prepare') return `${fmtBytes(Number(d.freeBytes ?? 0))} free, ~${fmtBytes(Number(d.needBytes ?? 0))} needed`;
+    if (e.phase === 'commit' && Array.isArray(d.pruned) && d.pruned.length) return `removed ${d.pruned.join(', ')}`;
+    return '';
+  });
 }
 
 export function checkpointExit(r: CheckpointResult): number {

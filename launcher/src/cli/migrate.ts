@@ -6,6 +6,7 @@ import { SymError, EXIT } from '../errors.js';
 import { connectUnix } from '../agent/channel.js';
 import { parseDurationMs, parseSizeBytes } from '../config/load.js';
 import type { OpEvent, OpResult } from '../migration/executor.js';
+import { fmtBytes, renderPhaseTable } from './format.js';
 
 type FindJob = (id?: string) => Promise<{ id: string; control: string }>;
 
@@ -24,29 +25,13 @@ Exit status: 0 the VM runs on the destination; 5 the migration was rolled back (
 was, the job is intact); 4 a rollback or the destination side failed (the message says what is left
 where); 2 bad usage (no such VM or host).`;
 
-function fmtBytes(n?: number): string {
-  if (n === undefined) return '-';
-  if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(2)} GiB`;
-  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(1)} MiB`;
-  return `${Math.round(n / 1024)} KiB`;
-}
-
 export function phaseTable(events: OpEvent[], r: OpResult): string {
-  const rows: string[] = [];
-  rows.push(`${'PHASE'.padEnd(16)} ${'MS'.padStart(8)}  NOTE`);
-  for (const e of events) {
-    if (e.event !== 'end' && e.event !== 'fail') continue;
-    const d = e.data ?? {};
-    let note = e.event === 'fail' ? `FAILED: ${d.error}` : '';
-    if (e.phase === 'perform' && e.event === 'end') {
-      note = `${fmtBytes(d.transferredBytes as number)} sent, downtime ${d.downtimeMs ?? '-'} ms, ${d.throughputMbps !== undefined ? `${Math.round(d.throughputMbps as number)} Mbit/s` : '-'}`;
-      if ((d.actions as string[] | undefined)?.length) note += `, actions: ${(d.actions as string[]).join(', ')}`;
-    }
-    if (d.skipped) note = `skipped: ${d.skipped}`;
-    rows.push(`${e.phase.padEnd(16)} ${String(e.ms ?? '').padStart(8)}  ${note}`);
-  }
-  rows.push(`${'total'.padEnd(16)} ${String(r.totalMs).padStart(8)}  ${r.outcome}`);
-  return rows.join('\n');
+  return renderPhaseTable(events, r, (e, d) => {
+    if (e.phase !== 'perform' || e.event !== 'end') return '';
+    let note = `${fmtBytes(d.transferredBytes as number | undefined)} sent, downtime ${d.downtimeMs ?? '-'} ms, ${d.throughputMbps !== undefined ? `${Math.round(d.throughputMbps as number)} Mbit/s` : '-'}`;
+    if ((d.actions as string[] | undefined)?.length) note += `, actions: ${(d.actions as string[]).join(', ')}`;
+    return note;
+  });
 }
 
 export function exitFor(r: OpResult): number {

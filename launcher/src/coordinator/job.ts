@@ -18,6 +18,7 @@ import { cleanupJob, findStaleJobs, requireRoot, pidsInNetns } from '../local/in
 import { createLocalHosts, createSlurmHosts, hostMode, type HostSet } from './hosts.js';
 import { DrainPolicy } from './policy.js';
 import { NodeWatcher } from '../slurm/watch.js';
+import { writeFileAtomic } from '../util/fsatomic.js';
 import { ownerAlive, procStartTime, readState, writeState } from '../local/state.js';
 import { resolveProgram, programClosure, snapshotDir, tarCreate, tarExtractSafe } from '../stage/index.js';
 import { planMpi, retagLine, LineSplitter } from '../mpi/launch.js';
@@ -612,9 +613,7 @@ export class Job {
       vms: [...this.vms.values()].map((v) => ({ name: v.name, index: v.index, host: v.host, mac: v.mac, ip: v.ip, tap: v.tap })),
       mpirun: this.mpirunSession, rsh: [...this.rshRelays].map(([rid, r]) => ({ rid, ...r })),
     };
-    const file = path.join(this.runDir, 'recover.json');
-    fs.writeFileSync(`${file}.tmp`, JSON.stringify(st), { mode: 0o600 });
-    fs.renameSync(`${file}.tmp`, file);
+    writeFileAtomic(path.join(this.runDir, 'recover.json'), JSON.stringify(st));
   }
 
   /** Take over a job whose coordinator died: re-attach to its host agents and VMs, finish what the journal shows in flight, stream mpirun to the end. */

@@ -3,6 +3,7 @@
 // Subnet claims (/run/symrun/local/net-<a.b.c.d>-<len>) are created with O_EXCL so two jobs starting
 // at the same moment never pick the same subnet.
 import fs from 'node:fs';
+import { writeFileAtomic } from '../util/fsatomic.js';
 import path from 'node:path';
 import { LOCAL_DEFAULTS } from '../defaults.js';
 
@@ -45,15 +46,7 @@ export function ensureStateDir(): void {
 export function writeState(s: LocalJobState): void {
   ensureStateDir();
   const p = statePath(s.jobId);
-  const tmp = `${p}.${process.pid}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o644);
-  try {
-    fs.writeSync(fd, JSON.stringify(s, null, 2) + '\n');
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, p);
+  writeFileAtomic(p, JSON.stringify(s, null, 2) + '\n', 0o644);
 }
 
 export function readState(jobId: string): LocalJobState | undefined {
