@@ -171,6 +171,10 @@ export const PROTOCOL_DEFAULTS = {
   maxConcurrent: 2,
   /** deadline policy: after an action, wait this long for QEMU to show its effect before acting again */
   deadlineSettleMs: 2_000,
+  /** the coordinator asks every host agent this often whether it is alive (host.info) */
+  agentHeartbeatMs: 1_000,
+  /** a host agent silent this long is lost: its node died (reactive restart from the last checkpoint) */
+  agentLostMs: Number(process.env.SYMRUN_AGENT_LOST_MS ?? 6_000),
   /** host agents wait this long for a restarted coordinator (`symrun recover`) before stopping their VMs */
   agentGraceMs: 60_000,
   /** default migration mode and quiesce adapter */

@@ -3,19 +3,24 @@ import os from 'node:os';
 import { Command, Option } from 'commander';
 import { SymError, EXIT, renderError, isSymError } from './errors.js';
 import { PROTOCOL_DEFAULTS } from './defaults.js';
-import { loadConfig, describeConfig, type ConfigOverrides } from './config/index.js';
+import { loadConfig, describeConfig, configOrigin, type ConfigOverrides, type LoadConfigOptions } from './config/index.js';
+import { resolvePlacement, describePlacement } from './coordinator/placement.js';
 import { Job, listJobs, listRecoverable } from './coordinator/job.js';
 import { connectUnix } from './agent/channel.js';
 import { buildImage, resolveImage } from './image/index.js';
 import { registerMigrate } from './cli/migrate.js';
 import { registerCheckpoint } from './cli/checkpoint.js';
+import { registerRestart } from './cli/restart.js';
 
 const EXAMPLES = `
 Examples:
   symrun --local 3 -- ./ring 200                 3 emulated hosts, one VM each, ranks spread over them
   symrun --local 3 -np 6 --tag-output -- ./app   6 ranks, output lines prefixed with [vm,rank]
-  symrun --config symrun.yaml -- ./app           configured from YAML (see docs/config.md)
+  symrun --config symrun.yaml -- ./app           configured from YAML (see docs/config.md; -C FILE)
+  symrun -N 2 --ntasks-per-node 4 -c 2 -- ./app  in sbatch: VMs on 2 nodes, 4 ranks each, 2 vCPUs per rank
+                                                 (srun's placement options; docs/placement.md)
   symrun --local 2 --mca btl_tcp_eager_limit 65536 -- hpcc
+  symrun run --help                              every option of a run
   symrun image build                             build (or reuse) the guest image
   symrun exec vm1 -- ip addr                     run a command in a guest of the running job
   symrun exec -it vm2 -- sh                      interactive shell in a guest
@@ -25,17 +30,31 @@ Examples:
   symrun cancel vm2                              abort that migration (rolls back)
   symrun checkpoint [--dir DIR] [--keep N]       save every VM of the running job (docs/checkpoint.md)
   symrun checkpoints DIR                         list checkpoints: complete / incomplete / corrupt
+  symrun restart DIR [--from NAME] --local 3     resume a job from its checkpoint (new allocation)
 
 Exit status: the application's (first non-zero rank; 128+N for a signal); 127 if the program is
 missing; 2 for bad usage or configuration; 3 for a missing part of the environment; 4 for a
 failure of symrun itself.`;
 
-/** mpirun/srun habits: -np N, --mca NAME VALUE, -n N. */
+/** Aliases normalizeArgs rewrites: mpirun's and srun's spellings of symrun's options. */
+const ALIASES: Readonly<Record<string, string>> = {
+  '-np': '--np',
+  '--ntasks': '--np',
+  '-npernode': '--ntasks-per-node',
+  '--npernode': '--ntasks-per-node',
+};
+
+/**
+ * mpirun/srun habits: -np N, --mca NAME VALUE, -n N, --ntasks N, -npernode/--npernode N (= --ntasks-per-node;
+ * also as NAME=VALUE). -N/--nodes, --ntasks-per-node and -c/--cpus-per-task are symrun's own options.
+ */
 export function normalizeArgs(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '-np') out.push('--np');
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    if (ALIASES[name]) out.push(eq > 0 ? `${ALIASES[name]}${a.slice(eq)}` : ALIASES[name]!);
     else if ((a === '--mca' || a === '-mca') && i + 2 < argv.length && !argv[i + 1]!.includes('=')) {
       out.push('--mca', `${argv[i + 1]}=${argv[i + 2]}`);
       i += 2;
@@ -48,10 +67,46 @@ function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
 }
 
+/** The spelling of an option the user typed last (before `--`), e.g. '-c' or '--cpus-per-task'. */
+export function typedAs(argv: readonly string[], spellings: readonly string[]): string | undefined {
+  let found: string | undefined;
+  for (const a of argv) {
+    if (a === '--') break;
+    for (const s of spellings) {
+      const short = /^-[A-Za-z]$/.test(s);
+      if (a === s || a.startsWith(`${s}=`) || (short && new RegExp(`^${s}[0-9]`).test(a))) found = s;
+    }
+  }
+  return found;
+}
+
+/** What the user typed for the placement options, so errors name them as typed. */
+function placementNames(argv: readonly string[]): NonNullable<LoadConfigOptions['optionNames']> {
+  const typed = {
+    np: typedAs(argv, ['-n', '-np', '--np', '--ntasks']),
+    nodes: typedAs(argv, ['-N', '--nodes']),
+    ntasksPerNode: typedAs(argv, ['--ntasks-per-node', '--npernode', '-npernode']),
+    cpusPerTask: typedAs(argv, ['-c', '--cpus-per-task']),
+  };
+  return Object.fromEntries(Object.entries(typed).filter(([, v]) => v !== undefined));
+}
+
+/** -c was the short form of --config: a value that is no number gets a message saying what -c is now. */
+function checkCpusPerTask(value: string | undefined, typed = '-c', always = false): void {
+  if (value === undefined || (!always && /^\s*[0-9]+\s*$/.test(value))) return; // numbers: validated (>= 1) with the configuration
+  throw new SymError('ESYM_USAGE', {
+    message: `${typed === '-c' ? '-c is --cpus-per-task (as in srun), a whole number of vCPUs per rank' : `${typed} must be a whole number of vCPUs per rank (as srun -c)`}, not ${JSON.stringify(value)}; the configuration file is --config FILE (-C FILE)`,
+    field: typed,
+    value,
+    fix: /\.ya?ml$|\//i.test(value) ? `symrun --config ${value} ...` : `${typed} N with N >= 1, e.g. ${typed} 2`,
+    exitCode: EXIT.usage,
+  });
+}
+
 interface RunFlags {
   config?: string; local?: string; spares?: string; accel?: string; image?: string; memory?: string; cpus?: string;
-  np?: string; slotsPerVm?: string; tagOutput?: boolean; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean; events?: string; quiesce?: string;
-  checkpointInterval?: string; checkpointDir?: string; keep?: string;
+  np?: string; slotsPerVm?: string; nodes?: string; ntasksPerNode?: string; cpusPerTask?: string; tagOutput?: boolean; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean; events?: string; quiesce?: string;
+  checkpointInterval?: string; checkpointDir?: string; keep?: string; maxRestarts?: string; restartFromStart?: boolean;
 }
 
 function overridesFrom(f: RunFlags): ConfigOverrides {
@@ -62,13 +117,24 @@ function overridesFrom(f: RunFlags): ConfigOverrides {
   });
   return {
     accel: f.accel, image: f.image, memory: f.memory, cpus: f.cpus, local: f.local, spares: f.spares, np: f.np,
-    slotsPerVm: f.slotsPerVm, tagOutput: f.tagOutput, mca: mca.length ? mca : undefined, subnet: f.subnet, quiesce: f.quiesce,
+    slotsPerVm: f.slotsPerVm, nodes: f.nodes, ntasksPerNode: f.ntasksPerNode, cpusPerTask: f.cpusPerTask, tagOutput: f.tagOutput, mca: mca.length ? mca : undefined, subnet: f.subnet, quiesce: f.quiesce,
     checkpointInterval: f.checkpointInterval, checkpointDir: f.checkpointDir, keep: f.keep,
+    maxRestarts: f.maxRestarts, restartFromStart: f.restartFromStart,
   };
 }
 
-async function runCommand(flags: RunFlags, app: string[]): Promise<number> {
-  const config = loadConfig({ file: flags.config, overrides: overridesFrom(flags) });
+async function runCommand(flags: RunFlags, app: string[], argv: readonly string[] = []): Promise<number> {
+  const names = placementNames(argv);
+  checkCpusPerTask(flags.cpusPerTask, names.cpusPerTask);
+  const loaded = loadConfig({ file: flags.config, overrides: overridesFrom(flags), optionNames: names });
+  // -N, -n, --ntasks-per-node, -c (and the allocation's SLURM_* defaults) -> VMs, slots, vCPUs: before any VM boots
+  const placed = resolvePlacement(loaded, { env: process.env, origin: (p) => configOrigin(loaded, p) });
+  const config = placed?.config ?? loaded;
+  if (placed && !flags.quiet) {
+    const asked = loaded.nodes !== undefined || loaded.mpi.ntasksPerNode !== undefined || loaded.mpi.cpusPerTask !== undefined;
+    if (placed.placement.mode === 'slurm' || asked) process.stderr.write(`symrun: placement: ${describePlacement(placed.placement, placed.nodeNames)}\n`);
+    for (const n of placed.placement.notes) process.stderr.write(`symrun: placement: ${n}\n`);
+  }
   const ac = new AbortController();
   let signals = 0;
   const onSig = (sig: NodeJS.Signals) => {
@@ -195,15 +261,18 @@ export async function main(argv: string[]): Promise<number> {
 
   const runOpts = (c: Command) =>
     c
-      .option('-c, --config <file>', 'symrun.yaml to read (default: $SYMRUN_CONFIG)')
+      .option('-C, --config <file>', 'symrun.yaml to read (default: $SYMRUN_CONFIG)')
       .option('--local <n>', 'emulate N hosts on this machine (network namespaces; needs root), one VM each')
+      .option('-N, --nodes <n>', 'hosts that run VMs, one VM each (as srun -N; Slurm default: the allocation minus --spares, nodes beyond -N become spares; outside Slurm: --local N)')
       .option('--spares <n>', 'hosts held back as migration/restart targets')
       .addOption(new Option('--accel <accel>', 'VM accelerator').choices(['auto', 'kvm', 'tcg']))
       .option('--image <dir>', "guest image directory, or 'auto'")
       .option('--memory <size>', 'guest RAM per VM (e.g. 512M, 2G)')
-      .option('--cpus <n>', 'vCPUs per VM')
-      .option('-n, --np <n>', 'number of MPI ranks (also -np)')
-      .option('--slots-per-vm <n>', 'ranks per VM (default: vCPUs per VM)')
+      .option('--cpus <n>', 'vCPUs per VM (default: ranks per VM x -c, else 1)')
+      .option('-n, --np <n>', 'number of MPI ranks (also -np, --ntasks; default: VMs x --ntasks-per-node, else every slot); without ranks per VM, each VM gets ceil(N / VMs) slots')
+      .option('--ntasks-per-node <n>', 'ranks per VM (as srun; also --npernode); -n may not exceed VMs x this')
+      .option('-c, --cpus-per-task <n>', 'vCPUs per rank (as srun -c): VMs get ranks per VM x N vCPUs, mpirun --map-by slot:PE=N (the config file is -C/--config)')
+      .option('--slots-per-vm <n>', 'ranks per VM, the same as --ntasks-per-node (default: ceil(-n / VMs), else vCPUs per VM / -c)')
       .option('--tag-output', 'prefix each output line with [vm,rank]<stdout|stderr>:')
       .option('--mca <name=value>', 'Open MPI MCA parameter (also --mca NAME VALUE); repeatable', collect)
       .option('--subnet <cidr>', "private /24 for the job's network ('auto')")
@@ -212,12 +281,14 @@ export async function main(argv: string[]): Promise<number> {
       .option('--checkpoint-dir <dir>', 'directory for checkpoints (symrun checkpoint; Slurm: a path all nodes share)')
       .option('--checkpoint-interval <time>', 'take a checkpoint this often while the job runs (e.g. 10m)')
       .option('--keep <n>', 'complete checkpoints of the job kept in --checkpoint-dir (0 = all)')
+      .option('--max-restarts <n>', 'restarts from the last checkpoint after a node dies (default 3; 0 = never)')
+      .option('--restart-from-start', 'a node dies before the first checkpoint: run the job again from the beginning')
       .option('-q, --quiet', 'no progress messages')
       .option('--json', 'print a JSON summary (job id, exit code, phase timings) on stderr at the end');
 
   runOpts(program.command('run', { isDefault: true, hidden: true }).usage('[options] -- PROGRAM [ARGS...]')).action(async (flags: RunFlags) => {
     if (!right.length) throw new SymError('ESYM_USAGE', { message: 'no program given', fix: 'symrun [options] -- PROGRAM [ARGS...]   (see symrun --help)', exitCode: EXIT.usage });
-    exit = await runCommand(flags, right);
+    exit = await runCommand(flags, right, dd >= 0 ? argv.slice(0, dd) : argv);
   });
 
   const image = program.command('image').description('build or inspect the guest image');
@@ -233,9 +304,11 @@ export async function main(argv: string[]): Promise<number> {
   image
     .command('info')
     .description('show the image a job would use')
-    .option('-c, --config <file>')
+    .option('-C, --config <file>', 'symrun.yaml to read (default: $SYMRUN_CONFIG)')
+    .addOption(new Option('-c <value>').hideHelp())
     .option('--json')
-    .action(async (f: { config?: string; json?: boolean }) => {
+    .action(async (f: { config?: string; json?: boolean; c?: string }) => {
+      checkCpusPerTask(f.c, '-c', true);
       const cfg = loadConfig({ file: f.config });
       const info = await resolveImage(cfg.image);
       process.stdout.write(f.json ? JSON.stringify(info, null, 2) + '\n' : `image ${info.hash.slice(0, 12)}\n  kernel ${info.kernel} (${info.kernelVersion})\n  initrd ${info.initrd}\n  root   ${info.rootfs}\n`);
@@ -284,6 +357,7 @@ missing (error code ESYM_NO_JOB, as JSON on stderr with --json); 4 if the job ca
 
   registerMigrate(program, findJob, (n) => { exit = n; });
   registerCheckpoint(program, findJob, (n) => { exit = n; });
+  registerRestart(program, right, (n) => { exit = n; });
 
   program
     .command('recover')
@@ -315,9 +389,11 @@ Exit status: the application's, as for a run.`)
   program
     .command('config')
     .description('show the resolved configuration')
-    .option('-c, --config <file>')
+    .option('-C, --config <file>', 'symrun.yaml to read (default: $SYMRUN_CONFIG)')
+    .addOption(new Option('-c <value>').hideHelp())
     .option('--json')
-    .action((f: { config?: string; json?: boolean }) => {
+    .action((f: { config?: string; json?: boolean; c?: string }) => {
+      checkCpusPerTask(f.c, '-c', true);
       const cfg = loadConfig({ file: f.config });
       process.stdout.write(f.json ? JSON.stringify(cfg, null, 2) + '\n' : describeConfig(cfg) + '\n');
     });

@@ -88,7 +88,7 @@ function fake(o: { intervalMs?: number; keep?: number; journal?: FileJournal } =
   const gate = new QuiesceGate(job);
   f.host = {
     access: job, config: () => config, app: () => ({ app: ['./ring'], cwd: dir }), state: () => f.jobState, gate: () => gate,
-    migrating: () => f.migrating, journal: () => o.journal, emit: (e) => f.events.push(e),
+    migrating: () => f.migrating, journal: () => o.journal, sessions: () => ({ mpirun: { vm: "vm1", sid: "s1", rankVm: ["vm1", "vm2"] }, rsh: [] }), emit: (e) => f.events.push(e),
   };
   return f;
 }

@@ -2,7 +2,7 @@ import t from 'tap';
 import path from 'node:path';
 import { loadConfig, describeConfig, CONFIG_SCHEMA, OVERRIDE_OPTIONS } from '../../launcher/src/config/index.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS, SLURM_DEFAULTS } from '../../launcher/src/defaults.js';
-import { fixture, example, yamlFile } from '../fixtures/config/helpers.js';
+import { fixture, example, yamlFile, thrown } from '../fixtures/config/helpers.js';
 
 const noEnv = {};
 
@@ -22,7 +22,7 @@ t.test('no file: every default, source "defaults"', async (t) => {
       multifdChannels: 0, downtimeLimitMs: DEFAULTS.migration.downtimeLimitMs, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions],
       maxConcurrent: PROTOCOL_DEFAULTS.maxConcurrent, hooks: {},
     },
-    checkpoint: { keep: 2 },
+    checkpoint: { keep: 2, maxRestarts: 3, restartFromStart: false },
     slurm: { pollIntervalMs: SLURM_DEFAULTS.pollIntervalMs },
     local: 0,
     spares: 0,
@@ -74,6 +74,8 @@ t.test('every key of the full fixture is read', async (t) => {
     mpi: {
       np: 8,
       slotsPerVm: 4,
+      ntasksPerNode: 4,
+      cpusPerTask: 1,
       tagOutput: true,
       mca: { btl_tcp_eager_limit: '65536', mpi_yield_when_idle: '1' },
       extraArgs: ['--bind-to', 'none'],
@@ -84,9 +86,10 @@ t.test('every key of the full fixture is read', async (t) => {
       deadlineMs: 90_000, deadlineActions: ['throttle', 'stop-copy'], maxConcurrent: 3,
       hooks: { quiesce: 'site-quiesce --now', resume: 'site-resume' },
     },
-    checkpoint: { dir: path.join(path.dirname(file), 'ckpt'), intervalMs: 600_000, keep: 3 },
+    checkpoint: { dir: path.join(path.dirname(file), 'ckpt'), intervalMs: 600_000, keep: 3, maxRestarts: 3, restartFromStart: false },
     slurm: { pollIntervalMs: 500 },
     local: 0,
+    nodes: 2,
     spares: 2,
     hosts: ['node01', 'node02'],
   });
@@ -169,6 +172,27 @@ t.test('CLI overrides win over the file', async (t) => {
   t.equal(cfg.source, file);
 });
 
+t.test('placement overrides: -N, --ntasks-per-node, --cpus-per-task (integers, validated like the file)', async (t) => {
+  const cfg = loadConfig({ env: noEnv, overrides: { nodes: '2', ntasksPerNode: '4', cpusPerTask: '2' } });
+  t.equal(cfg.nodes, 2);
+  t.equal(cfg.mpi.ntasksPerNode, 4);
+  t.equal(cfg.mpi.cpusPerTask, 2);
+  t.notOk('nodes' in loadConfig({ env: noEnv }), 'no -N: left to the placement');
+  const bad = (o: Parameters<typeof loadConfig>[0]) => thrown(() => loadConfig({ env: noEnv, ...o }));
+  const n0 = bad({ overrides: { nodes: '0' } });
+  t.same([n0.code, n0.field, n0.value], ['ESYM_CONFIG_INVALID', '-N', 0]);
+  t.match(n0.message, /^-N must be at least 1/);
+  const c = bad({ overrides: { cpusPerTask: '2.5' } });
+  t.same([c.field, c.value], ['--cpus-per-task', '2.5']);
+  t.match(c.message, /whole number/);
+  const c999 = bad({ overrides: { cpusPerTask: 999 }, optionNames: { cpusPerTask: '-c' } });
+  t.equal(c999.field, '-c', 'named as typed');
+  t.match(c999.message, /^-c must be at most 256/);
+  t.equal(bad({ file: yamlFile('mpi: { ntasksPerNode: two }\n') }).field, 'mpi.ntasksPerNode');
+  t.match(describeConfig(cfg), /2 nodes of the Slurm allocation/);
+  t.match(describeConfig(cfg), /4 slots per VM, 4 per node \(--ntasks-per-node\), 2 cpus per rank/);
+});
+
 t.test('overrides apply without a file', async (t) => {
   const cfg = loadConfig({ env: noEnv, overrides: { local: 2, memory: '256M', tagOutput: true } });
   t.equal(cfg.local, 2);
@@ -185,8 +209,10 @@ t.test('overrides do not leak between calls or mutate the input', async (t) => {
 });
 
 t.test('OVERRIDE_OPTIONS names an option for every override', async (t) => {
-  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'checkpointDir', 'checkpointInterval', 'cpus', 'hosts', 'image', 'keep', 'local', 'mca', 'memory', 'np', 'quiesce', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
+  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'checkpointDir', 'checkpointInterval', 'cpus', 'cpusPerTask', 'hosts', 'image', 'keep', 'local', 'maxRestarts', 'mca', 'memory', 'nodes', 'np', 'ntasksPerNode', 'quiesce', 'restartFromStart', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
   t.equal(OVERRIDE_OPTIONS.np, '-np');
+  t.equal(OVERRIDE_OPTIONS.nodes, '-N');
+  t.equal(OVERRIDE_OPTIONS.cpusPerTask, '--cpus-per-task');
 });
 
 t.test('describeConfig summarizes', async (t) => {
@@ -226,11 +252,11 @@ t.test('slurm.pollInterval: a duration (bare integer = seconds); default 1 s', a
 });
 
 t.test('checkpoint: dir (relative to the file, or to cwd for --checkpoint-dir), interval, keep', async (t) => {
-  t.same(loadConfig({ env: noEnv }).checkpoint, { keep: 2 }, 'default: no dir, no timer, keep 2');
+  t.same(loadConfig({ env: noEnv }).checkpoint, { keep: 2, maxRestarts: 3, restartFromStart: false }, 'default: no dir, no timer, keep 2');
   const f = yamlFile('checkpoint:\n  dir: ck\n  interval: 90\n  keep: 0\n');
-  t.same(loadConfig({ file: f, env: noEnv }).checkpoint, { dir: path.join(path.dirname(f), 'ck'), intervalMs: 90_000, keep: 0 });
+  t.same(loadConfig({ file: f, env: noEnv }).checkpoint, { dir: path.join(path.dirname(f), 'ck'), intervalMs: 90_000, keep: 0, maxRestarts: 3, restartFromStart: false });
   const cli = loadConfig({ file: f, env: noEnv, cwd: '/work/x', overrides: { checkpointDir: 'out', checkpointInterval: '10m', keep: '1' } });
-  t.same(cli.checkpoint, { dir: '/work/x/out', intervalMs: 600_000, keep: 1 }, 'CLI options win; a relative --checkpoint-dir is relative to cwd');
+  t.same(cli.checkpoint, { dir: '/work/x/out', intervalMs: 600_000, keep: 1, maxRestarts: 3, restartFromStart: false }, 'CLI options win; a relative --checkpoint-dir is relative to cwd');
   t.throws(() => loadConfig({ env: noEnv, overrides: { checkpointInterval: '10m' } }), { code: 'ESYM_CONFIG_INVALID', message: /checkpoint\.dir/ });
   t.throws(() => loadConfig({ env: noEnv, overrides: { checkpointDir: '/x', keep: '-1' } }), /--keep/);
   t.throws(() => loadConfig({ env: noEnv, overrides: { checkpointDir: '/x', checkpointInterval: 'often' } }), /--checkpoint-interval/);

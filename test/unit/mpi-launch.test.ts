@@ -24,6 +24,15 @@ t.test('user MCA parameters override defaults; -np is checked against slots', as
   try { planMpi({ ...base, vms: [{ name: 'vm1', slots: 1 }], np: 3 }); } catch (e) { t.equal((e as SymError).field, '-np'); t.match((e as SymError).fix!, /slots/); }
 });
 
+t.test('-c: --map-by slot:PE=C binds each rank to C vCPUs; ranks still fill vm1 first', async (t) => {
+  const p = planMpi({ ...base, vms: [{ name: 'vm1', slots: 2 }, { name: 'vm2', slots: 2 }], np: 3, mapBy: 'slot:PE=2' });
+  const i = p.argv.indexOf('--map-by');
+  t.equal(p.argv[i + 1], 'slot:PE=2');
+  t.equal(p.argv.filter((a) => a === '--map-by').length, 1, 'one --map-by');
+  t.same(p.rankVm, ['vm1', 'vm1', 'vm2']);
+  t.equal(planMpi({ ...base, vms: [{ name: 'vm1', slots: 1 }] }).argv[planMpi({ ...base, vms: [{ name: 'vm1', slots: 1 }] }).argv.indexOf('--map-by') + 1], 'slot', 'default: slot');
+});
+
 t.test('tags name the VM of each rank', async (t) => {
   t.equal(retagLine('[1,2]<stdout>:hello\n', ['vm1', 'vm1', 'vm2']), '[vm2,2]<stdout>:hello\n');
   t.equal(retagLine('plain\n', ['vm1']), 'plain\n');

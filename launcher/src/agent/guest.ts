@@ -58,6 +58,20 @@ export class GuestClient extends EventEmitter {
     }, 1000);
   }
 
+  /** Sequence number of the last frame received from the guest (recorded in checkpoints). */
+  get receivedSeq(): number {
+    return this.lastSeq;
+  }
+
+  /**
+   * The guest was restored from a checkpoint (or booted afresh: 0): its sequence numbers start again after
+   * `seq`, what this side had received when the state was saved. Call while detached, before the next attach:
+   * the sync then acknowledges up to `seq` and the guest replays only what came after.
+   */
+  rewind(seq: number): void {
+    this.lastSeq = seq;
+  }
+
   /** Re-send the pending sync now (the host saw the guest open its port: VSERPORT_CHANGE). */
   resync(): void {
     if (this.state === 'syncing' && this.link && this.syncId) this.link({ t: 'sync', id: this.syncId, lastSeq: this.lastSeq });

@@ -8,7 +8,7 @@ import { connectChannel, type RpcPeer } from './channel.js';
 import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError, type HostFrame } from '../../../guest/protocol/index.js';
 import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
 import { plugNic, unplugDevice, listDevices } from '../hotplug/index.js';
-import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, completeIncoming, startPostcopy, throttleGuest, setMaxBandwidth, saveStateToFile, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
+import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, completeIncoming, startPostcopy, throttleGuest, setMaxBandwidth, saveStateToFile, shellQuote, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
 import { ensureTap, deleteTap } from '../local/index.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
 import { SymError } from '../errors.js';
@@ -86,6 +86,9 @@ export class HostAgent {
         if (!st.running) await q.execute('cont');
         return { status: st.status, migration, resumed: !st.running };
       })
+      // restart: QEMU with the saved VM's device set, loading FILE (-incoming defer + migrate-incoming exec:cat);
+      // the VM stays paused (it was saved paused) until vm.cont. A failed load leaves no QEMU behind.
+      .handle('ckpt.restore', (p: { spec: VmSpec; taps?: Array<{ tap: string; bridge: string }>; file: string; timeoutMs?: number }) => this.restore(p.spec, p.taps ?? [], p.file, p.timeoutMs ?? 600_000))
       .handle('vm.devices', async (p: { name: string }) => listDevices(this.vm(p.name).proc.qmp))
       .handle('vm.kill', (p: { name: string }) => { const e = this.vm(p.name); process.kill(e.proc.pid, 'SIGKILL'); return {}; })
       .handle('guest.reconnect', (p: { name: string }) => { this.connectGuest(this.vm(p.name)); return {}; })
@@ -201,6 +204,23 @@ export class HostAgent {
     // port 0: QEMU binds a free port and reports it (no race between picking and binding)
     const uri = await startIncoming(q, `tcp:${listenIp}:0`);
     return { uri, pid };
+  }
+
+  /** Restart: load a checkpoint's state file into a new QEMU (paused afterwards). */
+  async restore(spec: VmSpec, taps: Array<{ tap: string; bridge: string }>, file: string, timeoutMs: number): Promise<{ pid: number; status: string; loadMs: number; bytes?: number }> {
+    const t0 = performance.now();
+    if (!fs.existsSync(file)) throw new SymError('ESYM_RESTORE', { message: `state file ${file} is not visible on ${this.host}`, fix: 'the checkpoint directory must be shared by every node (e.g. on a parallel file system)' });
+    const { pid } = await this.startVm({ ...spec, incoming: 'defer' }, taps);
+    try {
+      const q = this.vm(spec.name).proc.qmp;
+      await startIncoming(q, `exec:cat ${shellQuote(file)}`);
+      const r = await completeIncoming(q, { resume: false, timeoutMs });
+      return { pid, status: r.runState, loadMs: Math.round(performance.now() - t0), bytes: r.progress.transferredBytes };
+    } catch (e) {
+      const log = this.vms.get(spec.name)?.proc.stderrLog;
+      await this.stopVm(spec.name).catch(() => undefined);
+      throw new SymError('ESYM_RESTORE', { message: `${spec.name} could not be restored on ${this.host} from ${file}: ${(e as Error).message}`, fix: log ? `see ${log}` : 'see the QEMU log in the job run directory', cause: e });
+    }
   }
 
   /** Source side: start the transfer and report progress until it completes (or fails / is cancelled). */

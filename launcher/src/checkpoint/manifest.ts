@@ -48,6 +48,18 @@ export interface CheckpointVm {
   network: Record<string, unknown>;
   /** QEMU's figures of the save */
   saveMs?: number;
+  /** the VM's number in the job (vmN), its guest address and the last guest-agent frame the coordinator had received at the save */
+  index?: number;
+  ip?: string;
+  guestSeq?: number;
+}
+
+/** What ran in the guests when the checkpoint was taken: a restarted coordinator adopts these sessions. */
+export interface CheckpointSessions {
+  /** mpirun: VM, guest-agent session id, VM of each rank (output tags) */
+  mpirun?: { vm: string; sid: string; rankVm: string[] };
+  /** remote commands (orted) mpirun started through symrun-rsh: relay id, from/to VM, session id */
+  rsh: Array<{ rid: string; from: string; to: string; sid: string }>;
 }
 
 export interface CheckpointManifest {
@@ -68,6 +80,10 @@ export interface CheckpointManifest {
   qemu?: { version?: string };
   /** the job's resolved configuration (symrun.yaml + options) */
   config?: unknown;
+  /** sessions to adopt on restart (absent in checkpoints of symrun before restart existed: not restartable) */
+  sessions?: CheckpointSessions;
+  /** how the ranks were quiesced for the save (restart resumes them the same way) */
+  quiesce?: 'freeze' | 'hooks';
   vms: CheckpointVm[];
 }
 

@@ -1,6 +1,7 @@
 export type * from './types.js';
 export {
   loadConfig,
+  configOrigin,
   parseSize,
   parseSizeBytes,
   describeConfig,

@@ -31,6 +31,9 @@ export interface ConfigOverrides {
   spares?: string | number;
   np?: string | number;
   slotsPerVm?: string | number;
+  nodes?: string | number;
+  ntasksPerNode?: string | number;
+  cpusPerTask?: string | number;
   tagOutput?: boolean;
   mca?: Array<[string, string]>;
   hosts?: string[];
@@ -39,6 +42,8 @@ export interface ConfigOverrides {
   checkpointDir?: string;
   checkpointInterval?: string | number;
   keep?: string | number;
+  maxRestarts?: string | number;
+  restartFromStart?: boolean;
 }
 
 /** The CLI option that sets each override; used to name the option in errors. */
@@ -51,6 +56,9 @@ export const OVERRIDE_OPTIONS: Readonly<Record<keyof ConfigOverrides, string>> =
   spares: '--spares',
   np: '-np',
   slotsPerVm: '--slots-per-vm',
+  nodes: '-N',
+  ntasksPerNode: '--ntasks-per-node',
+  cpusPerTask: '--cpus-per-task',
   tagOutput: '--tag-output',
   mca: '--mca',
   hosts: '--hosts',
@@ -59,6 +67,8 @@ export const OVERRIDE_OPTIONS: Readonly<Record<keyof ConfigOverrides, string>> =
   checkpointDir: '--checkpoint-dir',
   checkpointInterval: '--checkpoint-interval',
   keep: '--keep',
+  maxRestarts: '--max-restarts',
+  restartFromStart: '--restart-from-start',
 };
 
 /** Where each override lands in the YAML shape. */
@@ -71,6 +81,9 @@ const OVERRIDE_PATHS: Readonly<Record<keyof ConfigOverrides, readonly string[]>>
   spares: ['spares'],
   np: ['mpi', 'np'],
   slotsPerVm: ['mpi', 'slotsPerVm'],
+  nodes: ['nodes'],
+  ntasksPerNode: ['mpi', 'ntasksPerNode'],
+  cpusPerTask: ['mpi', 'cpusPerTask'],
   tagOutput: ['mpi', 'tagOutput'],
   mca: ['mpi', 'mca'],
   hosts: ['hosts'],
@@ -79,9 +92,11 @@ const OVERRIDE_PATHS: Readonly<Record<keyof ConfigOverrides, readonly string[]>>
   checkpointDir: ['checkpoint', 'dir'],
   checkpointInterval: ['checkpoint', 'interval'],
   keep: ['checkpoint', 'keep'],
+  maxRestarts: ['checkpoint', 'maxRestarts'],
+  restartFromStart: ['checkpoint', 'restartFromStart'],
 };
 
-const INTEGER_OVERRIDES: ReadonlySet<keyof ConfigOverrides> = new Set(['cpus', 'local', 'spares', 'np', 'slotsPerVm', 'keep']);
+const INTEGER_OVERRIDES: ReadonlySet<keyof ConfigOverrides> = new Set(['cpus', 'local', 'spares', 'np', 'slotsPerVm', 'nodes', 'ntasksPerNode', 'cpusPerTask', 'keep', 'maxRestarts']);
 
 export interface LoadConfigOptions {
   /** path of symrun.yaml (--config); else $SYMRUN_CONFIG; else defaults only */
@@ -715,6 +730,8 @@ function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: 
     mpi: {
       ...(mpi.np !== undefined ? { np: mpi.np as number } : {}),
       ...(mpi.slotsPerVm !== undefined ? { slotsPerVm: mpi.slotsPerVm as number } : {}),
+      ...(mpi.ntasksPerNode !== undefined ? { ntasksPerNode: mpi.ntasksPerNode as number } : {}),
+      ...(mpi.cpusPerTask !== undefined ? { cpusPerTask: mpi.cpusPerTask as number } : {}),
       tagOutput: (mpi.tagOutput as boolean | undefined) ?? CONFIG_DEFAULTS.tagOutput,
       mca,
       extraArgs: [...((mpi.extraArgs as string[] | undefined) ?? [])],
@@ -739,11 +756,14 @@ function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: 
       ...(ckpt.dir !== undefined ? { dir: path.resolve(ckptBase, expandHome(ckpt.dir as string, env)) } : {}),
       ...(ckpt.interval !== undefined ? { intervalMs: parseDurationMs(ckpt.interval as string | number) } : {}),
       keep: (ckpt.keep as number | undefined) ?? CONFIG_DEFAULTS.checkpointKeep,
+      maxRestarts: (ckpt.maxRestarts as number | undefined) ?? CONFIG_DEFAULTS.maxRestarts,
+      restartFromStart: (ckpt.restartFromStart as boolean | undefined) ?? CONFIG_DEFAULTS.restartFromStart,
     },
     slurm: {
       pollIntervalMs: obj('slurm').pollInterval !== undefined ? parseDurationMs(obj('slurm').pollInterval as string | number) : SLURM_DEFAULTS.pollIntervalMs,
     },
     local: (raw.local as number | undefined) ?? CONFIG_DEFAULTS.local,
+    ...(raw.nodes !== undefined ? { nodes: raw.nodes as number } : {}),
     spares: (raw.spares as number | undefined) ?? CONFIG_DEFAULTS.spares,
     hosts: [...((raw.hosts as string[] | undefined) ?? [])],
   };
@@ -783,7 +803,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): SymrunConfig {
         message: `${file}: the top level must be a mapping of keys (like "accel: kvm"), not ${kindOf(data)}`,
         field: '(top level)',
         value: data,
-        fix: 'write one key per line at the top level (accel, image, vm, interconnect, network, mpi, share, migration, checkpoint, slurm, local, spares, hosts); see docs/config.md',
+        fix: 'write one key per line at the top level (accel, image, vm, interconnect, network, mpi, share, migration, checkpoint, slurm, local, nodes, spares, hosts); see docs/config.md',
         exitCode: EXIT.usage,
         details: { file },
       });
@@ -805,7 +825,26 @@ export function loadConfig(opts: LoadConfigOptions = {}): SymrunConfig {
 
   const imageBase = origin.has(JSON.stringify(['image'])) || !file ? cwd : path.dirname(file);
   const ckptBase = origin.has(JSON.stringify(['checkpoint', 'dir'])) || !file ? cwd : path.dirname(file);
-  return resolveConfig(raw, file ?? 'defaults', imageBase, env, ckptBase);
+  const cfg = resolveConfig(raw, file ?? 'defaults', imageBase, env, ckptBase);
+  ORIGINS.set(cfg, { cli: origin, file: parsed?.data });
+  return cfg;
+}
+
+/** Where the keys of each config loadConfig returned came from (kept beside it, not in it). */
+const ORIGINS = new WeakMap<SymrunConfig, { cli: Map<string, string>; file: unknown }>();
+
+/**
+ * Where a key of a config returned by loadConfig came from: the CLI option that set it (e.g. "--cpus"),
+ * the dotted key itself when symrun.yaml set it (e.g. "vm.cpus"), or undefined when it is a default
+ * (or cfg is a copy: only the object loadConfig returned is known).
+ */
+export function configOrigin(cfg: SymrunConfig, dotted: string): string | undefined {
+  const o = ORIGINS.get(cfg);
+  if (!o) return undefined;
+  const p = dotted.split('.');
+  const cli = optionFor(o.cli, p);
+  if (cli) return cli;
+  return getAt(o.file, p) !== undefined ? dotted : undefined;
 }
 
 function toSymError(problems: Problem[], parsed: Parsed | undefined, origin: Map<string, string>): SymError {
@@ -886,9 +925,11 @@ export function describeConfig(cfg: SymrunConfig): string {
       ? `local: ${cfg.local} emulated host${cfg.local === 1 ? '' : 's'}`
       : cfg.hosts.length
         ? `hosts: ${cfg.hosts.join(', ')}`
-        : 'from the Slurm allocation';
+        : cfg.nodes !== undefined
+          ? `${cfg.nodes} node${cfg.nodes === 1 ? '' : 's'} of the Slurm allocation`
+          : 'from the Slurm allocation';
   const mca = Object.entries(cfg.mpi.mca);
-  const slots = cfg.mpi.slotsPerVm ?? cfg.vm.cpus;
+  const slots = cfg.mpi.slotsPerVm ?? cfg.mpi.ntasksPerNode ?? cfg.vm.cpus;
   const lines: Array<[string, string]> = [
     ['config', cfg.source],
     ['accel', cfg.accel === 'auto' ? 'auto (KVM if usable, else TCG)' : cfg.accel],
@@ -908,7 +949,9 @@ export function describeConfig(cfg: SymrunConfig): string {
     [
       'mpi',
       `np ${cfg.mpi.np ?? 'auto (slots per VM x VMs)'}, ` +
-        `${slots} slot${slots === 1 ? '' : 's'} per VM${cfg.mpi.slotsPerVm === undefined ? ' (= vm.cpus)' : ''}` +
+        `${slots} slot${slots === 1 ? '' : 's'} per VM${cfg.mpi.slotsPerVm === undefined && cfg.mpi.ntasksPerNode === undefined ? ' (= vm.cpus)' : ''}` +
+        (cfg.mpi.ntasksPerNode !== undefined ? `, ${cfg.mpi.ntasksPerNode} per node (--ntasks-per-node)` : '') +
+        (cfg.mpi.cpusPerTask !== undefined ? `, ${cfg.mpi.cpusPerTask} cpu${cfg.mpi.cpusPerTask === 1 ? '' : 's'} per rank` : '') +
         (cfg.mpi.tagOutput ? ', tagged output' : '') +
         (mca.length ? `, mca ${mca.map(([k, v]) => `${k}=${v}`).join(' ')}` : '') +
         (cfg.mpi.extraArgs.length ? `, extra: ${cfg.mpi.extraArgs.join(' ')}` : ''),

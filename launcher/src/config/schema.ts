@@ -19,6 +19,8 @@ export const CONFIG_DEFAULTS = {
   local: 0,
   spares: 0,
   checkpointKeep: 2,
+  maxRestarts: 3,
+  restartFromStart: false,
 } as const;
 
 /** Smallest VM memory symrun accepts (the guest image does not boot in less). */
@@ -97,8 +99,12 @@ export const CONFIG_SCHEMA = {
           minimum: 1,
           maximum: MAX_CPUS,
           default: DEFAULTS.vm.cpus,
+          'x-default': `${DEFAULTS.vm.cpus}, or ranks per VM × mpi.cpusPerTask`,
           'x-expect': `a whole number from 1 to ${MAX_CPUS}`,
-          description: 'Virtual CPUs of each VM. Also the default number of MPI slots per VM.',
+          description:
+            'Virtual CPUs of each VM. When not given and mpi.cpusPerTask is, each VM gets ranks per VM × cpusPerTask; ' +
+            'when given with cpusPerTask it must be at least that. Without np, slotsPerVm and ntasksPerNode it also ' +
+            'sets the MPI slots per VM (cpus ÷ cpusPerTask). See docs/placement.md.',
         },
         machine: {
           type: 'string',
@@ -209,16 +215,37 @@ export const CONFIG_SCHEMA = {
           type: 'integer',
           minimum: 1,
           'x-expect': 'a whole number, at least 1',
-          'x-default': 'slotsPerVm × number of VMs',
-          description: 'Total number of MPI ranks.',
+          'x-default': 'VMs × ntasksPerNode, else every slot',
+          description:
+            'Total number of MPI ranks (-n, -np, --ntasks). Without slotsPerVm or ntasksPerNode each VM gets ' +
+            'ceil(np ÷ VMs) slots and mpirun fills vm1 first; with one of them np may not exceed slots × VMs.',
         },
         slotsPerVm: {
           type: 'integer',
           minimum: 1,
           maximum: 4096,
           'x-expect': 'a whole number, at least 1',
-          'x-default': 'vm.cpus',
-          description: 'MPI slots (ranks) per VM.',
+          'x-default': 'ntasksPerNode, else ceil(np ÷ VMs), else vm.cpus ÷ cpusPerTask',
+          description: 'MPI slots (ranks) per VM. The same as ntasksPerNode; give one of the two.',
+        },
+        ntasksPerNode: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 4096,
+          'x-expect': 'a whole number, at least 1',
+          'x-default': 'none (slotsPerVm)',
+          description:
+            'Ranks per VM (--ntasks-per-node, as srun spells it; mpirun --npernode). Without np, np = VMs × this.',
+        },
+        cpusPerTask: {
+          type: 'integer',
+          minimum: 1,
+          maximum: MAX_CPUS,
+          'x-expect': `a whole number from 1 to ${MAX_CPUS}`,
+          'x-default': 'none',
+          description:
+            'vCPUs per rank (-c / --cpus-per-task, as in srun). Each VM gets ranks per VM × this vCPUs unless vm.cpus ' +
+            'is given, and mpirun binds each rank to this many vCPUs (--map-by slot:PE=N).',
         },
         tagOutput: {
           type: 'boolean',
@@ -355,6 +382,15 @@ export const CONFIG_SCHEMA = {
           'x-expect': 'a whole number, 0 (keep all) or more',
           description: 'Complete checkpoints of the job kept in checkpoint.dir; older ones are removed only after a new one is complete. 0 = keep all.',
         },
+        maxRestarts: {
+          type: 'integer', minimum: 0, maximum: 1000, default: CONFIG_DEFAULTS.maxRestarts,
+          'x-expect': 'a whole number, 0 (never restart) or more',
+          description: 'Reactive restarts of the job after a node died (from the last complete checkpoint, the dead node\'s VM on a spare). When they are used up the job stops with the path of the checkpoint to restart from in a new allocation (symrun restart).',
+        },
+        restartFromStart: {
+          type: 'boolean', default: CONFIG_DEFAULTS.restartFromStart,
+          description: 'When a node dies before the first checkpoint is complete, run the job again from the beginning (fresh VMs, the dead node replaced by a spare). Off: the job fails with a message saying so.',
+        },
       },
     },
     slurm: {
@@ -381,6 +417,17 @@ export const CONFIG_SCHEMA = {
       'x-expect': `a whole number from 0 to ${MAX_LOCAL}`,
       description:
         'Local mode: emulate this many hosts on this machine, each running one VM (0 = not local: use Slurm or `hosts`).',
+    },
+    nodes: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 4096,
+      'x-expect': 'a whole number, at least 1',
+      'x-default': 'Slurm: the allocation minus spares; local: local',
+      description:
+        'Hosts that run VMs, one VM each (-N, --nodes, as in srun). Slurm: at most the allocation\'s nodes minus ' +
+        '`spares`; nodes beyond it become spares too. Local mode: the same as `local` (outside Slurm, -N N alone ' +
+        'means local: N). See docs/placement.md.',
     },
     spares: {
       type: 'integer',

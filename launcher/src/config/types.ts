@@ -26,10 +26,14 @@ export interface NetworkConfig {
 }
 
 export interface MpiConfig {
-  /** total ranks; default = slots per VM x VMs */
+  /** total ranks (-n); default = VMs x ntasksPerNode, else every slot (coordinator/placement.ts) */
   np?: number;
-  /** ranks per VM (mpirun slots); default = vm.cpus */
+  /** ranks per VM (mpirun slots); default = ntasksPerNode, else ceil(np / VMs), else vm.cpus / cpusPerTask */
   slotsPerVm?: number;
+  /** --ntasks-per-node: ranks per VM, as srun and sbatch spell it (the same as slotsPerVm) */
+  ntasksPerNode?: number;
+  /** -c / --cpus-per-task: vCPUs per rank; VMs get slots x this (unless vm.cpus is given), mpirun --map-by slot:PE=N */
+  cpusPerTask?: number;
   tagOutput: boolean;
   /** extra MCA parameters (name -> value), passed as --mca name value */
   mca: Record<string, string>;
@@ -65,6 +69,10 @@ export interface CheckpointConfig {
   intervalMs?: number;
   /** complete checkpoints of this job kept in dir (older ones removed once a new one is complete); 0 = all */
   keep: number;
+  /** reactive restarts after a node died (0 = never) */
+  maxRestarts: number;
+  /** no checkpoint yet when a node dies: run the job again from the beginning */
+  restartFromStart: boolean;
 }
 
 export interface SlurmConfig {
@@ -88,6 +96,8 @@ export interface SymrunConfig {
   slurm: SlurmConfig;
   /** --local N: number of emulated hosts running VMs (0 = not local) */
   local: number;
+  /** -N: hosts that run VMs (Slurm: at most the allocation minus spares; the rest become spares; local: = local) */
+  nodes?: number;
   /** hosts held back as migration / restart targets */
   spares: number;
   /** explicit host list (production without Slurm); empty = local or Slurm */

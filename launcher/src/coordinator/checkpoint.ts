@@ -19,7 +19,7 @@ import { Executor, type OpEvent, type OpJournal, type OpResult, type Ports } fro
 import { CHECKPOINT_MACHINE, type CkptRunPhase, type CkptState, type CkptTerminalPhase } from '../checkpoint/machine.js';
 import {
   CKPT_FORMAT, CKPT_FORMAT_VERSION, checkpointName, checkSpace, createTempDir, estimateBytes, freeBytes, hashFile, noSpaceError,
-  publish, pruneCheckpoints, stateFileName, symrunVersion, writeManifest, type CheckpointManifest, type CheckpointVm,
+  publish, pruneCheckpoints, stateFileName, symrunVersion, writeManifest, type CheckpointManifest, type CheckpointSessions, type CheckpointVm,
 } from '../checkpoint/manifest.js';
 import { detectQemu, qemuArgs } from '../vm/index.js';
 import type { SymrunConfig } from '../config/types.js';
@@ -73,6 +73,8 @@ export interface CheckpointHost {
   migrating(): boolean;
   /** the job's journal (journal.jsonl, shared with migrations) */
   journal(): OpJournal | undefined;
+  /** sessions running in the guests (recorded for restart) */
+  sessions(): CheckpointSessions;
   emit(e: OpEvent<string>): void;
 }
 
@@ -291,7 +293,8 @@ export class Checkpoints {
       },
       async save(signal) {
         const tmp = ctx.tmp!;
-        const onAbort = () => { for (const n of ctx.names) void peerOf(n).call('ckpt.resume', { name: n }).catch(() => undefined); };
+        ctx.sessions = h.sessions();
+        const onAbort = () => { for (const n of ctx.names) { try { void peerOf(n).call('ckpt.resume', { name: n }).catch(() => undefined); } catch { /* host lost */ } } };
         signal.addEventListener('abort', onAbort, { once: true });
         try {
           const r = await each('save', async (n) => {
@@ -301,7 +304,8 @@ export class Checkpoints {
             try {
               const p = await peerOf(n).call<{ transferredBytes: number; totalTimeMs?: number; saveMs?: number }>('ckpt.save', { name: n, file, timeoutMs: CHECKPOINT_DEFAULTS.saveTimeoutMs }, { timeoutMs: CHECKPOINT_DEFAULTS.saveTimeoutMs + 10_000 });
               const size = fs.statSync(file).size;
-              ctx.vms.set(n, { name: n, host, file: stateFileName(n), size, sha256: '', saveMs: p.saveMs ?? Math.round(performance.now() - t0) });
+              // the VM is stopped: every frame its agent had sent is in (or still in its own replay buffer)
+              ctx.vms.set(n, { name: n, host, file: stateFileName(n), size, sha256: '', saveMs: p.saveMs ?? Math.round(performance.now() - t0), guestSeq: vm(n).client.receivedSeq });
               return { size, transferredBytes: p.transferredBytes, saveMs: p.saveMs };
             } catch (e) {
               // out of space shows up as QEMU's "Unable to write to command: Broken pipe": say what it is
@@ -312,6 +316,7 @@ export class Checkpoints {
             }
           });
           if (signal.aborted) throw signal.reason;
+          if (parseFaults(process.env.SYMRUN_FAULTS).has('kill-coordinator', 'save')) process.kill(process.pid, 'SIGKILL');
           const total = [...r.values()].reduce((s, x) => s + x.size, 0);
           return { vms: r.size, bytes: total, perVm: Object.fromEntries([...r].map(([n, x]) => [n, { size: x.size, saveMs: x.saveMs }])) };
         } finally {
@@ -352,6 +357,7 @@ export class Checkpoints {
             device: { id: p.id, netdevId: p.netdevId, model: p.model, mac: p.mac, bus: p.bus, tap: p.tap },
             network: job.netConfigArgs(n),
             saveMs: rec.saveMs,
+            index: v.index, ip: v.ip, ...(rec.guestSeq !== undefined ? { guestSeq: rec.guestSeq } : {}),
           });
         }
         const s0 = vms[0]!.spec;
@@ -364,6 +370,8 @@ export class Checkpoints {
           image: { hash: self.imageHash(s0.kernel, s0.initrd, s0.rootfs), kernel: s0.kernel, initrd: s0.initrd, rootfs: s0.rootfs },
           ...(qemuVersion ? { qemu: { version: qemuVersion } } : {}),
           config: cfg,
+          ...(ctx.sessions ? { sessions: ctx.sessions } : {}),
+          quiesce: adapter,
           vms,
         };
         try {
@@ -424,7 +432,9 @@ interface Ctx {
   names: string[];
   tmp?: string;
   final?: string;
-  vms: Map<string, { name: string; host: string; file: string; size: number; sha256: string; saveMs?: number }>;
+  vms: Map<string, { name: string; host: string; file: string; size: number; sha256: string; saveMs?: number; guestSeq?: number }>;
+  /** sessions at the save (taken while the ranks are frozen) */
+  sessions?: CheckpointSessions;
   sizeBytes?: number;
   frozenAt?: number;
   frozenMs?: number;
@@ -446,6 +456,7 @@ export function checkpointsFor(job: Job, access: JobAccess, emit: (e: OpEvent) =
       gate: () => job.migrations.gate,
       migrating: () => job.migrations.list().some((o) => !o.result),
       journal: () => job.migrations.journal,
+      sessions: () => job.guestSessions(),
       emit: (e) => emit(e as unknown as OpEvent),
     });
     registry.set(job, c);

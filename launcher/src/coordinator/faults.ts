@@ -7,6 +7,8 @@
 //   guest-stall@quiesce         the moving VM's guest agent delays its quiesce answer for 60 s
 //   kill-coordinator@perform    the coordinator SIGKILLs itself at the first progress sample
 //                               (`symrun recover` then picks the job up from the journal)
+//   kill-coordinator@save       the coordinator SIGKILLs itself when every VM of a checkpoint is saved
+//                               (VMs stopped, devices out: `symrun recover` rolls the checkpoint back)
 import { SymError } from '../errors.js';
 
 export const KNOWN_FAULTS = ['kill-dst-qemu', 'refuse-device-add', 'guest-stall', 'kill-coordinator'] as const;

@@ -148,7 +148,7 @@ export interface SlurmHostsOpts {
   config: SymrunConfig;
   env?: Env;
   signal?: AbortSignal;
-  /** hosts that run VMs (the rest are spares); default: nodes - spares */
+  /** nodes that run no VM: --spares plus the nodes -N leaves over (coordinator/placement.ts); the first nodes - spares run VMs */
   spares: number;
 }
 

@@ -15,8 +15,9 @@ import type { GuestFrame } from '../../../guest/protocol/index.js';
 import { resolveImage, imageFiles, type ImageInfo } from '../image/index.js';
 import { detectQemu, probeAccel, type VmSpec } from '../vm/index.js';
 import { cleanupJob, findStaleJobs, requireRoot, pidsInNetns } from '../local/index.js';
-import { createLocalHosts, createSlurmHosts, hostMode, type HostSet } from './hosts.js';
+import { allocationNodes, createLocalHosts, createSlurmHosts, hostMode, type HostSet } from './hosts.js';
 import { DrainPolicy } from './policy.js';
+import { planPlacement } from './placement.js';
 import { NodeWatcher } from '../slurm/watch.js';
 import { writeFileAtomic } from '../util/fsatomic.js';
 import { ownerAlive, procStartTime, readState, writeState } from '../local/state.js';
@@ -24,6 +25,8 @@ import { resolveProgram, programClosure, snapshotDir, tarCreate, tarExtractSafe 
 import { planMpi, retagLine, LineSplitter } from '../mpi/launch.js';
 import { Migrations, type JobAccess, type MigrateRequest } from './migrate.js';
 import { checkpointsFor, type CheckpointRequest } from './checkpoint.js';
+import { pickCheckpoint, planRestart, restoreVms, type PickedCheckpoint } from './restart.js';
+import type { CheckpointSessions } from '../checkpoint/manifest.js';
 import type { OpEvent } from '../migration/executor.js';
 
 export interface JobOptions {
@@ -40,6 +43,8 @@ export interface JobOptions {
   jobId?: string;
   /** append every protocol event (JSON lines) to this file */
   eventsFile?: string;
+  /** `symrun restart`: resume this checkpoint (verified) instead of booting and launching */
+  restore?: PickedCheckpoint;
 }
 
 export interface JobResult { exitCode: number; jobId: string; phases: Record<string, number>; firstOutputMs?: number }
@@ -52,7 +57,7 @@ export interface VmState {
   ip: string;
   tap: string;
   client: GuestClient;
-  state: 'booting' | 'ready' | 'running' | 'stopped';
+  state: 'booting' | 'ready' | 'running' | 'stopped' | 'checkpointing';
 }
 
 const nowMs = () => performance.now();
@@ -141,9 +146,25 @@ export class Job {
   private eventSubscribers = new Set<RpcPeer>();
   private eventsFd?: number;
   private controlExecs = new Map<string, { peer: RpcPeer; handle: import('../agent/guest.js').ExecHandle }>();
+  // ---- reactive restart (restart.ts) ----
+  /** hosts whose agent was lost (node died): no VM goes there again */
+  private lostHosts = new Set<string>();
+  /** a loss the run loop has not handled yet */
+  private pendingLoss?: { hosts: string[]; why: string };
+  /** wakes the run loop (supervise) when a host is lost */
+  private runBreak?: () => void;
+  private restarts = 0;
+  private restartLog: Array<{ at: string; hosts: string[]; why: string; from?: string; ms?: number; moved?: Array<{ vm: string; from: string; to: string }> }> = [];
+  /** what mpirun was started with (a restart from the beginning launches it again) */
+  private launch?: { vm: string; argv: string[]; env: Record<string, string>; rankVm: string[]; stage: { abs: string[]; cwd: string[] } };
+  /** MACs and checkpoint names derive from this (a restarted job keeps its checkpoint's) */
+  private macSeed: string;
+  /** guests' prefix length when restored from a checkpoint (their addresses are in the saved state) */
+  private prefixLenOverride?: number;
 
   constructor(readonly opts: JobOptions) {
     this.id = opts.jobId ?? newJobId();
+    this.macSeed = opts.restore?.manifest.jobId ?? this.id;
     this.runDir = path.join(runtimeRoot(), this.id);
     this.out = opts.stdout ?? process.stdout;
     this.err = opts.stderr ?? process.stderr;
@@ -156,7 +177,7 @@ export class Job {
     if (this.eventsFd !== undefined) { try { fs.writeSync(this.eventsFd, line); } catch { /* disk full: keep going */ } }
     for (const p of this.eventSubscribers) p.notify('op.event', e);
     // (the drain policy says its own lines: policy.ts)
-    if (e.kind !== 'policy' && (e.event === 'end' || e.event === 'fail' || e.event === 'result' || e.event === 'action' || e.event === 'cancel')) {
+    if (e.kind !== 'policy' && !(e.kind === 'restart' && e.event === 'action') && (e.event === 'end' || e.event === 'fail' || e.event === 'result' || e.event === 'action' || e.event === 'cancel')) {
       const d = e.data ?? {};
       const what = e.event === 'result' ? `${d.outcome}${d.error ? ` (${(d.error as { message: string }).message})` : ''}` : e.event === 'action' ? `action ${d.action ?? d.fault}${d.reason ? `: ${d.reason}` : ''}` : e.event === 'fail' ? `failed: ${d.error}` : e.event;
       this.say(`${e.kind} ${d.vm} ${d.from}->${d.to}: ${e.event === 'result' ? 'finished:' : e.phase} ${what}${e.ms !== undefined ? ` (${e.ms} ms)` : ''}`);
@@ -173,7 +194,7 @@ export class Job {
       get deviceModel() { const ic = cfg().interconnect; return ic.type === 'emulated' ? ic.model : 'virtio-net-pci'; },
       vm: (n) => this.vms.get(n),
       vmNames: () => [...this.vms.keys()],
-      hosts: () => (this.cluster?.hosts ?? []).map((h, i) => ({ name: h.name, ip: h.ip, bridge: h.bridge, spare: i >= this.vmHostCount, usable: this.peers.has(h.name) && !this.policy?.unusable(h.name) })),
+      hosts: () => (this.cluster?.hosts ?? []).map((h, i) => ({ name: h.name, ip: h.ip, bridge: h.bridge, spare: i >= this.vmHostCount, usable: this.peers.has(h.name) && !this.lostHosts.has(h.name) && !this.policy?.unusable(h.name) })),
       peer: (h) => {
         const p = this.peers.get(h);
         if (!p) throw new SymError('ESYM_NO_AGENT', { message: `no host agent connected on ${h}` });
@@ -232,7 +253,9 @@ export class Job {
     if (mode === 'local') requireRoot('--local creates network namespaces, bridges and tap devices');
     const [prog, ...args] = this.opts.app;
     if (!prog) throw new SymError('ESYM_NO_APP', { message: 'no application given', fix: 'symrun [options] -- ./app args', exitCode: EXIT.usage });
-    const program = resolveProgram(prog, { cwd: this.opts.cwd, PATH: process.env.PATH });
+    const restore = this.opts.restore;
+    // restart: the program is in the guests' saved memory already (only its path is used, for messages)
+    const program = restore ? { hostPath: prog } as ReturnType<typeof resolveProgram> : resolveProgram(prog, { cwd: this.opts.cwd, PATH: process.env.PATH });
 
     // a previous run killed with SIGKILL leaves namespaces and run dirs: clean them first
     // (local mode only: in Slurm mode /run/symrun may be shared by nodes whose processes this one cannot see)
@@ -259,7 +282,7 @@ export class Job {
 
     const [image, , accel] = await this.phase('image', () =>
       Promise.all([
-        resolveImage(cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal }),
+        restore ? checkpointImage(restore, cfg.image, (s: string) => this.say(`image: ${s}`), this.opts.signal) : resolveImage(cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal }),
         detectQemu(),
         probeAccel(cfg.accel),
       ]),
@@ -272,8 +295,8 @@ export class Job {
     const files = await imageFiles(image);
     const [closure, snap] = await this.phase('closure', () =>
       Promise.all([
-        programClosure([program.hostPath], { imageFiles: files }),
-        cfg.share.cwd ? snapshotDir(this.opts.cwd, { maxBytes: cfg.share.maxBytes, exclude: cfg.share.exclude }) : Promise.resolve(undefined),
+        restore ? Promise.resolve({ files: [] as string[] } as Awaited<ReturnType<typeof programClosure>>) : programClosure([program.hostPath], { imageFiles: files }),
+        cfg.share.cwd && !restore ? snapshotDir(this.opts.cwd, { maxBytes: cfg.share.maxBytes, exclude: [...cfg.share.exclude, ...checkpointExclude(this.opts.cwd, cfg.checkpoint.dir)] }) : Promise.resolve(undefined),
       ]),
     );
 
@@ -281,8 +304,15 @@ export class Job {
       ? createLocalHosts({ jobId: this.id, hosts: cfg.local + cfg.spares, subnet: cfg.network.subnet, signal: this.opts.signal })
       : createSlurmHosts({ config: cfg, spares: cfg.spares, signal: this.opts.signal }));
     this.cluster = cluster;
-    this.vmHostCount = mode === 'local' ? cfg.local : cluster.hosts.length - cfg.spares;
     this.onCleanup(mode === 'local' ? 'emulated hosts' : 'slurm hosts', () => cluster.destroy());
+    // placement (-N, -n, --ntasks-per-node, -c; docs/placement.md): main.ts planned cfg before the job
+    // (VM sizes), this plans it again with the hosts really got: the first vmHosts run VMs, the rest are
+    // spares. A restore keeps the checkpoint's layout (runRestored).
+    const placement = restore ? undefined : planPlacement({
+      mode, hosts: cluster.hosts.length, local: cfg.local, nodes: cfg.nodes, spares: cfg.spares,
+      np: cfg.mpi.np, ntasksPerNode: cfg.mpi.ntasksPerNode, slotsPerVm: cfg.mpi.slotsPerVm, cpusPerTask: cfg.mpi.cpusPerTask, cpus: cfg.vm.cpus,
+    });
+    this.vmHostCount = placement?.vmHosts ?? (mode === 'local' ? cfg.local : cluster.hosts.length - cfg.spares);
 
     const secret = crypto.randomBytes(32).toString('hex');
     const server = await serveChannel({ host: cluster.coordinatorIp, secret, onPeer: (p) => this.addPeer(p) });
@@ -295,6 +325,8 @@ export class Job {
     await this.phase('agents', () => this.startHostAgents(cluster, server, secret));
     this.checkAbort();
     if (mode === 'slurm') this.watchNodes(cluster);
+    this.startAgentHeartbeat();
+    if (restore) return this.runRestored(cluster, restore);
 
     // VMs on the first hosts; the rest (--spares) are spares
     const names: string[] = [];
@@ -303,7 +335,7 @@ export class Job {
       const name = `vm${i}`;
       names.push(name);
       const client = new GuestClient(name);
-      this.vms.set(name, { name, index: i, host: host.name, mac: vmMac(this.id, i), ip: cluster.guestIp(i), tap: `symtap${i}`, client, state: 'booting' });
+      this.vms.set(name, { name, index: i, host: host.name, mac: vmMac(this.macSeed, i), ip: cluster.guestIp(i), tap: `symtap${i}`, client, state: 'booting' });
       client.on('rsh', (f: Extract<GuestFrame, { t: 'rsh' }>) => void this.relayRsh(name, f));
     }
     this.say(`job ${this.id}: booting ${names.length} VMs (${accel.accel}, ${cfg.vm.memoryMiB} MiB, ${cfg.vm.cpus} vCPU) on ${names.length} hosts${cfg.spares ? ` + ${cfg.spares} spare` : ''}`);
@@ -314,10 +346,11 @@ export class Job {
     await this.phase('stage', () => this.stageIn(closure.files, snap?.files ?? []));
     this.checkAbort();
 
-    const slotsPerVm = cfg.mpi.slotsPerVm ?? cfg.vm.cpus;
+    const slotsPerVm = placement?.slotsPerVm ?? cfg.mpi.slotsPerVm ?? cfg.vm.cpus;
     const plan = planMpi({
       vms: names.map((n) => ({ name: n, slots: slotsPerVm })),
-      np: cfg.mpi.np,
+      np: placement ? placement.np : cfg.mpi.np,
+      mapBy: placement?.mapBy,
       program: program.hostPath,
       args,
       cwd: this.opts.cwd,
@@ -338,18 +371,247 @@ export class Job {
     this.policy?.evaluate(); // nodes that went bad while the VMs booted
     const ckptTimer = checkpointsFor(this, this.access(), (e) => this.event(e)).startTimer(); // checkpoint.interval
     this.onCleanup('checkpoint timer', () => ckptTimer.stop());
-    const status = await this.phase('run', () => this.runMpi(vm1, plan.argv, plan.env, plan.rankVm));
+    this.launch = { vm: vm1.name, argv: plan.argv, env: plan.env, rankVm: plan.rankVm, stage: { abs: closure.files, cwd: snap?.files ?? [] } };
+    const status = await this.phase('run', () => this.supervise(this.runMpi(vm1, plan.argv, plan.env, plan.rankVm)));
     await ckptTimer.stop(); // a checkpoint in flight completes (or rolls back) before the VMs go
     this.state = 'finishing';
     await this.phase('stage-out', () => this.stageOut());
     return status;
   }
 
+  /** `symrun restart`: the checkpoint's VMs on the first hosts (the rest are spares), restored, the job goes on. */
+  private async runRestored(cluster: HostSet, ck: PickedCheckpoint): Promise<number> {
+    const m = ck.manifest;
+    if (cluster.hosts.length < m.vms.length) {
+      throw new SymError('ESYM_NO_HOSTS', { message: `checkpoint ${m.name} has ${m.vms.length} VMs; this allocation has ${cluster.hosts.length} host${cluster.hosts.length === 1 ? '' : 's'}`, fix: `allocate ${m.vms.length} nodes or more (one VM per node; more become spares)`, exitCode: EXIT.usage });
+    }
+    this.vmHostCount = m.vms.length;
+    const placement = new Map<string, string>();
+    for (const [i, v] of [...m.vms].sort((a, b) => (a.index ?? 0) - (b.index ?? 0)).entries()) {
+      const host = cluster.hosts[i]!.name;
+      const client = new GuestClient(v.name);
+      this.vms.set(v.name, { name: v.name, index: v.index!, host, mac: v.device.mac, ip: v.ip!, tap: v.device.tap, client, state: 'booting' });
+      client.on('rsh', (f: Extract<GuestFrame, { t: 'rsh' }>) => void this.relayRsh(v.name, f));
+      placement.set(v.name, host);
+    }
+    const addr = String(m.vms[0]!.network.address ?? '');
+    const len = Number(/\/(\d+)$/.exec(addr)?.[1]);
+    if (len) this.prefixLenOverride = len;
+    this.say(`job ${this.id}: restarting job ${m.jobId} from checkpoint ${m.name} (${m.createdAt}): ${m.vms.length} VMs on ${[...placement.values()].join(', ')}${cluster.hosts.length > m.vms.length ? ` + ${cluster.hosts.length - m.vms.length} spare` : ''}`);
+    const { mpi } = await this.phase('restore', () => this.restoreFrom(ck, placement));
+    this.checkAbort();
+    const ckptTimer = checkpointsFor(this, this.access(), (e) => this.event(e)).startTimer();
+    this.onCleanup('checkpoint timer', () => ckptTimer.stop());
+    const status = await this.phase('run', () => this.supervise(mpi));
+    await ckptTimer.stop();
+    this.state = 'finishing';
+    await this.phase('stage-out', () => this.stageOut());
+    return status;
+  }
+
   private addPeer(p: RpcPeer): void {
+    if (this.lostHosts.has(p.name)) { p.close(); return; } // a lost node's agent is not taken back
     this.peers.set(p.name, p);
     this.peerWaiters.get(p.name)?.(p);
     p.on('event', (name: string, data: any) => this.onHostEvent(p, name, data));
+    p.on('close', () => { if (this.peers.get(p.name) === p) this.hostLost(p.name, 'its host agent\'s connection closed'); });
     p.start();
+  }
+
+  // ---------- node death: detection, then restart from the last checkpoint (restart.ts) ----------
+
+  /** Every host agent answers host.info once per heartbeat; one silent for agentLostMs is lost (its node died). */
+  private startAgentHeartbeat(): void {
+    const lastOk = new Map<string, number>();
+    const lostMs = PROTOCOL_DEFAULTS.agentLostMs;
+    const timer = setInterval(() => {
+      if (this.state === 'tearing-down' || this.state === 'done') return;
+      for (const [name, p] of this.peers) {
+        if (!lastOk.has(name)) lastOk.set(name, Date.now());
+        p.call('host.info', {}, { timeoutMs: lostMs }).then(() => lastOk.set(name, Date.now()), () => undefined);
+        const silent = Date.now() - lastOk.get(name)!;
+        if (silent > lostMs) this.hostLost(name, `its host agent has not answered for ${(silent / 1000).toFixed(1)} s`);
+      }
+    }, PROTOCOL_DEFAULTS.agentHeartbeatMs);
+    timer.unref();
+    this.onCleanup('host agent heartbeat', () => clearInterval(timer));
+  }
+
+  /** A host is gone (agent silent or disconnected, or Slurm says DOWN): its VMs are lost with it. */
+  private hostLost(host: string, why: string): void {
+    if (this.lostHosts.has(host) || this.state === 'tearing-down' || this.state === 'done' || this.state === 'finishing') return;
+    this.lostHosts.add(host);
+    const p = this.peers.get(host);
+    this.peers.delete(host);
+    p?.close(); // pending calls to it fail now instead of at their timeouts
+    const vms = [...this.vms.values()].filter((v) => v.host === host);
+    for (const v of vms) { v.client.detach(`host ${host} lost`); v.state = 'stopped'; }
+    this.say(`host ${host} lost (${why})${vms.length ? `: ${vms.map((v) => v.name).join(', ')} went with it` : ': it was a spare, no longer a target'}`);
+    this.event({ ts: new Date().toISOString(), op: '-', kind: 'restart', phase: 'new', event: 'action', data: { action: 'host-lost', host, why, vms: vms.map((v) => v.name) } } as unknown as OpEvent);
+    if (!vms.length) return;
+    if (this.pendingLoss) this.pendingLoss.hosts.push(host);
+    else this.pendingLoss = { hosts: [host], why };
+    this.runBreak?.();
+  }
+
+  private restartPossible(): boolean {
+    const c = this.opts.config.checkpoint;
+    return c.maxRestarts > 0 && (!!c.dir || c.restartFromStart);
+  }
+
+  /** Ask every host agent once (after mpirun failed: did a node die before its agent was missed?). */
+  private async probeHosts(): Promise<void> {
+    await Promise.all([...this.peers].map(async ([name, p]) => {
+      try { await p.call('host.info', {}, { timeoutMs: PROTOCOL_DEFAULTS.agentLostMs }); } catch (e) { this.hostLost(name, `its host agent did not answer: ${(e as Error).message}`); }
+    }));
+  }
+
+  /** Wait for mpirun; when a host with VMs is lost meanwhile, restart (from the last checkpoint) and wait again. */
+  private async supervise(first: Promise<number>): Promise<number> {
+    let mpi = first;
+    for (;;) {
+      let wake!: () => void;
+      const woken = new Promise<void>((r) => { wake = r; });
+      this.runBreak = wake;
+      if (this.pendingLoss) wake();
+      const r = await Promise.race([mpi.then((s) => ({ s })), woken.then(() => undefined)]);
+      this.runBreak = undefined;
+      if (r && !this.pendingLoss) {
+        if (r.s === 0 || !this.restartPossible() || this.opts.signal?.aborted) return r.s;
+        await this.probeHosts();
+        if (!this.pendingLoss) return r.s;
+        this.say(`mpirun ended with ${r.s} after a host was lost: restarting instead of ending the job`);
+      }
+      mpi.catch(() => undefined); // the old session is not waited for any more
+      mpi = (await this.restart()).mpi;
+    }
+  }
+
+  /** Cancel migrations and wait (bounded) for them and a checkpoint in flight to end: the restart replaces every VM anyway. */
+  private async settleOps(ms: number): Promise<void> {
+    const migs = this.migrations.list().filter((o) => !o.result);
+    for (const o of migs) { try { this.migrations.cancel(o.vm); } catch { /* finishing */ } }
+    const ck = checkpointsFor(this, this.access(), (e) => this.event(e));
+    const busy = ck.active();
+    busy?.exec.cancel();
+    const until = Date.now() + ms;
+    while (Date.now() < until && (this.migrations.list().some((o) => !o.result) || (busy && !busy.info.result))) await new Promise((r) => setTimeout(r, 100));
+  }
+
+  /** Checkpoint ids this job may restart from: its own, and the one it was restarted from. */
+  private checkpointJobIds(): string[] {
+    return [...new Set([this.id, this.macSeed])];
+  }
+
+  /** The restart itself: returns the new wait for mpirun; throws (ending the job) when it cannot restart. */
+  private async restart(): Promise<{ mpi: Promise<number> }> {
+    const loss = this.pendingLoss!;
+    this.pendingLoss = undefined;
+    const cfg = this.opts.config;
+    const root = cfg.checkpoint.dir;
+    const lostVms = [...this.vms.values()].filter((v) => this.lostHosts.has(v.host)).map((v) => v.name);
+    const what = `${lostVms.join(', ')} lost with ${loss.hosts.join(', ')} (${loss.why})`;
+    this.state = 'restarting';
+    await this.settleOps(15_000);
+    let picked: PickedCheckpoint | undefined;
+    let none = '';
+    if (root) {
+      try {
+        picked = await pickCheckpoint(root, { jobIds: this.checkpointJobIds() });
+      } catch (e) {
+        if ((e as SymError).code !== 'ESYM_NO_CHECKPOINT') throw e;
+        none = (e as SymError).message;
+      }
+      for (const r of picked?.refused ?? []) this.say(`checkpoint ${r.name} not used: ${r.reason}`);
+    }
+    const again = picked ? `symrun restart ${root} --from ${picked.manifest.name} -- (in a new allocation)` : undefined;
+    if (this.restarts >= cfg.checkpoint.maxRestarts) {
+      throw new SymError('ESYM_RESTART_LIMIT', {
+        message: `${what}; ${cfg.checkpoint.maxRestarts === 0 ? 'restarts are off (--max-restarts 0)' : `all ${cfg.checkpoint.maxRestarts} restarts (--max-restarts) are used up`}`,
+        fix: again ?? 'take checkpoints (--checkpoint-dir DIR --checkpoint-interval 10m) so the job can be restarted',
+      });
+    }
+    const plan = planRestart([...this.vms.values()].map((v) => ({ vm: v.name, host: v.host })), this.access().hosts().map((h) => ({ name: h.name, usable: h.usable })));
+    if (plan.homeless.length) {
+      throw new SymError('ESYM_NO_SPARE', {
+        message: `${what}; no spare host is left to restart ${plan.homeless.join(', ')} on`,
+        fix: again ? `restart the job from its last checkpoint in a new allocation: ${again}` : 'resubmit the job with spare nodes (--spares N)',
+      });
+    }
+    this.restarts++;
+    const entry: (typeof this.restartLog)[number] = { at: new Date().toISOString(), hosts: loss.hosts, why: loss.why, moved: plan.moved };
+    this.restartLog.push(entry);
+    const t0 = nowMs();
+    if (!picked) {
+      if (!cfg.checkpoint.restartFromStart) {
+        throw new SymError('ESYM_NO_CHECKPOINT', {
+          message: `${what}, and the job has no complete checkpoint to restart from${none ? ` (${none})` : root ? '' : ' (no --checkpoint-dir)'}`,
+          fix: 'take checkpoints (--checkpoint-dir DIR --checkpoint-interval 10m), or let symrun run the job again from the beginning (--restart-from-start)',
+        });
+      }
+      this.say(`restart ${this.restarts}/${cfg.checkpoint.maxRestarts}: ${what}; no checkpoint: running the job again from the beginning${plan.moved.length ? ` (${plan.moved.map((m) => `${m.vm} on ${m.to}`).join(', ')})` : ''}`);
+      const mpi = await this.phase(`restart-${this.restarts}`, () => this.relaunch(plan.placement));
+      entry.ms = Math.round(nowMs() - t0);
+      return mpi;
+    }
+    const m = picked.manifest;
+    entry.from = m.name;
+    this.say(`restart ${this.restarts}/${cfg.checkpoint.maxRestarts}: ${what}; restoring every VM from checkpoint ${m.name} (taken ${Math.round((Date.now() - Date.parse(m.createdAt)) / 1000)} s ago)${plan.moved.length ? `: ${plan.moved.map((x) => `${x.vm} ${x.from} -> ${x.to}`).join(', ')}` : ''}`);
+    const mpi = await this.phase(`restart-${this.restarts}`, () => this.restoreFrom(picked!, plan.placement));
+    entry.ms = Math.round(nowMs() - t0);
+    if (this.cluster?.mode === 'slurm') void this.checkAllocation();
+    this.say(`restarted from ${m.name} in ${entry.ms} ms; the job goes on from there (its output since that checkpoint comes again)`);
+    return mpi;
+  }
+
+  /** Slurm: nodes that left the allocation (scontrol show job; SLURM_JOB_NODELIST goes stale) are lost too. */
+  private async checkAllocation(): Promise<void> {
+    try {
+      const now = await allocationNodes(process.env);
+      for (const h of this.cluster?.hosts ?? []) if (!now.includes(h.name) && !this.lostHosts.has(h.name)) this.hostLost(h.name, 'it is no longer in the allocation (scontrol show job)');
+    } catch { /* slurmctld busy: the node watcher and the heartbeat still see it */ }
+  }
+
+  /** Restore every VM of `ck` on `placement`, adopt the sessions it recorded; returns the wait for mpirun. */
+  private async restoreFrom(ck: PickedCheckpoint, placement: Map<string, string>): Promise<{ mpi: Promise<number> }> {
+    const s = ck.manifest.sessions!;
+    const running = [...this.vms.values()].filter((v) => !this.lostHosts.has(v.host) && v.state !== 'booting').map((v) => ({ vm: v.name, host: v.host }));
+    // sessions first: what the guests replay after their sync goes to the adopted handlers
+    this.rshRelays.clear();
+    for (const r of s.rsh) void this.finishRsh(r.from, r.to, r.rid, this.vms.get(r.to)!.client.adopt(r.sid, this.rshHandlers(r.from, r.rid)));
+    const mpi = s.mpirun ? this.runMpi(this.vms.get(s.mpirun.vm)!, [], {}, s.mpirun.rankVm, s.mpirun.sid) : Promise.resolve(EXIT.runtime);
+    await restoreVms({ access: this.access(), checkpoint: ck, placement, running, op: `r${crypto.randomBytes(3).toString('hex')}`, emit: (e) => this.event(e as unknown as OpEvent) });
+    for (const v of this.vms.values()) v.state = 'running';
+    this.state = 'running';
+    this.saveRecovery();
+    this.policy?.evaluate();
+    return { mpi };
+  }
+
+  /** No checkpoint (--restart-from-start): fresh VMs on `placement`, staged again, mpirun again. */
+  private async relaunch(placement: Map<string, string>): Promise<{ mpi: Promise<number> }> {
+    const l = this.launch!;
+    await Promise.all([...this.vms.values()].filter((v) => !this.lostHosts.has(v.host)).map((v) => this.peers.get(v.host)?.call('vm.stop', { name: v.name }, { timeoutMs: DEFAULTS.teardown.totalMs }).catch(() => undefined)));
+    this.rshRelays.clear();
+    for (const v of this.vms.values()) {
+      v.client.close();
+      v.client = new GuestClient(v.name);
+      v.client.on('rsh', (f: Extract<GuestFrame, { t: 'rsh' }>) => void this.relayRsh(v.name, f));
+      v.host = placement.get(v.name)!;
+      v.state = 'booting';
+    }
+    await Promise.all([...this.vms.keys()].map((n) => this.bootVm(n, this.accel)));
+    await this.configureNetwork();
+    await this.stageIn(l.stage.abs, l.stage.cwd);
+    for (const v of this.vms.values()) v.state = 'running';
+    this.state = 'running';
+    this.saveRecovery();
+    return { mpi: this.runMpi(this.vms.get(l.vm)!, l.argv, l.env, l.rankVm) };
+  }
+
+  /** What runs in the guests (recorded in every checkpoint). */
+  guestSessions(): CheckpointSessions {
+    return { ...(this.mpirunSession ? { mpirun: this.mpirunSession } : {}), rsh: [...this.rshRelays].map(([rid, r]) => ({ rid, ...r })) };
   }
 
   /** Slurm mode: poll the nodes' states; the policy moves VMs off nodes that go away. */
@@ -358,7 +620,12 @@ export class Job {
       vmsOn: (h) => [...this.vms.values()].filter((v) => v.host === h).map((v) => v.name),
       isMigrating: (vm) => this.migrations.active(vm) !== undefined,
       canMigrate: () => this.state === 'running',
-      migrate: (req) => this.migrations.migrate(req),
+      migrate: (req) => {
+        const h = this.vms.get(req.vm)?.host;
+        if (h && this.lostHosts.has(h)) throw new SymError('ESYM_HOST_LOST', { message: `${req.vm} cannot be migrated: host ${h} is lost (the job restarts it from its last checkpoint)` });
+        return this.migrations.migrate(req);
+      },
+      lost: (node, why) => this.hostLost(node, why),
       event: (e) => this.event(e),
       say: (m) => this.say(m),
     });
@@ -445,7 +712,7 @@ export class Job {
     if (cfg.migration.quiesce === 'failover') {
       // part of the VM on every host (migrates with it), so source and destination have it alike
       nic.push('-netdev', `tap,id=${STANDBY.netdevId},ifname=${STANDBY.tap(vm.index)},script=no,downscript=no`);
-      nic.push('-device', `virtio-net-pci,netdev=${STANDBY.netdevId},id=${STANDBY.deviceId},mac=${vmMac(this.id, vm.index, 'standby')},bus=${STANDBY.bus}`);
+      nic.push('-device', `virtio-net-pci,netdev=${STANDBY.netdevId},id=${STANDBY.deviceId},mac=${vmMac(this.macSeed, vm.index, 'standby')},bus=${STANDBY.bus}`);
     }
     if (withNic) {
       if (ic.type === 'emulated') {
@@ -504,8 +771,8 @@ export class Job {
   private netConfigArgs(v: VmState): Record<string, unknown> {
     const cfg = this.opts.config;
     return {
-      mac: v.mac, name: cfg.network.guestIfName, address: `${v.ip}/${this.cluster!.prefixLen}`, announce: true, waitMs: 15_000,
-      ...(cfg.migration.quiesce === 'failover' ? { standbyMac: vmMac(this.id, v.index, 'standby') } : {}),
+      mac: v.mac, name: cfg.network.guestIfName, address: `${v.ip}/${this.prefixLenOverride ?? this.cluster!.prefixLen}`, announce: true, waitMs: 15_000,
+      ...(cfg.migration.quiesce === 'failover' ? { standbyMac: vmMac(this.macSeed, v.index, 'standby') } : {}),
     };
   }
 
@@ -669,12 +936,16 @@ export class Job {
     // in-flight operations first: a VM whose transfer completed while nobody watched is paused on its
     // source and cannot answer until the rollback resumes it (the ports wait for the guests they need)
     const ops = this.migrations.recoverFromJournal();
+    // a checkpoint in flight: committed again if it was committing, else rolled back (every VM `cont`, devices back, temp dir gone)
+    const cks = checkpointsFor(this, this.access(), (e) => this.event(e)).recoverFromJournal();
     await this.phase('guests', () => Promise.all([...this.vms.values()].map((v) => v.client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs))));
     this.state = 'running';
     this.saveRecovery();
     for (const o of ops) this.say(`recovering migration ${o.op} of ${o.vm} (was in ${o.phase})`);
-    const results = await Promise.all(ops.map((o) => o.done));
+    for (const c of cks) this.say(`recovering checkpoint ${c.op} (was in ${c.phase})`);
+    const [results, ckResults] = await Promise.all([Promise.all(ops.map((o) => o.done)), Promise.all(cks.map((c) => c.done))]);
     for (const [i, r] of results.entries()) this.say(`migration ${ops[i]!.op} of ${ops[i]!.vm}: ${r.outcome}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
+    for (const r of ckResults) this.say(`checkpoint ${r.name}: ${r.outcome}${r.path ? ` (${r.path})` : ''}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
     const status = mpi ? await this.phase('run', () => mpi) : EXIT.runtime;
     await Promise.allSettled(relays);
     this.state = 'finishing';
@@ -685,6 +956,7 @@ export class Job {
   /** mpirun in one VM asked (through symrun-rsh) to start a command in another VM. */
   private async relayRsh(from: string, f: Extract<GuestFrame, { t: 'rsh' }>): Promise<void> {
     const src = this.vms.get(from)!;
+    if (this.rshRelays.has(f.rid)) return; // replayed by a guest restored from a checkpoint: relayed already
     const target = [...this.vms.values()].find((v) => v.name === f.host || v.ip === f.host || f.host.startsWith(`${v.name}.`));
     const reply = (fr: import('../../../guest/protocol/index.js').HostFrame) => { try { src.client.send(fr); } catch { /* source moving: rsh client sees EOF */ } };
     if (!target) {
@@ -718,6 +990,7 @@ export class Job {
       ...(this.watcher ? { watch: { intervalMs: this.watcher.intervalMs, ...this.watcher.stats } } : {}),
       vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state, migrating: this.migrations.active(v.name)?.exec.state.phase })),
       migrations: this.migrations.list(),
+      restarts: { count: this.restarts, max: this.opts.config.checkpoint.maxRestarts, lostHosts: [...this.lostHosts], log: this.restartLog },
       phases: this.phases,
     };
   }
@@ -845,4 +1118,30 @@ export function listJobs(): Array<{ id: string; pid: number; control: string }> 
   return runDirs()
     .filter((r) => r.alive && !r.foreign && fs.existsSync(path.join(r.dir, 'control.sock')))
     .map((r) => ({ id: r.id, pid: r.pid, control: path.join(r.dir, 'control.sock') }));
+}
+
+/**
+ * The guest image a checkpoint was taken with: its own files if they are still there, else the configured
+ * image if it has the same content hash. Any other image cannot run the saved guests.
+ */
+async function checkpointImage(ck: PickedCheckpoint, configured: string, onProgress: (s: string) => void, signal?: AbortSignal): Promise<ImageInfo> {
+  const im = ck.manifest.image;
+  if ([im.kernel, im.initrd, im.rootfs].every((f) => fs.existsSync(f))) {
+    return { hash: im.hash, dir: path.dirname(im.rootfs), kernel: im.kernel, initrd: im.initrd, rootfs: im.rootfs, kernelVersion: '', manifestPath: path.join(path.dirname(im.rootfs), 'manifest.json'), builtNow: false };
+  }
+  const cur = await resolveImage(configured, { onProgress, signal });
+  if (cur.hash === im.hash) return cur;
+  throw new SymError('ESYM_RESTART_IMAGE', {
+    message: `checkpoint ${ck.manifest.name} was taken with guest image ${im.hash.slice(0, 12)} (${im.rootfs}), which is not on this machine; the configured image is ${cur.hash.slice(0, 12)}`,
+    fix: 'restart where the checkpoint\'s image is (the image cache must be shared or the same), or rebuild the same image (same symrun version and inputs)',
+    exitCode: EXIT.environment,
+  });
+}
+
+/** A checkpoint directory inside the job's directory is not staged into the guests (it holds their memory). */
+export function checkpointExclude(cwd: string, dir: string | undefined): string[] {
+  if (!dir) return [];
+  const rel = path.relative(path.resolve(cwd), path.resolve(dir));
+  if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) return [];
+  return [`/${rel.split(path.sep).join('/')}/`];
 }

@@ -40,7 +40,7 @@ export interface JobAccess {
   readonly runDir: string;
   readonly migration: MigrationConfig;
   readonly deviceModel: 'virtio-net-pci' | 'e1000e';
-  vm(name: string): { name: string; host: string; mac: string; ip: string; tap: string; client: GuestClient; state: string } | undefined;
+  vm(name: string): { name: string; index?: number; host: string; mac: string; ip: string; tap: string; client: GuestClient; state: string } | undefined;
   vmNames(): string[];
   hosts(): Array<{ name: string; ip: string; bridge: string; spare: boolean; usable: boolean }>;
   peer(host: string): RpcPeer;
@@ -118,6 +118,7 @@ export class QuiesceGate {
     await Promise.all(
       names.map(async (n) => {
         try {
+          this.job.peer(this.job.vm(n)!.host); // a VM whose host is lost cannot be resumed (the job restarts it)
           await this.job.vm(n)!.client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs); // e.g. reconnecting after a move or a coordinator restart
           await this.job.vm(n)!.client.request('resume', this.args(adapter, 'resume'), { timeoutMs: PROTOCOL_DEFAULTS.quiesceTimeoutMs });
         } catch (e) {
@@ -327,10 +328,10 @@ export class Migrations {
           lastActionAt = performance.now();
           self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, action: d.kind, reason: d.reason, projectedFinishMs: d.projectedFinishMs, deadlineMs } });
           const args = d.kind === 'throttle' ? { percent: d.percent } : {};
-          void src().call('mig.action', { name: info.vm, action: d.kind, ...args }).catch((e) =>
+          void Promise.resolve().then(() => src().call('mig.action', { name: info.vm, action: d.kind, ...args })).catch((e) =>
             self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, action: d.kind, failed: (e as Error).message } }));
         };
-        const onAbort = () => { void src().call('mig.cancel', { name: info.vm }).catch(() => undefined); };
+        const onAbort = () => { try { void src().call('mig.cancel', { name: info.vm }).catch(() => undefined); } catch { /* source host lost */ } };
         signal.addEventListener('abort', onAbort, { once: true });
         try {
           const fin = await src().call<MigrationProgress>('mig.perform', { name: info.vm, uri, tuning, mode: info.mode, op: info.op }, { timeoutMs: deadlineMs ? deadlineMs * 3 : DEFAULTS.migration.timeoutMs });

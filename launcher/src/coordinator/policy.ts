@@ -34,6 +34,8 @@ export interface PolicyPorts {
   /** false until the job runs (VMs can be migrated); evaluate() is called again then */
   canMigrate(): boolean;
   migrate(req: { vm: string; reason: string }): { op: string; done: Promise<OpResult> };
+  /** a node running VMs is DOWN: they are lost with it (the job restarts them from a checkpoint) */
+  lost?(node: string, why: string): void;
   event(e: OpEvent): void;
   say(msg: string): void;
 }
@@ -99,6 +101,7 @@ export class DrainPolicy {
         const vms = this.ports.vmsOn(c.node);
         this.notice(`node ${c.node} is DOWN${c.reason ? ` (${c.reason})` : ''}: ${vms.join(', ')} cannot be migrated off it`);
         this.emit('lost', { node: c.node, vms, state: c.state, reason: c.reason });
+        this.ports.lost?.(c.node, `Slurm reports it ${c.state}${c.reason ? `: ${c.reason}` : ''}`);
       }
     }
     if (freed) this.waitingForSpare.clear();

@@ -8,6 +8,8 @@ export interface MpiVm { name: string; slots: number }
 export interface MpiPlanInput {
   vms: MpiVm[];
   np?: number;
+  /** mpirun --map-by (default "slot": ranks fill vm1's slots first); "slot:PE=C" binds each rank to C vCPUs (-c) */
+  mapBy?: string;
   program: string;
   args: string[];
   cwd: string;
@@ -27,10 +29,10 @@ export function planMpi(p: MpiPlanInput): MpiPlan {
     throw new SymError('ESYM_BAD_NP', {
       message: `-np ${np} asks for more ranks than the ${slots} slots of ${p.vms.length} VMs`,
       field: '-np', value: np, exitCode: EXIT.usage,
-      fix: `lower -np to ${slots}, raise mpi.slotsPerVm (--slots-per-vm), or add VMs (--local N)`,
+      fix: `lower -np to ${slots}, raise the slots (ranks) per VM (--ntasks-per-node), or add VMs (-N / --local N)`,
     });
   }
-  // by-slot mapping: ranks fill vm1's slots first, then vm2's...
+  // by-slot mapping (with or without :PE=C): ranks fill vm1's slots first, then vm2's...
   const rankVm: string[] = [];
   for (const v of p.vms) for (let i = 0; i < v.slots && rankVm.length < np; i++) rankVm.push(v.name);
   const mca: Record<string, string> = {
@@ -41,7 +43,7 @@ export function planMpi(p: MpiPlanInput): MpiPlan {
     oob_tcp_if_include: p.ifName,
     ...p.mca,
   };
-  const argv = ['mpirun', '-np', String(np), '--host', p.vms.map((v) => `${v.name}:${v.slots}`).join(','), '--map-by', 'slot', '--wdir', p.cwd];
+  const argv = ['mpirun', '-np', String(np), '--host', p.vms.map((v) => `${v.name}:${v.slots}`).join(','), '--map-by', p.mapBy ?? 'slot', '--wdir', p.cwd];
   for (const [k, v] of Object.entries(mca)) argv.push('--mca', k, v);
   if (p.tagOutput) argv.push('--tag-output');
   argv.push(...p.extraArgs, p.program, ...p.args);

@@ -16,7 +16,7 @@ export interface SlurmAllocation {
   numNodes: number;
   /** SLURM_NTASKS (only with -n / --ntasks-per-node) */
   numTasks?: number;
-  /** SLURM_NTASKS_PER_NODE (only with --ntasks-per-node) */
+  /** SLURM_NTASKS_PER_NODE (only with --ntasks-per-node); of a compressed list ("2(x3)") the largest count */
   ntasksPerNode?: number;
   /** SLURM_CPUS_PER_TASK (only with -c) */
   cpusPerTask?: number;
@@ -102,8 +102,13 @@ export function parseSlurmEnv(env: Env = process.env): SlurmAllocation {
   const alloc: SlurmAllocation = { jobId, nodeList, numNodes };
   const numTasks = posInt(env, 'SLURM_NTASKS') ?? posInt(env, 'SLURM_NPROCS');
   if (numTasks !== undefined) alloc.numTasks = numTasks;
-  const ntpn = posInt(env, 'SLURM_NTASKS_PER_NODE');
-  if (ntpn !== undefined) alloc.ntasksPerNode = ntpn;
+  const ntpnRaw = env.SLURM_NTASKS_PER_NODE;
+  if (ntpnRaw !== undefined && ntpnRaw.trim() !== '') {
+    // normally one number; accepted compressed too ("2(x3)"), like SLURM_TASKS_PER_NODE
+    const counts = expandCounts(ntpnRaw, 'SLURM_NTASKS_PER_NODE');
+    if (counts.some((c) => c < 1)) throw badEnv('SLURM_NTASKS_PER_NODE', ntpnRaw, 'must be a whole number of at least 1');
+    alloc.ntasksPerNode = Math.max(...counts);
+  }
   const cpt = posInt(env, 'SLURM_CPUS_PER_TASK');
   if (cpt !== undefined) alloc.cpusPerTask = cpt;
   for (const [name, key] of [['SLURM_TASKS_PER_NODE', 'tasksPerNode'], ['SLURM_JOB_CPUS_PER_NODE', 'cpusPerNode']] as const) {

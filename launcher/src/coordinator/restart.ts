@@ -1,0 +1,190 @@
+// Restart from a coordinated checkpoint (checkpoint/manifest.ts): in the running job after a node died
+// (reactive restart, job.ts) and in a new allocation (`symrun restart DIR`). Every VM is restored, the
+// dead node's VMs on spares, the survivors where they are:
+//   pick      newest complete checkpoint of the job whose state files verify (sha256); others refused, with why
+//   stop      the survivors' QEMUs (their state is newer than the checkpoint: all VMs go back together)
+//   restore   every VM at once: QEMU with the saved device set, `-incoming defer` + migrate-incoming
+//             "exec:cat FILE" (host agent ckpt.restore), paused afterwards
+//   cont      every VM runs again (ranks still frozen: they were saved frozen)
+//   replug    the interconnect device back (same id, MAC), on the host's bridge
+//   reconfigure   guest agents answer again; interface, address, neighbours announced
+//   resume    ranks unfrozen: the MPI job continues from the checkpoint
+// There is no rollback: the state the VMs had when the node died is gone with it. A failure stops the job
+// with a message naming the checkpoint to restart from in a new allocation (`symrun restart`).
+import fs from 'node:fs';
+import path from 'node:path';
+import { SymError, EXIT } from '../errors.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
+import { listCheckpoints, verifyCheckpoint, type CheckpointManifest, type CheckpointVm } from '../checkpoint/manifest.js';
+import type { OpEvent } from '../migration/executor.js';
+import type { JobAccess } from './migrate.js';
+
+export const RESTART_PHASES = ['stop', 'restore', 'cont', 'replug', 'reconfigure', 'resume'] as const;
+export type RestartPhase = (typeof RESTART_PHASES)[number];
+
+export interface PickedCheckpoint {
+  dir: string;
+  manifest: CheckpointManifest;
+  /** newer checkpoints of the job that were not used, and why */
+  refused: Array<{ name: string; reason: string }>;
+  verifyMs: number;
+}
+
+/**
+ * The checkpoint to restart from: `from` (a name under root, or a checkpoint directory), else the newest
+ * complete one of `jobId` under root whose files verify. A corrupt or incomplete checkpoint is never used.
+ */
+export async function pickCheckpoint(root: string, o: { jobIds?: string[]; from?: string; signal?: AbortSignal } = {}): Promise<PickedCheckpoint> {
+  const t0 = performance.now();
+  if (o.from) {
+    const dir = path.isAbsolute(o.from) ? o.from : path.join(root, o.from);
+    const r = await verifyCheckpoint(dir, { signal: o.signal });
+    if (!r.ok || !r.manifest) {
+      throw new SymError('ESYM_CKPT_REFUSED', {
+        message: `checkpoint ${path.basename(dir)} is ${r.status}: ${r.problems.join('; ')}`,
+        field: '--from', value: o.from,
+        fix: `pick a complete one: symrun checkpoints ${root}`,
+        exitCode: EXIT.usage,
+      });
+    }
+    restartable(dir, r.manifest);
+    return { dir, manifest: r.manifest, refused: [], verifyMs: Math.round(performance.now() - t0) };
+  }
+  if (!fs.existsSync(root)) throw new SymError('ESYM_NO_CHECKPOINT', { message: `no checkpoint yet: ${root} does not exist`, fix: 'take checkpoints while the job runs (--checkpoint-interval, or `symrun checkpoint`)', exitCode: EXIT.runtime });
+  // sizes first (cheap), then hashes only for the candidate actually used
+  const all = (await listCheckpoints(root, { hashes: false, signal: o.signal })).filter((c) => !o.jobIds || (c.jobId !== undefined && o.jobIds.includes(c.jobId)));
+  const refused: PickedCheckpoint['refused'] = [];
+  for (const c of all) {
+    if (c.status !== 'complete') { refused.push({ name: c.name, reason: `${c.status}: ${c.reason ?? ''}`.trim() }); continue; }
+    const r = await verifyCheckpoint(c.dir, { signal: o.signal });
+    if (!r.ok || !r.manifest) { refused.push({ name: c.name, reason: `${r.status}: ${r.problems.join('; ')}` }); continue; }
+    try { restartable(c.dir, r.manifest); } catch (e) { refused.push({ name: c.name, reason: (e as Error).message }); continue; }
+    return { dir: c.dir, manifest: r.manifest, refused, verifyMs: Math.round(performance.now() - t0) };
+  }
+  throw new SymError('ESYM_NO_CHECKPOINT', {
+    message: `no usable checkpoint${o.jobIds ? ` of job ${o.jobIds.join(' or ')}` : ''} in ${root}${refused.length ? ` (refused: ${refused.map((r) => `${r.name}: ${r.reason}`).join('; ')})` : ''}`,
+    fix: 'take checkpoints while the job runs (--checkpoint-interval, or `symrun checkpoint`)',
+    exitCode: EXIT.runtime,
+  });
+}
+
+function restartable(dir: string, m: CheckpointManifest): void {
+  if (!m.sessions || m.vms.some((v) => v.index === undefined || !v.ip)) {
+    throw new SymError('ESYM_CKPT_OLD', { message: `checkpoint ${path.basename(dir)} was written by symrun ${m.symrunVersion} without the session record a restart needs`, fix: 'restart from a checkpoint taken by this version', exitCode: EXIT.usage });
+  }
+}
+
+export interface RestoreOptions {
+  access: JobAccess;
+  checkpoint: PickedCheckpoint;
+  /** VM -> host to restore it on */
+  placement: Map<string, string>;
+  /** VMs whose QEMU still runs somewhere (host): stopped first */
+  running: Array<{ vm: string; host: string }>;
+  emit(e: OpEvent<string>): void;
+  op: string;
+}
+
+export interface RestoreResult {
+  checkpoint: string;
+  phases: Partial<Record<RestartPhase, number>>;
+  totalMs: number;
+  vms: Array<{ vm: string; host: string; loadMs?: number }>;
+}
+
+/** Bring every VM of the checkpoint back on `placement` and let the ranks go on (see the file comment). */
+export async function restoreVms(o: RestoreOptions): Promise<RestoreResult> {
+  const { access: job, checkpoint: ck } = o;
+  const m = ck.manifest;
+  const t0 = performance.now();
+  const phases: RestoreResult['phases'] = {};
+  const loads = new Map<string, number>();
+  const names = m.vms.map((v) => v.name);
+  const rec = (n: string): CheckpointVm => m.vms.find((v) => v.name === n)!;
+  const emit = (phase: string, event: OpEvent['event'], data: Record<string, unknown> = {}, ms?: number) =>
+    o.emit({ ts: new Date().toISOString(), op: o.op, kind: 'restart', phase, event, ...(ms !== undefined ? { ms } : {}), data: { vm: names.join(','), from: m.name, to: 'job', checkpoint: m.name, ...data } });
+  const each = async <T>(what: string, fn: (n: string) => Promise<T>): Promise<void> => {
+    const rs = await Promise.allSettled(names.map(fn));
+    const errs = rs.flatMap((r, i) => (r.status === 'rejected' ? [`${names[i]}: ${(r.reason as Error).message}`] : []));
+    if (errs.length) throw new SymError('ESYM_RESTART', { message: `restart from ${m.name}: ${what} failed on ${errs.join('; ')}`, fix: `restart the job in a new allocation: symrun restart ${path.dirname(ck.dir)} --from ${m.name}` });
+  };
+  const phase = async (p: RestartPhase, fn: () => Promise<unknown>) => {
+    const t = performance.now();
+    emit(p, 'begin');
+    try {
+      await fn();
+    } catch (e) {
+      emit(p, 'fail', { error: (e as Error).message });
+      throw e;
+    }
+    phases[p] = Math.round(performance.now() - t);
+    emit(p, 'end', {}, phases[p]);
+  };
+  const hostOf = (h: string) => {
+    const x = job.hosts().find((y) => y.name === h);
+    if (!x) throw new SymError('ESYM_NO_HOST', { message: `no host ${h} in the job` });
+    return x;
+  };
+
+  await phase('stop', async () => {
+    // the survivors, and anything of this VM left on its target (e.g. a migration's destination)
+    const stops = [...o.running, ...names.map((n) => ({ vm: n, host: o.placement.get(n)! }))];
+    const seen = new Set<string>();
+    await Promise.all(stops.filter((s) => { const k = `${s.vm}@${s.host}`; if (seen.has(k)) return false; seen.add(k); return true; }).map(async (s) => {
+      try { await job.peer(s.host).call('vm.stop', { name: s.vm }, { timeoutMs: DEFAULTS.teardown.totalMs }); } catch { /* host lost: nothing to stop there */ }
+    }));
+  });
+  await phase('restore', () => each('restore', async (n) => {
+    const host = o.placement.get(n)!;
+    const v = job.vm(n)!;
+    job.setVmHost(n, host); // detaches the guest link; the restored guest syncs on the new one
+    v.client.rewind(rec(n).guestSeq ?? 0);
+    const spec = job.spec(n, host, false);
+    const r = await job.peer(host).call<{ loadMs: number }>('ckpt.restore', { spec, taps: job.taps(n, hostOf(host).bridge), file: path.join(ck.dir, rec(n).file), timeoutMs: 600_000 }, { timeoutMs: 610_000 });
+    loads.set(n, r.loadMs);
+  }));
+  await phase('cont', () => each('cont', (n) => job.peer(job.vm(n)!.host).call('vm.cont', { name: n }, { timeoutMs: 30_000 })));
+  await phase('replug', () => each('replug', async (n) => {
+    const v = job.vm(n)!;
+    const d = rec(n).device;
+    await job.peer(v.host).call('vm.plugNic', { name: n, id: d.id, netdevId: d.netdevId, tap: d.tap, bridge: hostOf(v.host).bridge, mac: d.mac, model: d.model, bus: d.bus }, { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+  }));
+  await phase('reconfigure', () => each('reconfigure', async (n) => {
+    const v = job.vm(n)!;
+    await v.client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs);
+    await v.client.request('net-config', rec(n).network, { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs });
+  }));
+  await phase('resume', () => each('resume', (n) => job.vm(n)!.client.request('resume', resumeArgs(job, m), { timeoutMs: PROTOCOL_DEFAULTS.quiesceTimeoutMs })));
+  const totalMs = Math.round(performance.now() - t0);
+  emit('done', 'result', { outcome: 'done', phases }, totalMs);
+  return { checkpoint: ck.dir, phases, totalMs, vms: names.map((n) => ({ vm: n, host: o.placement.get(n)!, loadMs: loads.get(n) })) };
+}
+
+function resumeArgs(job: JobAccess, m: CheckpointManifest): Record<string, unknown> {
+  const adapter = m.quiesce ?? 'freeze';
+  const a: Record<string, unknown> = { adapter };
+  if (adapter === 'hooks' && job.migration.hooks.resume) a.command = job.migration.hooks.resume;
+  return a;
+}
+
+/**
+ * Where every VM goes: a VM whose host is alive stays there; the others take a usable spare each
+ * (in host order). Returns the VMs that found no host.
+ */
+export function planRestart(vms: Array<{ vm: string; host: string }>, hosts: Array<{ name: string; usable: boolean }>): { placement: Map<string, string>; moved: Array<{ vm: string; from: string; to: string }>; homeless: string[] } {
+  const placement = new Map<string, string>();
+  const usable = new Set(hosts.filter((h) => h.usable).map((h) => h.name));
+  const taken = new Set<string>();
+  for (const v of vms) if (usable.has(v.host) && !taken.has(v.host)) { placement.set(v.vm, v.host); taken.add(v.host); }
+  const free = hosts.filter((h) => h.usable && !taken.has(h.name)).map((h) => h.name);
+  const moved: Array<{ vm: string; from: string; to: string }> = [];
+  const homeless: string[] = [];
+  for (const v of vms) {
+    if (placement.has(v.vm)) continue;
+    const to = free.shift();
+    if (!to) { homeless.push(v.vm); continue; }
+    placement.set(v.vm, to);
+    moved.push({ vm: v.vm, from: v.host, to });
+  }
+  return { placement, moved, homeless };
+}
