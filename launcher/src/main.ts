@@ -352,6 +352,12 @@ missing (error code ESYM_NO_JOB, as JSON on stderr with --json); 4 if the job ca
         for (const m of migs) {
           process.stdout.write(`  migration ${m.op}: ${m.vm} ${m.from} -> ${m.to}: ${m.result ? `${m.result.outcome} in ${m.result.totalMs} ms` : m.phase}${m.reason ? ` (${m.reason})` : ''}\n`);
         }
+        const lost = s.hosts.filter((h) => h.role === 'lost').map((h) => h.name);
+        if (lost.length) process.stdout.write(`  lost hosts: ${lost.join(', ')}\n`);
+        const rs = (s as { restarts?: { count: number; max: number; log: Array<{ at: string; hosts: string[]; from?: string; ms?: number; moved?: Array<{ vm: string; to: string }> }> } }).restarts;
+        for (const [i, r] of (rs?.log ?? []).entries()) {
+          process.stdout.write(`  restart ${i + 1}/${rs!.max}: ${r.hosts.join(', ')} lost at ${r.at}; ${r.from ? `from checkpoint ${r.from}` : 'from the beginning'}${r.moved?.length ? `, ${r.moved.map((m) => `${m.vm} on ${m.to}`).join(', ')}` : ''}${r.ms !== undefined ? ` (${r.ms} ms)` : ' (in progress)'}\n`);
+        }
       }
     });
 

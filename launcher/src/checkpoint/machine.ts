@@ -56,7 +56,7 @@ export type CkptEvent =
   | { type: 'start' }
   | { type: 'ok'; phase: CkptPhase }
   | { type: 'fail'; phase: CkptPhase; message: string; code?: string }
-  | { type: 'cancel' };
+  | { type: 'cancel'; reason?: string };
 
 export type CkptEffect =
   | { kind: 'run'; phase: CkptRunPhase }
@@ -137,7 +137,7 @@ export function ckptStep(s: CkptState, e: CkptEvent): Out {
     case 'cancel': {
       // once commit runs, the checkpoint is (being) made: too late to cancel
       if (s.cancelled || s.marks.committing || isRollback(s.phase)) return { state: s, effects: [] };
-      const st = { ...s, cancelled: true, error: s.error ?? { phase: s.phase, message: 'cancelled by the user', code: 'ESYM_CANCELLED' } };
+      const st = { ...s, cancelled: true, error: s.error ?? { phase: s.phase, message: e.reason ?? 'cancelled by the user', code: 'ESYM_CANCELLED' } };
       if (s.phase === 'new') return nextRollback(st);
       return { state: st, effects: [{ kind: 'abort', phase: s.phase }] };
     }

@@ -493,7 +493,7 @@ export class Job {
     for (const o of migs) { try { this.migrations.cancel(o.vm); } catch { /* finishing */ } }
     const ck = checkpointsFor(this, this.access(), (e) => this.event(e));
     const busy = ck.active();
-    busy?.exec.cancel();
+    busy?.exec.cancel('a host of the job was lost: the job restarts from its last complete checkpoint');
     const until = Date.now() + ms;
     while (Date.now() < until && (this.migrations.list().some((o) => !o.result) || (busy && !busy.info.result))) await new Promise((r) => setTimeout(r, 100));
   }
@@ -985,7 +985,7 @@ export class Job {
       app: this.opts.app,
       cwd: this.opts.cwd,
       mode: this.cluster?.mode,
-      hosts: this.cluster?.hosts.map((h) => ({ name: h.name, ip: h.ip, role: [...this.vms.values()].some((v) => v.host === h.name) ? 'vm' : 'spare', agent: this.peers.has(h.name), ...(this.policy ? { condition: this.policy.nodes.get(h.name)?.condition ?? 'ok', usable: this.peers.has(h.name) && !this.policy.unusable(h.name) } : {}) })) ?? [],
+      hosts: this.cluster?.hosts.map((h) => ({ name: h.name, ip: h.ip, role: this.lostHosts.has(h.name) ? 'lost' : [...this.vms.values()].some((v) => v.host === h.name) ? 'vm' : 'spare', agent: this.peers.has(h.name), ...(this.policy ? { condition: this.policy.nodes.get(h.name)?.condition ?? 'ok', usable: this.peers.has(h.name) && !this.policy.unusable(h.name) } : {}) })) ?? [],
       ...(this.policy ? { notices: this.policy.notices, nodes: this.policy.status().nodes } : {}),
       ...(this.watcher ? { watch: { intervalMs: this.watcher.intervalMs, ...this.watcher.stats } } : {}),
       vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state, migrating: this.migrations.active(v.name)?.exec.state.phase })),

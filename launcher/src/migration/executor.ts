@@ -19,7 +19,7 @@ export type ProtocolEvent<P extends string = string> =
   | { type: 'start' }
   | { type: 'ok'; phase: P }
   | { type: 'fail'; phase: P; message: string; code?: string }
-  | { type: 'cancel' };
+  | { type: 'cancel'; reason?: string };
 
 export type ProtocolEffect<R extends string = string, T extends string = string> =
   | { kind: 'run'; phase: R }
@@ -130,9 +130,9 @@ export class Executor<S extends ProtocolState<string> = MachineState, R extends 
     return this.done;
   }
 
-  cancel(): boolean {
+  cancel(reason?: string): boolean {
     const before = this.state.cancelled;
-    this.feed({ type: 'cancel' });
+    this.feed({ type: 'cancel', ...(reason ? { reason } : {}) });
     return !before && this.state.cancelled;
   }
 

@@ -47,7 +47,7 @@ export type MachineEvent =
   | { type: 'start' }
   | { type: 'ok'; phase: Phase }
   | { type: 'fail'; phase: Phase; message: string; code?: string }
-  | { type: 'cancel' };
+  | { type: 'cancel'; reason?: string };
 
 export type Effect =
   | { kind: 'run'; phase: Exclude<Phase, 'new' | TerminalPhase> }
@@ -130,7 +130,7 @@ export function step(s: MachineState, e: MachineEvent): { state: MachineState; e
       if (s.cancelled) return { state: s, effects: [] };
       // cancel is only possible while the VM still belongs to the source
       if (s.marks.finished || isRollback(s.phase)) return { state: s, effects: [] };
-      const st = { ...s, cancelled: true, error: s.error ?? { phase: s.phase, message: 'cancelled by the user', code: 'ESYM_CANCELLED' } };
+      const st = { ...s, cancelled: true, error: s.error ?? { phase: s.phase, message: e.reason ?? 'cancelled by the user', code: 'ESYM_CANCELLED' } };
       if (s.phase === 'new') return nextRollback(st);
       return { state: st, effects: [{ kind: 'abort', phase: s.phase }] };
     }
