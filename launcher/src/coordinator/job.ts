@@ -424,8 +424,13 @@ export class Job {
   private startAgentHeartbeat(): void {
     const lastOk = new Map<string, number>();
     const lostMs = PROTOCOL_DEFAULTS.agentLostMs;
+    let lastTick = Date.now();
     const timer = setInterval(() => {
       if (this.state === 'tearing-down' || this.state === 'done') return;
+      const now = Date.now();
+      // this process was stalled (not the agents): their answers may be waiting unread; start counting afresh
+      if (now - lastTick > 3 * PROTOCOL_DEFAULTS.agentHeartbeatMs) for (const name of lastOk.keys()) lastOk.set(name, now);
+      lastTick = now;
       for (const [name, p] of this.peers) {
         if (!lastOk.has(name)) lastOk.set(name, Date.now());
         p.call('host.info', {}, { timeoutMs: lostMs }).then(() => lastOk.set(name, Date.now()), () => undefined);
@@ -483,7 +488,14 @@ export class Job {
         this.say(`mpirun ended with ${r.s} after a host was lost: restarting instead of ending the job`);
       }
       mpi.catch(() => undefined); // the old session is not waited for any more
-      mpi = (await this.restart()).mpi;
+      try {
+        mpi = (await this.restart()).mpi;
+      } catch (e) {
+        // another host died while restoring (e.g. the spare): try again with what is left
+        if (!this.pendingLoss || (e as SymError).code !== 'ESYM_RESTART') throw e;
+        this.say(`restart failed (${(e as Error).message}); another host was lost meanwhile: restarting again`);
+        mpi = new Promise<number>(() => undefined);
+      }
     }
   }
 
