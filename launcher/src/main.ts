@@ -11,6 +11,7 @@ import { buildImage, resolveImage } from './image/index.js';
 import { registerMigrate } from './cli/migrate.js';
 import { registerCheckpoint } from './cli/checkpoint.js';
 import { registerRestart } from './cli/restart.js';
+import { runJob } from './cli/runjob.js';
 
 const EXAMPLES = `
 Examples:
@@ -135,30 +136,8 @@ async function runCommand(flags: RunFlags, app: string[], argv: readonly string[
     if (placed.placement.mode === 'slurm' || asked) process.stderr.write(`symrun: placement: ${describePlacement(placed.placement, placed.nodeNames)}\n`);
     for (const n of placed.placement.notes) process.stderr.write(`symrun: placement: ${n}\n`);
   }
-  const ac = new AbortController();
-  let signals = 0;
-  const onSig = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals === 1) {
-      process.stderr.write(`\nsymrun: ${sig}: stopping the job and removing its VMs (again to force)\n`);
-      ac.abort(new SymError('ESYM_INTERRUPTED', { message: `interrupted by ${sig}`, exitCode: sig === 'SIGINT' ? 130 : 143 }));
-    } else process.exit(sig === 'SIGINT' ? 130 : 143);
-  };
-  process.on('SIGINT', onSig);
-  process.on('SIGTERM', onSig);
-  process.on('SIGHUP', onSig);
-  const job = new Job({ config, app, cwd: process.cwd(), quiet: flags.quiet, signal: ac.signal, eventsFile: flags.events });
-  try {
-    const r = await job.run();
-    if (flags.json) process.stderr.write(JSON.stringify({ jobId: r.jobId, exitCode: r.exitCode, phasesMs: r.phases, firstOutputMs: r.firstOutputMs }) + '\n');
-    return r.exitCode;
-  } catch (e) {
-    if (ac.signal.aborted && isSymError(ac.signal.reason)) {
-      process.stderr.write(`symrun: stopped (${(ac.signal.reason as SymError).message}); nothing left behind\n`);
-      return (ac.signal.reason as SymError).exitCode;
-    }
-    throw e;
-  }
+  return runJob({ config, app, cwd: process.cwd(), quiet: flags.quiet, eventsFile: flags.events },
+    flags.json ? (r) => ({ jobId: r.jobId, exitCode: r.exitCode, phasesMs: r.phases, firstOutputMs: r.firstOutputMs }) : undefined);
 }
 
 async function findJob(id?: string): Promise<{ id: string; control: string }> {

@@ -5,11 +5,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { SymError, EXIT, isSymError } from '../errors.js';
+import { SymError, EXIT } from '../errors.js';
 import { loadConfig, type ConfigOverrides } from '../config/index.js';
 import type { SymrunConfig } from '../config/types.js';
 import { CONFIG_DEFAULTS } from '../config/schema.js';
-import { Job } from '../coordinator/job.js';
+import { runJob } from './runjob.js';
 import { pickCheckpoint } from '../coordinator/restart.js';
 
 export const RESTART_HELP = `
@@ -103,25 +103,6 @@ async function restartCommand(dirArg: string, f: RestartFlags, app: string[]): P
     process.stderr.write(`symrun: the job's directory ${m.command.cwd} is not on this machine: files the job writes come back to ${cwd}\n`);
   }
 
-  const ac = new AbortController();
-  let signals = 0;
-  const onSig = (sig: NodeJS.Signals) => {
-    if (++signals === 1) {
-      process.stderr.write(`\nsymrun: ${sig}: stopping the job and removing its VMs (again to force)\n`);
-      ac.abort(new SymError('ESYM_INTERRUPTED', { message: `interrupted by ${sig}`, exitCode: sig === 'SIGINT' ? 130 : 143 }));
-    } else process.exit(sig === 'SIGINT' ? 130 : 143);
-  };
-  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSig);
-  const job = new Job({ config, app: m.command.app, cwd, quiet: f.quiet, signal: ac.signal, eventsFile: f.events, restore: picked });
-  try {
-    const r = await job.run();
-    if (f.json) process.stderr.write(JSON.stringify({ jobId: r.jobId, restartedFrom: { job: m.jobId, checkpoint: m.name, dir: picked.dir }, exitCode: r.exitCode, phasesMs: r.phases }) + '\n');
-    return r.exitCode;
-  } catch (e) {
-    if (ac.signal.aborted && isSymError(ac.signal.reason)) {
-      process.stderr.write(`symrun: stopped (${(ac.signal.reason as SymError).message}); nothing left behind\n`);
-      return (ac.signal.reason as SymError).exitCode;
-    }
-    throw e;
-  }
+  return runJob({ config, app: m.command.app, cwd, quiet: f.quiet, eventsFile: f.events, restore: picked },
+    f.json ? (r) => ({ jobId: r.jobId, restartedFrom: { job: m.jobId, checkpoint: m.name, dir: picked.dir }, exitCode: r.exitCode, phasesMs: r.phases }) : undefined);
 }

@@ -1,0 +1,28 @@
+// Running a Job from the command line (`symrun -- app`, `symrun restart`): the first SIGINT/SIGTERM/SIGHUP
+// stops the job and removes its VMs (teardown), a second one exits at once; the exit code is the job's.
+import { SymError, isSymError } from '../errors.js';
+import { Job, type JobOptions, type JobResult } from '../coordinator/job.js';
+
+export async function runJob(opts: Omit<JobOptions, 'signal'>, summary?: (r: JobResult) => Record<string, unknown>): Promise<number> {
+  const ac = new AbortController();
+  let signals = 0;
+  const onSig = (sig: NodeJS.Signals) => {
+    if (++signals === 1) {
+      process.stderr.write(`\nsymrun: ${sig}: stopping the job and removing its VMs (again to force)\n`);
+      ac.abort(new SymError('ESYM_INTERRUPTED', { message: `interrupted by ${sig}`, exitCode: sig === 'SIGINT' ? 130 : 143 }));
+    } else process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSig);
+  const job = new Job({ ...opts, signal: ac.signal });
+  try {
+    const r = await job.run();
+    if (summary) process.stderr.write(JSON.stringify(summary(r)) + '\n');
+    return r.exitCode;
+  } catch (e) {
+    if (ac.signal.aborted && isSymError(ac.signal.reason)) {
+      process.stderr.write(`symrun: stopped (${(ac.signal.reason as SymError).message}); nothing left behind\n`);
+      return (ac.signal.reason as SymError).exitCode;
+    }
+    throw e;
+  }
+}
