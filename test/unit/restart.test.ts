@@ -81,7 +81,7 @@ t.test('pickCheckpoint --from: that one or a clear refusal', async (t) => {
   await t.rejects(pickCheckpoint(root, { from: a.name }), { code: 'ESYM_CKPT_REFUSED', field: '--from', exitCode: 2, message: /is corrupt: vm1\.state \(vm1\) sha256/ });
   const old = makeCheckpoint(root, 'j2', new Date('2026-11-22T08:00:00Z'), { sessions: false });
   await t.rejects(pickCheckpoint(root, { from: old.name }), { code: 'ESYM_CKPT_OLD', message: /without the session record/ });
-  await t.rejects(pickCheckpoint(root, { from: 'j9-20990101T000000000Z' }), { code: 'ESYM_CKPT_REFUSED', message: /no such checkpoint directory/ });
+  await t.rejects(pickCheckpoint(root, { from: 'j9-20990101T000000000Z' }), { code: 'ESYM_CKPT_REFUSED', message: /^no checkpoint j9-20990101T000000000Z in / });
 });
 
 t.test('planRestart: survivors stay, lost VMs take spares in host order', async (t) => {

@@ -38,6 +38,7 @@ export async function pickCheckpoint(root: string, o: { jobIds?: string[]; from?
   const t0 = performance.now();
   if (o.from) {
     const dir = path.isAbsolute(o.from) ? o.from : path.join(root, o.from);
+    if (!fs.existsSync(dir)) throw new SymError('ESYM_CKPT_REFUSED', { message: `no checkpoint ${o.from} in ${root}`, field: '--from', value: o.from, fix: `symrun checkpoints ${root} lists them`, exitCode: EXIT.usage });
     const r = await verifyCheckpoint(dir, { signal: o.signal });
     if (!r.ok || !r.manifest) {
       throw new SymError('ESYM_CKPT_REFUSED', {
