@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { snapshotDir } from '../../launcher/src/stage/index.js';
 import { SymError } from '../../launcher/src/errors.js';
+import { checkpointName, createTempDir } from '../../launcher/src/checkpoint/manifest.js';
 
 function tree(): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'stage-snap-'));
@@ -67,4 +68,19 @@ t.test('size limit → ESYM_SHARE_TOO_LARGE, exit 2, field, value, actual size, 
   // excluding the big part makes it fit
   const ok = await snapshotDir(d, { maxBytes: 4000, exclude: ['build/'] });
   t.equal(ok.bytes, 2009);
+});
+
+t.test('a directory tagged CACHEDIR.TAG (symrun checkpoint dirs are) is left out and counts nothing; a wrong signature does not', async (t) => {
+  const d = tree();
+  const root = path.join(d, 'ckpt-old');
+  createTempDir(root, checkpointName('j1', new Date('2026-01-01T00:00:00Z')));
+  fs.writeFileSync(path.join(root, 'big.state'), Buffer.alloc(9000));
+  t.match(fs.readFileSync(path.join(root, 'CACHEDIR.TAG'), 'utf8'), /^Signature: 8a477f597d28d172789f06886806bc55/, 'createTempDir tags the checkpoint root');
+  fs.mkdirSync(path.join(d, 'not-a-cache'));
+  fs.writeFileSync(path.join(d, 'not-a-cache', 'CACHEDIR.TAG'), 'Signature: something else\n');
+  const s = await snapshotDir(d, { maxBytes: 8000, exclude: ['build/'] });
+  t.notOk(s.files.some((f) => f.startsWith('ckpt-old')), 'nothing of the tagged dir is shipped');
+  t.ok(s.files.includes('not-a-cache/CACHEDIR.TAG'), 'an untagged dir with a file of that name is shipped');
+  t.match(s.skipped, [{ path: 'ckpt-old', cache: true, reason: /CACHEDIR\.TAG/ }], 'and listed as skipped');
+  t.ok(s.bytes < 8000, `its size does not count (${s.bytes} bytes)`);
 });

@@ -15,6 +15,7 @@
 import fs from 'node:fs';
 import { writeFileAtomic } from '../util/fsatomic.js';
 import { fmtBytes } from '../util/format.js';
+import { CACHEDIR_TAG_FILE, CACHEDIR_TAG_SIGNATURE } from '../stage/snapshot.js';
 
 export { fmtBytes };
 import fsp from 'node:fs/promises';
@@ -155,10 +156,24 @@ export function noSpaceError(dir: string, needBytes: number, free: number, what 
   });
 }
 
-/** Create ROOT (if needed) and ROOT/NAME.tmp-XXXXXX. */
+/**
+ * Marks ROOT as a cache directory (https://bford.info/cachedir/): the current-directory snapshot
+ * (stage/snapshot.ts), `tar --exclude-caches` and backup tools leave it out, so checkpoints kept under
+ * the job's directory are not copied into the guests of later jobs. Best effort.
+ */
+function tagCheckpointRoot(root: string): void {
+  const tag = path.join(root, CACHEDIR_TAG_FILE);
+  if (fs.existsSync(tag)) return;
+  try {
+    fs.writeFileSync(tag, `${CACHEDIR_TAG_SIGNATURE}\n# This directory holds symrun checkpoints (VM state files); it is not copied into job VMs.\n`, { flag: 'wx', mode: 0o644 });
+  } catch { /* read-only or raced: the checkpoint itself does not need it */ }
+}
+
+/** Create ROOT (if needed, tagged as a cache directory) and ROOT/NAME.tmp-XXXXXX. */
 export function createTempDir(root: string, name: string): string {
   try {
     fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+    tagCheckpointRoot(root);
     return fs.mkdtempSync(path.join(root, `${name}${TMP_MARK}`));
   } catch (e) {
     throw new SymError('ESYM_CKPT_DIR', { message: `cannot create a checkpoint directory in ${root}: ${(e as Error).message}`, fix: 'choose a writable --checkpoint-dir (in Slurm mode a path every node shares)', details: { root }, cause: e });

@@ -300,7 +300,8 @@ export const CONFIG_SCHEMA = {
           default: CONFIG_DEFAULTS.shareExclude,
           'x-expect': 'a list of patterns, e.g. [".git", "*.o"]',
           description:
-            'Glob-like patterns (relative to the current directory) of files and directories not staged.',
+            'Glob-like patterns (relative to the current directory) of files and directories not staged. ' +
+            'Directories tagged with a CACHEDIR.TAG (bford.info/cachedir; symrun tags every checkpoint directory) are never staged.',
         },
       },
     },

@@ -299,6 +299,8 @@ export class Job {
         cfg.share.cwd && !restore ? snapshotDir(this.opts.cwd, { maxBytes: cfg.share.maxBytes, exclude: [...cfg.share.exclude, ...checkpointExclude(this.opts.cwd, cfg.checkpoint.dir)] }) : Promise.resolve(undefined),
       ]),
     );
+    const caches = snap?.skipped.filter((e) => e.cache).map((e) => `${e.path}/`) ?? [];
+    if (caches.length) this.say(`not copied into the guests: ${caches.join(', ')} (tagged CACHEDIR.TAG: checkpoints or caches)`);
 
     const cluster: HostSet = await this.phase('hosts', () => mode === 'local'
       ? createLocalHosts({ jobId: this.id, hosts: cfg.local + cfg.spares, subnet: cfg.network.subnet, signal: this.opts.signal })

@@ -10,8 +10,8 @@ export interface CwdSnapshot {
   files: string[];
   /** total size of the regular files */
   bytes: number;
-  /** entries left out (not counting excludes): outside-pointing symlinks, sockets, fifos, devices, unreadable dirs */
-  skipped: { path: string; reason: string }[];
+  /** entries left out (not counting excludes): tagged cache directories, outside-pointing symlinks, sockets, fifos, devices, unreadable dirs */
+  skipped: { path: string; reason: string; cache?: boolean }[];
 }
 
 export interface Glob { pattern: string; re: RegExp; dirOnly: boolean; anchored: boolean }
@@ -50,6 +50,25 @@ function inside(root: string, p: string): boolean {
   return r === '' || (!r.startsWith('..') && !path.isAbsolute(r));
 }
 
+/** The Cache Directory Tagging standard (https://bford.info/cachedir/), as `tar --exclude-caches` reads it. */
+export const CACHEDIR_TAG_FILE = 'CACHEDIR.TAG';
+export const CACHEDIR_TAG_SIGNATURE = 'Signature: 8a477f597d28d172789f06886806bc55';
+
+/** DIR holds a valid CACHEDIR.TAG (symrun writes one into every checkpoint directory). */
+async function isCacheDir(dir: string): Promise<boolean> {
+  let fh;
+  try {
+    fh = await fs.open(path.join(dir, CACHEDIR_TAG_FILE), 'r');
+    const buf = Buffer.alloc(CACHEDIR_TAG_SIGNATURE.length);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    return bytesRead === buf.length && buf.toString('latin1') === CACHEDIR_TAG_SIGNATURE;
+  } catch {
+    return false;
+  } finally {
+    await fh?.close();
+  }
+}
+
 export interface SnapshotOptions {
   maxBytes: number;
   exclude: string[];
@@ -60,7 +79,7 @@ export async function snapshotDir(dir: string, opts: SnapshotOptions): Promise<C
   const realRoot = await fs.realpath(root);
   const globs = opts.exclude.filter((e) => e.trim() !== '').map(compileGlob);
   const files: string[] = [];
-  const skipped: { path: string; reason: string }[] = [];
+  const skipped: CwdSnapshot['skipped'] = [];
   let bytes = 0;
   let over = false;
   let overDeadline = 0;
@@ -84,6 +103,10 @@ export async function snapshotDir(dir: string, opts: SnapshotOptions): Promise<C
       if (matchesAny(globs, rel, isDir)) continue;
       const top = rel.split('/')[0]!;
       if (isDir) {
+        if (await isCacheDir(abs)) {
+          skipped.push({ path: rel, reason: `holds ${CACHEDIR_TAG_FILE} (a cache or symrun checkpoint directory)`, cache: true });
+          continue;
+        }
         files.push(rel);
         await walk(rel);
       } else if (ent.isFile()) {
