@@ -196,6 +196,24 @@ export const SLURM_DEFAULTS = {
   scontrolTimeoutMs: 10_000,
   /** a host agent started through srun must connect within this */
   agentConnectTimeoutMs: 60_000,
+  /** symrun watchd (launcher/src/slurm/watchd.ts): TCP port it listens on (--listen; slurm.watcher) */
+  watchdPort: 6825,
+  /** the shared secret of watchd and its subscribers (watchd --key; slurm.watcherKey) */
+  watchdKeyFile: '/etc/symrun/watchd.key',
+  /** a subscriber that has this much unsent data queued (it does not read) is dropped */
+  watchdMaxBufferedBytes: 1024 * 1024,
+  /** a connection that has not subscribed within this is closed */
+  watchdSubscribeTimeoutMs: 30_000,
+  /** a subscribe is answered after watchd's first poll; it waits at most this long for it */
+  watchdFirstPollTimeoutMs: 15_000,
+  /** coordinator: connect + authenticate + subscribe must succeed within this, else it polls itself */
+  watcherConnectTimeoutMs: 3_000,
+  /** coordinator: asks watchd for watch.stats this often (liveness; a call unanswered for as long = lost) */
+  watcherCheckMs: 5_000,
+  /** coordinator: watchd whose last good poll is older than max(this, 5 intervals) is treated as lost */
+  watcherStaleMs: 10_000,
+  /** coordinator, polling itself after losing watchd: tries watchd again this often */
+  watcherRetryMs: 30_000,
 } as const;
 
 /** Coordinated checkpoints (launcher/src/checkpoint/, launcher/src/coordinator/checkpoint.ts). */

@@ -11,6 +11,7 @@ import { buildImage, resolveImage } from './image/index.js';
 import { registerMigrate } from './cli/migrate.js';
 import { registerCheckpoint } from './cli/checkpoint.js';
 import { registerRestart } from './cli/restart.js';
+import { registerWatchd } from './cli/watchd.js';
 import { runJob } from './cli/runjob.js';
 
 const EXAMPLES = `
@@ -343,6 +344,7 @@ missing (error code ESYM_NO_JOB, as JSON on stderr with --json); 4 if the job ca
   registerMigrate(program, findJob, (n) => { exit = n; });
   registerCheckpoint(program, findJob, (n) => { exit = n; });
   registerRestart(program, right, (n) => { exit = n; });
+  registerWatchd(program, (n) => { exit = n; });
 
   program
     .command('recover')

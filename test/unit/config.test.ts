@@ -23,7 +23,7 @@ t.test('no file: every default, source "defaults"', async (t) => {
       maxConcurrent: PROTOCOL_DEFAULTS.maxConcurrent, hooks: {},
     },
     checkpoint: { keep: 2, maxRestarts: 3, restartFromStart: false },
-    slurm: { pollIntervalMs: SLURM_DEFAULTS.pollIntervalMs },
+    slurm: { pollIntervalMs: SLURM_DEFAULTS.pollIntervalMs, watcherKey: SLURM_DEFAULTS.watchdKeyFile },
     local: 0,
     spares: 0,
     hosts: [],
@@ -87,7 +87,7 @@ t.test('every key of the full fixture is read', async (t) => {
       hooks: { quiesce: 'site-quiesce --now', resume: 'site-resume' },
     },
     checkpoint: { dir: path.join(path.dirname(file), 'ckpt'), intervalMs: 600_000, keep: 3, maxRestarts: 3, restartFromStart: false },
-    slurm: { pollIntervalMs: 500 },
+    slurm: { pollIntervalMs: 500, watcherKey: SLURM_DEFAULTS.watchdKeyFile },
     local: 0,
     nodes: 2,
     spares: 2,
@@ -249,6 +249,19 @@ t.test('slurm.pollInterval: a duration (bare integer = seconds); default 1 s', a
   t.equal(loadConfig({ file: yamlFile('slurm:\n  pollInterval: 2\n'), env: noEnv }).slurm.pollIntervalMs, 2000);
   t.throws(() => loadConfig({ file: yamlFile('slurm:\n  pollInterval: soon\n'), env: noEnv }), /pollInterval/);
   t.throws(() => loadConfig({ file: yamlFile('slurm:\n  poll: 1s\n'), env: noEnv }), /poll/);
+});
+
+t.test('slurm.watcher: HOST[:PORT] or unset; slurm.watcherKey: a path relative to the file', async (t) => {
+  const d = loadConfig({ env: noEnv }).slurm;
+  t.notOk('watcher' in d, 'unset by default: the job polls');
+  t.equal(d.watcherKey, SLURM_DEFAULTS.watchdKeyFile);
+  const f = yamlFile('slurm:\n  watcher: "ctl01:6825"\n  watcherKey: keys/watchd.key\n');
+  const c = loadConfig({ file: f, env: noEnv }).slurm;
+  t.equal(c.watcher, 'ctl01:6825');
+  t.equal(c.watcherKey, path.join(path.dirname(f), 'keys', 'watchd.key'));
+  t.equal(loadConfig({ file: yamlFile('slurm:\n  watcher: 10.0.0.1\n'), env: noEnv }).slurm.watcher, '10.0.0.1', 'port may be left out');
+  t.throws(() => loadConfig({ file: yamlFile('slurm:\n  watcher: "ctl01:99999"\n'), env: noEnv }), /slurm\.watcher/);
+  t.throws(() => loadConfig({ file: yamlFile('slurm:\n  watcher: "http://ctl01"\n'), env: noEnv }), /slurm\.watcher/);
 });
 
 t.test('checkpoint: dir (relative to the file, or to cwd for --checkpoint-dir), interval, keep', async (t) => {

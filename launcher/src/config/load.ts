@@ -690,7 +690,7 @@ function expandHome(p: string, env: NodeJS.ProcessEnv): string {
   return p;
 }
 
-function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: string, env: NodeJS.ProcessEnv, ckptBase: string = imageBase): SymrunConfig {
+function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: string, env: NodeJS.ProcessEnv, ckptBase: string = imageBase, fileBase: string = imageBase): SymrunConfig {
   const obj = (k: string): Record<string, unknown> => (isPlainObject(raw[k]) ? (raw[k] as Record<string, unknown>) : {});
   const vm = obj('vm'), ic = obj('interconnect'), net = obj('network'), mpi = obj('mpi'), share = obj('share'), mig = obj('migration'), ckpt = obj('checkpoint');
 
@@ -761,6 +761,8 @@ function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: 
     },
     slurm: {
       pollIntervalMs: obj('slurm').pollInterval !== undefined ? parseDurationMs(obj('slurm').pollInterval as string | number) : SLURM_DEFAULTS.pollIntervalMs,
+      ...(obj('slurm').watcher !== undefined ? { watcher: obj('slurm').watcher as string } : {}),
+      watcherKey: obj('slurm').watcherKey !== undefined ? path.resolve(fileBase, expandHome(obj('slurm').watcherKey as string, env)) : SLURM_DEFAULTS.watchdKeyFile,
     },
     local: (raw.local as number | undefined) ?? CONFIG_DEFAULTS.local,
     ...(raw.nodes !== undefined ? { nodes: raw.nodes as number } : {}),
@@ -825,7 +827,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): SymrunConfig {
 
   const imageBase = origin.has(JSON.stringify(['image'])) || !file ? cwd : path.dirname(file);
   const ckptBase = origin.has(JSON.stringify(['checkpoint', 'dir'])) || !file ? cwd : path.dirname(file);
-  const cfg = resolveConfig(raw, file ?? 'defaults', imageBase, env, ckptBase);
+  const cfg = resolveConfig(raw, file ?? 'defaults', imageBase, env, ckptBase, file ? path.dirname(file) : cwd);
   ORIGINS.set(cfg, { cli: origin, file: parsed?.data });
   return cfg;
 }

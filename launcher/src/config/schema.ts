@@ -42,6 +42,9 @@ export const SIZE_PATTERN = '^\\s*[0-9]+(?:\\.[0-9]+)?\\s*(?:[KMGT](?:i?B)?|B)?\
 /** a duration: 30s, 2m, 1500ms, 1h; a bare integer is seconds */
 export const DURATION_PATTERN = '^\\s*[0-9]+(?:\\.[0-9]+)?\\s*(?:ms|s|m|h)?\\s*$';
 export const MCA_NAME_PATTERN = '^[A-Za-z0-9_]+$';
+/** symrun watchd address: a host name or IPv4 address, optionally :PORT (1-65535) */
+export const WATCHER_PATTERN =
+  '^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?$';
 
 const sizeOf = (what: string, bareUnit: string, min?: string) => ({
   type: ['string', 'integer'],
@@ -406,7 +409,29 @@ export const CONFIG_SCHEMA = {
           description:
             'How often the job asks Slurm for the state of all its nodes (one `scontrol show node` call). ' +
             'A node that is drained, set to reboot, failing or not responding has its VM migrated to a spare; ' +
-            'this interval bounds how late that starts.',
+            'this interval bounds how late that starts. With `slurm.watcher` set it is the interval of the job\'s own ' +
+            'polling when the watcher cannot be reached.',
+        },
+        watcher: {
+          type: 'string', pattern: WATCHER_PATTERN,
+          'x-type': 'HOST:PORT',
+          'x-default': 'unset (the job polls Slurm itself)',
+          'x-expect': `HOST:PORT of a running \`symrun watchd\`, e.g. "slurmctl01:${SLURM_DEFAULTS.watchdPort}" (the port may be left out: ${SLURM_DEFAULTS.watchdPort})`,
+          description:
+            'A cluster-wide node watcher (`symrun watchd`, slurm-plugins/watchd/README.md) to subscribe to instead of ' +
+            'polling slurmctld from every job: it polls all nodes once per interval and sends each job the changes of its nodes. ' +
+            'When it cannot be reached (at start, or later) the job polls Slurm itself every `slurm.pollInterval` and ' +
+            'tries the watcher again every 30 s; `symrun status --json` shows which source is in use (`watch.source`). ' +
+            'Sites with more than ~100 concurrent symrun jobs should run one.',
+        },
+        watcherKey: {
+          type: 'string', minLength: 1,
+          'x-type': 'path',
+          default: SLURM_DEFAULTS.watchdKeyFile,
+          'x-expect': 'the path of the key file `symrun watchd --init-key` wrote',
+          description:
+            'The shared secret `slurm.watcher` authenticates with (the watchd\'s --key file; it must be readable by the user ' +
+            'the job runs as). Unreadable: the job says so and polls Slurm itself. Relative paths are relative to this file.',
         },
       },
     },

@@ -78,6 +78,10 @@ export interface CheckpointConfig {
 export interface SlurmConfig {
   /** interval of the node watcher's `scontrol show node` poll (ms) */
   pollIntervalMs: number;
+  /** "HOST:PORT" (or "HOST") of a cluster-wide `symrun watchd` to subscribe to; unset = poll Slurm directly */
+  watcher?: string;
+  /** key file of that watchd (the shared secret; absolute) */
+  watcherKey: string;
 }
 
 export interface SymrunConfig {

@@ -19,6 +19,7 @@ import { allocationNodes, createLocalHosts, createSlurmHosts, hostMode, type Hos
 import { DrainPolicy } from './policy.js';
 import { planPlacement } from './placement.js';
 import { NodeWatcher } from '../slurm/watch.js';
+import { NodeFeed } from '../slurm/feed.js';
 import { writeFileAtomic } from '../util/fsatomic.js';
 import { ownerAlive, procStartTime, readState, writeState } from '../local/state.js';
 import { resolveProgram, programClosure, snapshotDir, tarCreate, tarExtractSafe } from '../stage/index.js';
@@ -135,6 +136,8 @@ export class Job {
   private rshRelays = new Map<string, { from: string; to: string; sid: string }>();
   private policy?: DrainPolicy;
   private watcher?: NodeWatcher;
+  /** Slurm mode: node changes from symrun watchd (slurm.watcher) or, failing that, this.watcher's polling */
+  private nodeFeed?: NodeFeed;
   private image?: ImageInfo;
   state = 'starting';
   private out: NodeJS.WritableStream;
@@ -628,7 +631,7 @@ export class Job {
     return { ...(this.mpirunSession ? { mpirun: this.mpirunSession } : {}), rsh: [...this.rshRelays].map(([rid, r]) => ({ rid, ...r })) };
   }
 
-  /** Slurm mode: poll the nodes' states; the policy moves VMs off nodes that go away. */
+  /** Slurm mode: follow the nodes' states (symrun watchd if configured, else polling); the policy moves VMs off nodes that go away. */
   private watchNodes(cluster: HostSet): void {
     const policy = new DrainPolicy({
       vmsOn: (h) => [...this.vms.values()].filter((v) => v.host === h).map((v) => v.name),
@@ -645,15 +648,21 @@ export class Job {
     });
     this.policy = policy;
     let lastError = '';
-    const watcher = new NodeWatcher({
+    const sc = this.opts.config.slurm;
+    // from the cluster's symrun watchd when one is configured and answers, else by polling slurmctld
+    const feed = new NodeFeed({
       nodes: () => cluster.hosts.map((h) => h.name),
-      intervalMs: this.opts.config.slurm.pollIntervalMs,
+      intervalMs: sc.pollIntervalMs,
+      ...(sc.watcher ? { watcher: { address: sc.watcher, keyFile: sc.watcherKey } } : {}),
+      name: `symrun ${this.id}${process.env.SLURM_JOB_ID ? ` (Slurm job ${process.env.SLURM_JOB_ID})` : ''} pid ${process.pid}`,
       onChange: (changes) => policy.onChanges(changes),
       onError: (e) => { if (e.message !== lastError) this.say(`watching the nodes: ${e.message}`); lastError = e.message; },
+      say: (m) => this.say(m),
     });
-    this.watcher = watcher;
-    watcher.start();
-    this.onCleanup('node watcher', () => watcher.stop());
+    this.nodeFeed = feed;
+    this.watcher = feed.poller;
+    feed.start();
+    this.onCleanup('node watcher', () => feed.stop());
   }
 
   private async startHostAgents(cluster: HostSet, server: ChannelServer, secret: string): Promise<void> {
@@ -1001,7 +1010,7 @@ export class Job {
       mode: this.cluster?.mode,
       hosts: this.cluster?.hosts.map((h) => ({ name: h.name, ip: h.ip, role: this.lostHosts.has(h.name) ? 'lost' : [...this.vms.values()].some((v) => v.host === h.name) ? 'vm' : 'spare', agent: this.peers.has(h.name), ...(this.policy ? { condition: this.policy.nodes.get(h.name)?.condition ?? 'ok', usable: this.peers.has(h.name) && !this.policy.unusable(h.name) } : {}) })) ?? [],
       ...(this.policy ? { notices: this.policy.notices, nodes: this.policy.status().nodes } : {}),
-      ...(this.watcher ? { watch: { intervalMs: this.watcher.intervalMs, ...this.watcher.stats } } : {}),
+      ...(this.nodeFeed ? { watch: this.nodeFeed.status() } : this.watcher ? { watch: { intervalMs: this.watcher.intervalMs, ...this.watcher.stats } } : {}),
       vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state, migrating: this.migrations.active(v.name)?.exec.state.phase })),
       migrations: this.migrations.list(),
       restarts: { count: this.restarts, max: this.opts.config.checkpoint.maxRestarts, lostHosts: [...this.lostHosts], log: this.restartLog },

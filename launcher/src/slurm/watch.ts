@@ -29,18 +29,23 @@ export interface PollStats {
 }
 
 export interface NodeWatcherOptions {
-  /** the nodes to watch (asked before each poll: the list may change) */
-  nodes: () => string[];
+  /**
+   * the nodes to watch (asked before each poll: the list may change); 'all' = every node of the
+   * cluster, one `scontrol show node -o` without names (symrun watchd)
+   */
+  nodes: () => string[] | 'all';
   intervalMs?: number;
   onChange: (changes: NodeChange[], nodes: SlurmNode[]) => void;
+  /** after every successful poll, changes or not: every node it returned */
+  onPoll?: (nodes: SlurmNode[], seenAt: number) => void;
   onError?: (e: Error) => void;
-  /** runs `scontrol show node -o LIST` → stdout (tests pass a fake) */
+  /** runs `scontrol show node -o LIST` → stdout; [] = all nodes (tests pass a fake) */
   run?: (names: string[]) => Promise<string>;
 }
 
 export function scontrolShowNodes(names: string[], timeoutMs: number = SLURM_DEFAULTS.scontrolTimeoutMs): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('scontrol', ['show', 'node', '-o', names.join(',')], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile('scontrol', ['show', 'node', '-o', ...(names.length ? [names.join(',')] : [])], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`scontrol show node failed: ${String(stderr).trim() || err.message}`));
       else resolve(String(stdout));
     });
@@ -65,9 +70,19 @@ export class NodeWatcher {
     return this.known.get(node) ?? 'ok';
   }
 
+  /**
+   * Take these as the last conditions seen (nodes not in the map: 'ok'): the next poll reports what
+   * differs from them. For a caller that learned node states elsewhere meanwhile (symrun watchd).
+   */
+  resync(known: ReadonlyMap<string, NodeCondition>): void {
+    this.known = new Map(known);
+  }
+
+  /** Start polling (again, after stop() has resolved). */
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.ended = false;
     this.schedule(0);
   }
 
@@ -91,8 +106,10 @@ export class NodeWatcher {
 
   /** One poll: returns (and reports) the nodes whose condition changed since the last poll. */
   async pollOnce(): Promise<NodeChange[]> {
-    const names = this.opts.nodes();
-    if (names.length === 0) return [];
+    const want = this.opts.nodes();
+    const all = want === 'all';
+    const names = all ? [] : want;
+    if (!all && names.length === 0) return [];
     const t = performance.now();
     let text: string;
     try {
@@ -109,7 +126,8 @@ export class NodeWatcher {
       this.stats.totalMs += ms;
     }
     const seenAt = Date.now();
-    const nodes = parseNodes(text).filter((n) => names.includes(n.name));
+    const parsed = parseNodes(text);
+    const nodes = all ? parsed : parsed.filter((n) => names.includes(n.name));
     const changes: NodeChange[] = [];
     for (const n of nodes) {
       const c = nodeCondition(n);
@@ -117,6 +135,7 @@ export class NodeWatcher {
       this.known.set(n.name, c);
       if (c !== prev) changes.push({ node: n.name, condition: c, previous: prev, state: n.state, ...(n.reason ? { reason: n.reason } : {}), seenAt });
     }
+    if (!this.ended) this.opts.onPoll?.(nodes, seenAt);
     if (changes.length && !this.ended) this.opts.onChange(changes, nodes);
     return changes;
   }

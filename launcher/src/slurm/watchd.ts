@@ -1,0 +1,346 @@
+// symrun watchd: one node watcher for the whole cluster, fanning node changes out to the jobs.
+//
+// Why (bench/results/events.md): every symrun job polls its own nodes with one `scontrol show node -o
+// A,B,..` per second, ~1 ms of slurmctld CPU each, so J jobs cost slurmctld J ms per second. watchd makes
+// one `scontrol show node -o` (every node) per interval, whatever the number of jobs, and sends each
+// subscriber the changes of the nodes it asked for.
+//
+// Protocol, over the authenticated channel of agent/channel.ts (JSON lines over TCP, HMAC challenge with
+// the shared secret of the key file):
+//   call  watch.subscribe {nodes: [names]}  -> {nodes: [NodeSnapshot], unknown: [names], intervalMs,
+//                                                lastGoodPollAgeMs}   (answered after watchd's first poll)
+//         a second subscribe replaces the node list (and answers with the current state again)
+//   event watch.changes {changes: [NodeChange]}  only for the subscriber's nodes, only after the answer
+//                                                to its subscribe; NodeChange as NodeWatcher's onChange
+//   call  watch.stats {subscribers?: true}  -> WatchdStats
+// A subscriber that does not read (more than maxBufferedBytes queued for it) is dropped: nothing waits
+// for one subscriber. A connection that has not subscribed after subscribeTimeoutMs is closed.
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { SymError, EXIT } from '../errors.js';
+import { SLURM_DEFAULTS } from '../defaults.js';
+import { serveChannel, type RpcPeer, type ChannelServer } from '../agent/channel.js';
+import { nodeCondition, type NodeCondition, type SlurmNode } from './scontrol.js';
+import { NodeWatcher, type NodeChange } from './watch.js';
+
+/** The current state of one node, as watch.subscribe answers it. */
+export interface NodeSnapshot {
+  node: string;
+  condition: NodeCondition;
+  /** State as printed, e.g. "MIXED+DRAIN" */
+  state: string;
+  reason?: string;
+  /** Date.now() (watchd's clock) when the poll that last saw it returned */
+  seenAt: number;
+}
+
+export interface SubscribeResult {
+  nodes: NodeSnapshot[];
+  /** asked for, but not in Slurm's node list */
+  unknown: string[];
+  intervalMs: number;
+  /** ms since watchd's last successful poll */
+  lastGoodPollAgeMs: number;
+}
+
+export interface WatchdStats {
+  pid: number;
+  startedAt: string;
+  intervalMs: number;
+  polls: number;
+  errors: number;
+  lastMs: number;
+  maxMs: number;
+  meanMs: number;
+  lastError?: string;
+  /** ms since the last successful poll (absent before the first) */
+  lastGoodPollAgeMs?: number;
+  /** nodes in the last poll */
+  nodes: number;
+  subscribers: number;
+  /** watch.changes notifications sent */
+  notifications: number;
+  /** subscribers dropped because they did not read */
+  dropped: number;
+  subscriberList?: Array<{ name: string; nodes: number; connectedAt: string; bufferedBytes: number; notifications: number }>;
+}
+
+export type WatchdLog = (level: 'info' | 'warn', msg: string, data?: Record<string, unknown>) => void;
+
+export interface WatchDaemonOptions {
+  intervalMs?: number;
+  /** `scontrol show node -o` → stdout (tests pass a fake); called with [] = all nodes */
+  run?: (names: string[]) => Promise<string>;
+  log?: WatchdLog;
+  maxBufferedBytes?: number;
+  subscribeTimeoutMs?: number;
+  firstPollTimeoutMs?: number;
+}
+
+interface Subscriber {
+  peer: RpcPeer;
+  name: string;
+  nodes?: Set<string>;
+  connectedAt: number;
+  notifications: number;
+  idleTimer?: NodeJS.Timeout;
+}
+
+const NODE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const MAX_SUBSCRIBE_NODES = 100_000;
+
+export class WatchDaemon {
+  readonly intervalMs: number;
+  readonly poller: NodeWatcher;
+  private current = new Map<string, NodeSnapshot>();
+  private subs = new Map<RpcPeer, Subscriber>();
+  private readonly startedAt = Date.now();
+  private lastGoodPollAt?: number;
+  private lastNodes = 0;
+  private notifications = 0;
+  private dropped = 0;
+  private firstPoll: Promise<void>;
+  private firstPollDone!: () => void;
+  private lastLoggedError = '';
+  private readonly log: WatchdLog;
+  private readonly maxBuffered: number;
+  private stopped = false;
+
+  constructor(private opts: WatchDaemonOptions = {}) {
+    this.intervalMs = opts.intervalMs ?? SLURM_DEFAULTS.pollIntervalMs;
+    this.log = opts.log ?? (() => undefined);
+    this.maxBuffered = opts.maxBufferedBytes ?? SLURM_DEFAULTS.watchdMaxBufferedBytes;
+    this.firstPoll = new Promise((r) => { this.firstPollDone = r; });
+    this.poller = new NodeWatcher({
+      nodes: () => 'all',
+      intervalMs: this.intervalMs,
+      run: opts.run,
+      onPoll: (nodes, seenAt) => this.onPoll(nodes, seenAt),
+      onChange: (changes) => this.fanOut(changes),
+      onError: (e) => {
+        if (e.message !== this.lastLoggedError) this.log('warn', `polling slurmctld: ${e.message}`, { error: e.message });
+        this.lastLoggedError = e.message;
+      },
+    });
+  }
+
+  start(): void {
+    this.poller.start();
+  }
+
+  /** One poll now (tests; the interval loop does the same). */
+  pollOnce(): Promise<NodeChange[]> {
+    return this.poller.pollOnce();
+  }
+
+  private onPoll(nodes: SlurmNode[], seenAt: number): void {
+    for (const n of nodes) {
+      this.current.set(n.name, { node: n.name, condition: nodeCondition(n), state: n.state, ...(n.reason ? { reason: n.reason } : {}), seenAt });
+    }
+    this.lastNodes = nodes.length;
+    this.lastGoodPollAt = Date.now();
+    if (this.lastLoggedError) {
+      this.log('info', `polling slurmctld works again (${nodes.length} nodes)`);
+      this.lastLoggedError = '';
+    }
+    this.firstPollDone();
+  }
+
+  private fanOut(changes: NodeChange[]): void {
+    for (const c of changes) this.log('info', `node ${c.node} is ${c.state}${c.reason ? ` (${c.reason})` : ''}: ${c.previous} -> ${c.condition}`, { node: c.node, condition: c.condition, previous: c.previous, state: c.state, reason: c.reason });
+    for (const s of [...this.subs.values()]) {
+      if (!s.nodes) continue;
+      const mine = changes.filter((c) => s.nodes!.has(c.node));
+      if (!mine.length) continue;
+      // the socket queues what it cannot send yet; a subscriber that lets the queue grow is not reading
+      const queued = s.peer.sock.writableLength;
+      if (queued > this.maxBuffered) {
+        this.drop(s, `not reading (${queued} bytes queued)`);
+        continue;
+      }
+      s.peer.notify('watch.changes', { changes: mine });
+      s.notifications++;
+      this.notifications++;
+    }
+  }
+
+  private drop(s: Subscriber, why: string): void {
+    this.dropped++;
+    this.log('warn', `dropped subscriber ${s.name}: ${why}`, { subscriber: s.name, why });
+    s.peer.close();
+  }
+
+  /** An authenticated connection (serveChannel's onPeer): registers the protocol and starts it. */
+  attach(peer: RpcPeer): void {
+    if (this.stopped) {
+      peer.close();
+      return;
+    }
+    const s: Subscriber = { peer, name: peer.name || 'anonymous', connectedAt: Date.now(), notifications: 0 };
+    this.subs.set(peer, s);
+    peer.sock.setKeepAlive?.(true, 15_000);
+    s.idleTimer = setTimeout(() => {
+      if (!s.nodes) {
+        this.log('info', `closed ${s.name}: no subscribe within ${this.opts.subscribeTimeoutMs ?? SLURM_DEFAULTS.watchdSubscribeTimeoutMs} ms`);
+        peer.close();
+      }
+    }, this.opts.subscribeTimeoutMs ?? SLURM_DEFAULTS.watchdSubscribeTimeoutMs);
+    s.idleTimer.unref?.();
+    peer.on('close', () => {
+      clearTimeout(s.idleTimer);
+      if (this.subs.delete(peer) && s.nodes) this.log('info', `subscriber ${s.name} left`, { subscriber: s.name, subscribers: this.subs.size });
+    });
+    peer.handle('watch.subscribe', (params: unknown) => this.subscribe(s, params));
+    peer.handle('watch.stats', (params: unknown) => this.stats(!!(params as { subscribers?: unknown } | null)?.subscribers));
+    peer.start();
+  }
+
+  private async subscribe(s: Subscriber, params: unknown): Promise<SubscribeResult> {
+    const nodes = (params as { nodes?: unknown } | null)?.nodes;
+    if (!Array.isArray(nodes) || nodes.length > MAX_SUBSCRIBE_NODES || !nodes.every((n) => typeof n === 'string' && NODE_NAME_RE.test(n))) {
+      throw new SymError('ESYM_WATCHD_REQUEST', { message: 'watch.subscribe needs {nodes: [node names]}', value: JSON.stringify(nodes)?.slice(0, 200), exitCode: EXIT.usage });
+    }
+    if (this.lastGoodPollAt === undefined) {
+      const ms = this.opts.firstPollTimeoutMs ?? SLURM_DEFAULTS.watchdFirstPollTimeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      const ok = await Promise.race([this.firstPoll.then(() => true), new Promise<false>((r) => { timer = setTimeout(() => r(false), ms); })]);
+      clearTimeout(timer);
+      if (!ok) {
+        throw new SymError('ESYM_WATCHD_NO_DATA', { message: `watchd has no node states yet: its scontrol polls fail${this.poller.stats.lastError ? ` (${this.poller.stats.lastError})` : ''}`, fix: 'see the watchd log on its host', exitCode: EXIT.environment });
+      }
+    }
+    if (!this.subs.has(s.peer)) throw new SymError('ESYM_CHANNEL_CLOSED', { message: 'subscriber left' });
+    // snapshot and registration in one synchronous step: every later change reaches it as watch.changes,
+    // and those are sent after this answer (they come from a later poll, i.e. a later macrotask)
+    const first = !s.nodes;
+    s.nodes = new Set(nodes as string[]);
+    clearTimeout(s.idleTimer);
+    const snap: NodeSnapshot[] = [];
+    const unknown: string[] = [];
+    for (const n of s.nodes) {
+      const c = this.current.get(n);
+      if (c) snap.push(c);
+      else unknown.push(n);
+    }
+    this.log('info', `${first ? 'subscriber' : 're-subscribed'} ${s.name}: ${s.nodes.size} nodes${unknown.length ? ` (${unknown.length} unknown to Slurm: ${unknown.slice(0, 5).join(',')}${unknown.length > 5 ? ',...' : ''})` : ''}`, { subscriber: s.name, nodes: s.nodes.size, subscribers: this.subscribed() });
+    return { nodes: snap, unknown, intervalMs: this.intervalMs, lastGoodPollAgeMs: Date.now() - this.lastGoodPollAt! };
+  }
+
+  private subscribed(): number {
+    let n = 0;
+    for (const s of this.subs.values()) if (s.nodes) n++;
+    return n;
+  }
+
+  stats(withSubscribers = false): WatchdStats {
+    const p = this.poller.stats;
+    return {
+      pid: process.pid,
+      startedAt: new Date(this.startedAt).toISOString(),
+      intervalMs: this.intervalMs,
+      polls: p.polls,
+      errors: p.errors,
+      lastMs: p.lastMs,
+      maxMs: p.maxMs,
+      meanMs: p.polls ? Math.round((p.totalMs / p.polls) * 10) / 10 : 0,
+      ...(p.lastError ? { lastError: p.lastError } : {}),
+      ...(this.lastGoodPollAt !== undefined ? { lastGoodPollAgeMs: Date.now() - this.lastGoodPollAt } : {}),
+      nodes: this.lastNodes,
+      subscribers: this.subscribed(),
+      notifications: this.notifications,
+      dropped: this.dropped,
+      ...(withSubscribers ? {
+        subscriberList: [...this.subs.values()].filter((s) => s.nodes).map((s) => ({
+          name: s.name, nodes: s.nodes!.size, connectedAt: new Date(s.connectedAt).toISOString(), bufferedBytes: s.peer.sock.writableLength, notifications: s.notifications,
+        })),
+      } : {}),
+    };
+  }
+
+  /** Stop polling and close every connection. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.poller.stop();
+    for (const s of [...this.subs.values()]) {
+      clearTimeout(s.idleTimer);
+      s.peer.close();
+    }
+    this.subs.clear();
+  }
+}
+
+export interface Watchd {
+  daemon: WatchDaemon;
+  server: ChannelServer;
+  stop(): Promise<void>;
+}
+
+/** Listen on host:port (0 = any free port) with the shared secret, and start polling. */
+export async function startWatchd(opts: WatchDaemonOptions & { host: string; port: number; secret: string }): Promise<Watchd> {
+  const daemon = new WatchDaemon(opts);
+  const server = await serveChannel({ host: opts.host, port: opts.port, secret: opts.secret, onPeer: (p) => daemon.attach(p) });
+  daemon.start();
+  return {
+    daemon,
+    server,
+    stop: async () => {
+      const closed = server.close();
+      await daemon.stop();
+      // a connection still in its handshake holds server.close() up to the handshake timeout
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 1_000).unref())]);
+    },
+  };
+}
+
+// ---- the key file ------------------------------------------------------------------------------
+
+const MIN_KEY_CHARS = 32;
+
+/** The shared secret in a key file (its first line, trimmed). */
+export function readKeyFile(file: string, field = 'slurm.watcherKey'): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new SymError('ESYM_WATCHD_KEY', {
+      message: `cannot read the watchd key ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`,
+      field, value: file,
+      fix: code === 'ENOENT'
+        ? 'create it on the watchd host with `symrun watchd --init-key --key FILE` and make the same file readable where jobs run'
+        : 'the key must be readable by the users whose jobs subscribe (e.g. group `symrun`, mode 0640), see slurm-plugins/watchd/README.md',
+      exitCode: EXIT.environment,
+    });
+  }
+  const key = text.split('\n')[0]!.trim();
+  if (key.length < MIN_KEY_CHARS) {
+    throw new SymError('ESYM_WATCHD_KEY', { message: `the watchd key ${file} is too short (${key.length} characters; at least ${MIN_KEY_CHARS})`, field, value: file, fix: 'create a new one with `symrun watchd --init-key --key FILE` (remove the old file first)', exitCode: EXIT.environment });
+  }
+  return key;
+}
+
+/** Create a key file (mode 0600, 64 hex characters) if it does not exist; never overwrites one. */
+export function initKeyFile(file: string): { created: boolean; mode: number } {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+  try {
+    fs.writeFileSync(file, crypto.randomBytes(32).toString('hex') + '\n', { flag: 'wx', mode: 0o600 });
+    return { created: true, mode: fs.statSync(file).mode & 0o777 };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new SymError('ESYM_WATCHD_KEY', { message: `cannot create the watchd key ${file}: ${(e as Error).message}`, value: file, fix: 'run it as root, or pass --key FILE in a directory you can write', exitCode: EXIT.environment });
+    }
+    return { created: false, mode: fs.statSync(file).mode & 0o777 };
+  }
+}
+
+/** "HOST:PORT" or "HOST" → {host, port} (the default port when there is none). */
+export function parseWatchdAddress(s: string, defaultHost = '0.0.0.0'): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*))(?::([0-9]+))?$/.exec(s.trim());
+  const host = m ? (m[1] ?? m[2] ?? '') : '';
+  const port = m?.[3] !== undefined ? Number(m[3]) : SLURM_DEFAULTS.watchdPort;
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new SymError('ESYM_USAGE', { message: `not an address: ${s}`, value: s, fix: `HOST:PORT, e.g. 0.0.0.0:${SLURM_DEFAULTS.watchdPort}`, exitCode: EXIT.usage });
+  }
+  return { host: host || defaultHost, port };
+}

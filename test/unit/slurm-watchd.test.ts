@@ -1,0 +1,334 @@
+// symrun watchd (slurm/watchd.ts: one poll of every node, changes fanned out to subscribers over the
+// authenticated channel) and the coordinator's side of it (slurm/feed.ts: watcher when it answers, own
+// polling when not), with a fake scontrol.
+import t from 'tap';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { serveChannel, connectChannel, type RpcPeer } from '../../launcher/src/agent/channel.js';
+import { WatchDaemon, startWatchd, initKeyFile, readKeyFile, parseWatchdAddress, type SubscribeResult, type WatchdStats } from '../../launcher/src/slurm/watchd.js';
+import { NodeFeed } from '../../launcher/src/slurm/feed.js';
+import type { NodeChange } from '../../launcher/src/slurm/watch.js';
+
+const SECRET = 'k'.repeat(64);
+
+/** A fake cluster: node -> State (and Reason); `scontrol show node -o [LIST]` output. */
+class FakeSlurm {
+  states = new Map<string, { state: string; reason?: string }>();
+  calls: string[][] = [];
+  fail?: string;
+  constructor(n: number) {
+    for (let i = 1; i <= n; i++) this.states.set(`n${i}`, { state: 'IDLE' });
+  }
+  set(node: string, state: string, reason?: string): void {
+    this.states.set(node, { state, ...(reason ? { reason } : {}) });
+  }
+  run = async (names: string[]): Promise<string> => {
+    this.calls.push(names);
+    if (this.fail) throw new Error(this.fail);
+    const want = names.length ? new Set(names) : undefined;
+    return [...this.states].filter(([n]) => !want || want.has(n))
+      .map(([n, s]) => `NodeName=${n} Arch=x86_64 CPUTot=2 State=${s.state} Partitions=lab${s.reason ? ` Reason=${s.reason} [root@2026-11-22T03:40:00]` : ''}`).join('\n') + '\n';
+  };
+}
+
+async function until(pred: () => boolean, ms = 5_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+interface Sub { peer: RpcPeer; changes: NodeChange[][]; closed: boolean }
+async function subscriber(port: number, name: string, nodes: string[], secret = SECRET): Promise<Sub & { first: SubscribeResult }> {
+  const peer = await connectChannel({ host: '127.0.0.1', port, secret, name, timeoutMs: 2_000 });
+  const s: Sub = { peer, changes: [], closed: false };
+  peer.on('event', (n: string, d: { changes: NodeChange[] }) => { if (n === 'watch.changes') s.changes.push(d.changes); });
+  peer.on('close', () => { s.closed = true; });
+  peer.start();
+  const first = await peer.call<SubscribeResult>('watch.subscribe', { nodes });
+  return { ...s, first, get changes() { return s.changes; }, get closed() { return s.closed; } };
+}
+
+t.test('watchd: one scontrol call per poll for all nodes, whatever the subscribers; each gets its own nodes only', async (t) => {
+  const slurm = new FakeSlurm(6);
+  slurm.set('n5', 'IDLE+DRAIN', 'old maint');
+  const w = await startWatchd({ host: '127.0.0.1', port: 0, secret: SECRET, intervalMs: 40, run: slurm.run });
+  t.teardown(() => w.stop());
+  const a = await subscriber(w.server.port, 'job-a', ['n1', 'n2']);
+  const b = await subscriber(w.server.port, 'job-b', ['n3']);
+  const c = await subscriber(w.server.port, 'job-c', ['n1', 'n2', 'n3', 'n5', 'nX']);
+  t.same(a.first.nodes.map((n) => [n.node, n.condition, n.state]), [['n1', 'ok', 'IDLE'], ['n2', 'ok', 'IDLE']], 'subscribe answers the current state of its nodes');
+  t.same(a.first.unknown, []);
+  t.same(c.first.unknown, ['nX'], 'a node Slurm does not know is named');
+  t.match(c.first.nodes.find((n) => n.node === 'n5'), { condition: 'drain', state: 'IDLE+DRAIN', reason: 'old maint' }, 'a node drained before the subscribe is in the answer');
+  t.equal(a.first.intervalMs, 40);
+
+  const before = slurm.calls.length;
+  await sleep(200);
+  const polls = slurm.calls.length - before;
+  t.ok(polls >= 2 && polls <= 7, `about one call per interval with 3 subscribers (${polls} in 200 ms)`);
+  t.ok(slurm.calls.every((names) => names.length === 0), 'every call asks for all nodes (no names)');
+
+  slurm.set('n2', 'MIXED+DRAIN', 'maint');
+  await until(() => a.changes.length > 0 && c.changes.length > 0, 2_000, 'n2 change');
+  t.equal(a.changes.length, 1);
+  t.match(a.changes[0], [{ node: 'n2', condition: 'drain', previous: 'ok', state: 'MIXED+DRAIN', reason: 'maint' }], 'NodeChange as NodeWatcher reports it');
+  t.type(a.changes[0]![0]!.seenAt, 'number');
+  t.same(c.changes.flat().map((x) => x.node), ['n2']);
+  t.same(b.changes, [], 'n3 subscriber hears nothing of n2');
+  slurm.set('n3', 'DOWN+NOT_RESPONDING');
+  slurm.set('n6', 'IDLE+DRAIN');
+  await until(() => b.changes.length > 0, 2_000, 'n3 change');
+  await sleep(100);
+  t.same(b.changes.flat().map((x) => [x.node, x.condition]), [['n3', 'down']]);
+  t.equal(a.changes.length, 1, 'job-a: nothing for n3/n6');
+  t.ok(!c.changes.flat().some((x) => x.node === 'n6'), 'n6 goes to nobody');
+
+  const st = await a.peer.call<WatchdStats>('watch.stats', { subscribers: true });
+  t.equal(st.subscribers, 3);
+  t.equal(st.nodes, 6);
+  t.ok(st.polls >= polls && st.errors === 0 && st.meanMs >= 0 && st.maxMs >= st.lastMs);
+  t.same(st.subscriberList?.map((s) => [s.name, s.nodes]).sort(), [['job-a', 2], ['job-b', 1], ['job-c', 5]]);
+  t.ok(st.notifications >= 3);
+  for (const s of [a, b, c]) s.peer.close();
+});
+
+t.test('watchd: re-subscribe replaces the node list; a bad request is refused; a wrong key is refused', async (t) => {
+  const slurm = new FakeSlurm(3);
+  const w = await startWatchd({ host: '127.0.0.1', port: 0, secret: SECRET, intervalMs: 30, run: slurm.run });
+  t.teardown(() => w.stop());
+  const a = await subscriber(w.server.port, 'job-a', ['n1']);
+  const again = await a.peer.call<SubscribeResult>('watch.subscribe', { nodes: ['n2'] });
+  t.same(again.nodes.map((n) => n.node), ['n2']);
+  slurm.set('n1', 'IDLE+DRAIN');
+  slurm.set('n2', 'IDLE+FAIL');
+  await until(() => a.changes.length > 0);
+  await sleep(100);
+  t.same(a.changes.flat().map((x) => [x.node, x.condition]), [['n2', 'fail']], 'only the new list');
+  await t.rejects(a.peer.call('watch.subscribe', { nodes: 'n1' }), { code: 'ESYM_WATCHD_REQUEST' });
+  await t.rejects(a.peer.call('watch.subscribe', { nodes: ['n1; rm -rf /'] }), { code: 'ESYM_WATCHD_REQUEST' });
+  await t.rejects(connectChannel({ host: '127.0.0.1', port: w.server.port, secret: 'x'.repeat(64), name: 'evil', timeoutMs: 1_000 }), { code: 'ESYM_CHANNEL_AUTH' });
+  a.peer.close();
+});
+
+t.test('watchd: a dead subscriber is forgotten, a slow one is dropped, the others keep getting changes', async (t) => {
+  const slurm = new FakeSlurm(4);
+  const logs: string[] = [];
+  const daemon = new WatchDaemon({ intervalMs: 25, run: slurm.run, maxBufferedBytes: 300, log: (_l, m) => logs.push(m) });
+  // the "slow" subscriber's socket is corked on watchd's side: what is sent to it stays queued, as for
+  // a subscriber that stopped reading once the kernel buffers are full
+  const peers = new Map<string, RpcPeer>();
+  const srv = await serveChannel({ host: '127.0.0.1', port: 0, secret: SECRET, onPeer: (p) => { peers.set(p.name, p); daemon.attach(p); } });
+  daemon.start();
+  t.teardown(async () => { await daemon.stop(); await srv.close(); });
+  const all = ['n1', 'n2', 'n3', 'n4'];
+  const good = await subscriber(srv.port, 'good', all);
+  const dead = await subscriber(srv.port, 'dead', all);
+  const slow = await subscriber(srv.port, 'slow', all);
+  peers.get('slow')!.sock.cork();
+  t.equal(daemon.stats().subscribers, 3);
+
+  dead.peer.sock.destroy(); // killed without a goodbye
+  await until(() => daemon.stats().subscribers === 2, 2_000, 'dead subscriber gone');
+  t.pass('a closed connection leaves the subscriber list');
+
+  // changes until the slow one has more than 300 bytes queued
+  const t0 = Date.now();
+  for (let i = 0; i < 8; i++) {
+    const n = all[i % 4]!;
+    slurm.set(n, 'IDLE+DRAIN', `round ${i}`);
+    const want = good.changes.length + 1;
+    await until(() => good.changes.length >= want, 2_000, `good gets change ${i}`);
+    slurm.set(n, 'IDLE');
+    await until(() => good.changes.length >= want + 1, 2_000, `good gets change ${i}b`);
+  }
+  const ms = Date.now() - t0;
+  t.ok(good.changes.length >= 16, `the good subscriber got every change (${good.changes.length}) in ${ms} ms`);
+  await until(() => slow.closed, 2_000, 'slow subscriber dropped');
+  t.equal(daemon.stats().dropped, 1);
+  t.equal(daemon.stats().subscribers, 1);
+  t.ok(logs.some((l) => /dropped subscriber slow: not reading/.test(l)), 'logged');
+  good.peer.close();
+});
+
+t.test('watchd: subscribe waits for the first poll; stop() closes every subscriber', async (t) => {
+  const slurm = new FakeSlurm(2);
+  slurm.fail = 'slurmctld down';
+  const w = await startWatchd({ host: '127.0.0.1', port: 0, secret: SECRET, intervalMs: 30, run: slurm.run, firstPollTimeoutMs: 150 });
+  const peer = await connectChannel({ host: '127.0.0.1', port: w.server.port, secret: SECRET, name: 'early', timeoutMs: 1_000 });
+  peer.start();
+  await t.rejects(peer.call('watch.subscribe', { nodes: ['n1'] }), { code: 'ESYM_WATCHD_NO_DATA', message: /slurmctld down/ }, 'no data yet: refused, with why');
+  slurm.fail = undefined;
+  const r = await peer.call<SubscribeResult>('watch.subscribe', { nodes: ['n1'] });
+  t.equal(r.nodes[0]?.condition, 'ok');
+  let closed = false;
+  peer.on('close', () => { closed = true; });
+  const t0 = Date.now();
+  await w.stop();
+  t.ok(Date.now() - t0 < 1_500, 'stops at once');
+  await until(() => closed, 1_000, 'subscriber sees the close');
+  await t.rejects(connectChannel({ host: '127.0.0.1', port: w.server.port, secret: SECRET, name: 'late', timeoutMs: 1 }), { code: 'ESYM_CHANNEL_CONNECT' }, 'no longer listening');
+});
+
+t.test('key file: created 0600 once, never overwritten; too short refused; addresses', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'watchd-key-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const f = path.join(dir, 'etc', 'watchd.key');
+  t.same(initKeyFile(f), { created: true, mode: 0o600 });
+  const k = readKeyFile(f);
+  t.match(k, /^[0-9a-f]{64}$/);
+  t.equal(initKeyFile(f).created, false);
+  t.equal(readKeyFile(f), k, 'unchanged');
+  fs.writeFileSync(path.join(dir, 'short'), 'abc\n');
+  t.throws(() => readKeyFile(path.join(dir, 'short')), { code: 'ESYM_WATCHD_KEY' });
+  t.throws(() => readKeyFile(path.join(dir, 'none')), { code: 'ESYM_WATCHD_KEY', message: /no such file/ });
+  t.same(parseWatchdAddress('ctl:7000'), { host: 'ctl', port: 7000 });
+  t.same(parseWatchdAddress('ctl'), { host: 'ctl', port: 6825 });
+  t.same(parseWatchdAddress(':6900'), { host: '0.0.0.0', port: 6900 });
+  t.throws(() => parseWatchdAddress('ctl:99999'));
+});
+
+// ---- the coordinator's side ----------------------------------------------------------------------
+
+interface FeedHarness { feed: NodeFeed; changes: NodeChange[][]; said: string[]; ownCalls: () => number; own: FakeSlurm }
+function feedFor(port: number, nodes: string[], o: { own?: FakeSlurm; retryMs?: number; checkMs?: number; staleMs?: number; secret?: string; nodesFn?: () => string[] } = {}): FeedHarness {
+  const own = o.own ?? new FakeSlurm(6);
+  const changes: NodeChange[][] = [];
+  const said: string[] = [];
+  const feed = new NodeFeed({
+    nodes: o.nodesFn ?? (() => nodes),
+    intervalMs: 30,
+    watcher: { address: `127.0.0.1:${port}`, keyFile: '/nonexistent' },
+    readKey: () => o.secret ?? SECRET,
+    name: 'test-job',
+    run: own.run,
+    onChange: (c) => changes.push(c),
+    say: (m) => said.push(m),
+    connectTimeoutMs: 1_000,
+    retryMs: o.retryMs ?? 60_000,
+    checkMs: o.checkMs ?? 5_000,
+    staleMs: o.staleMs ?? 10_000,
+  });
+  return { feed, changes, said, own, ownCalls: () => own.calls.length };
+}
+
+t.test('coordinator feed: changes come from watchd, no own polling', async (t) => {
+  const slurm = new FakeSlurm(4);
+  slurm.set('n3', 'MIXED+DRAIN', 'maint');
+  const w = await startWatchd({ host: '127.0.0.1', port: 0, secret: SECRET, intervalMs: 30, run: slurm.run });
+  t.teardown(() => w.stop());
+  const h = feedFor(w.server.port, ['n1', 'n2', 'n3']);
+  h.feed.start();
+  t.teardown(() => h.feed.stop());
+  await until(() => h.feed.source === 'watcher', 2_000, 'watcher source');
+  await until(() => h.changes.length > 0, 2_000, 'initial state');
+  t.same(h.changes[0]!.map((c) => [c.node, c.condition, c.previous]), [['n3', 'drain', 'ok']], 'the snapshot reports a node already drained');
+  slurm.set('n1', 'MIXED+FAIL');
+  slurm.set('n4', 'IDLE+DRAIN');
+  await until(() => h.changes.length > 1, 2_000, 'n1 change');
+  t.same(h.changes[1]!.map((c) => [c.node, c.condition]), [['n1', 'fail']]);
+  await sleep(150);
+  t.equal(h.changes.length, 2, 'n4 is not the job\'s');
+  t.equal(h.ownCalls(), 0, 'the job did not call scontrol');
+  const st = h.feed.status();
+  t.match(st, { source: 'watcher', intervalMs: 30, polls: 0, watcher: { address: `127.0.0.1:${w.server.port}`, state: 'connected', connects: 1, fallbacks: 0 } });
+  t.ok(st.watcher!.notifications >= 1);
+  t.same(h.said, [`watching the nodes through the node watcher 127.0.0.1:${w.server.port}`]);
+});
+
+t.test('coordinator feed: watchd unreachable at start -> own polling at once, said once', async (t) => {
+  const port = await freePort();
+  const h = feedFor(port, ['n1', 'n2']);
+  h.own.set('n2', 'MIXED+DRAIN', 'maint');
+  const t0 = Date.now();
+  h.feed.start();
+  t.teardown(() => h.feed.stop());
+  await until(() => h.ownCalls() > 0, 3_000, 'own poll');
+  t.ok(Date.now() - t0 < 1_500, `polling within ${Date.now() - t0} ms`);
+  await until(() => h.changes.length > 0, 2_000, 'change via own polling');
+  t.same(h.changes[0]!.map((c) => [c.node, c.condition]), [['n2', 'drain']]);
+  t.equal(h.feed.source, 'poll');
+  t.equal(h.said.length, 1);
+  t.match(h.said[0], new RegExp(`^node watcher 127\\.0\\.0\\.1:${port} unreachable \\(.*ECONNREFUSED.*\\): polling slurmctld myself every 0\\.03 s$`));
+  t.match(h.feed.status(), { source: 'poll', watcher: { state: 'unreachable', fallbacks: 1, lastError: /ECONNREFUSED/ } });
+  t.same(h.own.calls[0], ['n1', 'n2'], 'its own nodes, one batched call');
+});
+
+t.test('coordinator feed: watchd dies mid-job -> own polling, no change lost or repeated; back to watchd when it returns', async (t) => {
+  const slurm = new FakeSlurm(4);
+  let w = await startWatchd({ host: '127.0.0.1', port: 0, secret: SECRET, intervalMs: 30, run: slurm.run });
+  const port = w.server.port;
+  const h = feedFor(port, ['n1', 'n2', 'n3'], { own: slurm, retryMs: 300 });
+  h.feed.start();
+  t.teardown(async () => { await h.feed.stop(); await w.stop(); });
+  await until(() => h.feed.source === 'watcher', 2_000, 'watcher');
+  slurm.set('n2', 'MIXED+DRAIN', 'first');
+  await until(() => h.changes.length === 1, 2_000, 'first drain via watchd');
+  const callsBefore = slurm.calls.length;
+  await w.stop(); // SIGTERM of watchd, as far as the job can tell
+  await until(() => h.feed.source === 'poll', 2_000, 'fallback');
+  await until(() => slurm.calls.some((c, i) => i >= callsBefore && c.length === 3), 2_000, 'own poll');
+  t.match(h.said[1], new RegExp(`^node watcher 127\\.0\\.0\\.1:${port} unreachable \\(lost: connection closed\\): polling slurmctld myself every 0\\.03 s$`));
+  await sleep(100);
+  t.equal(h.changes.length, 1, 'n2 drain is not reported again by the own poller');
+  slurm.set('n3', 'MIXED+DRAIN', 'second');
+  slurm.set('n2', 'MIXED');
+  await until(() => h.changes.length >= 2, 2_000, 'changes via own polling');
+  await sleep(100);
+  t.same(h.changes.slice(1).flat().map((c) => [c.node, c.condition, c.previous]).sort(), [['n2', 'ok', 'drain'], ['n3', 'drain', 'ok']]);
+  await sleep(400); // a retry fails (nothing listens): still one message
+  t.equal(h.said.length, 2, 'said once, not per retry');
+  t.equal(h.feed.source, 'poll');
+
+  // watchd back on the same port: the feed returns to it and stops polling
+  w = await startWatchd({ host: '127.0.0.1', port, secret: SECRET, intervalMs: 30, run: slurm.run });
+  await until(() => h.feed.source === 'watcher', 3_000, 'back to the watcher');
+  t.match(h.said[2], /reachable again: using it/);
+  await sleep(50);
+  const n = h.feed.status().polls;
+  await sleep(200);
+  t.equal(h.feed.status().polls, n, 'own polling stopped');
+  t.match(h.feed.status().watcher, { connects: 2, fallbacks: 1, state: 'connected' });
+  const k = h.changes.length;
+  slurm.set('n1', 'IDLE+DRAIN');
+  await until(() => h.changes.length > k, 2_000, 'change via watchd again');
+  t.same(h.changes[k]!.map((c) => c.node), ['n1']);
+});
+
+t.test('coordinator feed: wrong key, a stale watchd, and a changed node list', async (t) => {
+  const slurm = new FakeSlurm(5);
+  const w = await startWatchd({ host: '127.0.0.1', port: 0, secret: SECRET, intervalMs: 30, run: slurm.run });
+  t.teardown(() => w.stop());
+  const bad = feedFor(w.server.port, ['n1'], { secret: 'z'.repeat(64) });
+  bad.feed.start();
+  await until(() => bad.feed.source === 'poll', 2_000, 'wrong key -> poll');
+  t.match(bad.said[0], /unreachable \(it refused our key: slurm\.watcherKey is not the key watchd uses\)/);
+  await bad.feed.stop();
+
+  let nodes = ['n1'];
+  const h = feedFor(w.server.port, [], { nodesFn: () => nodes, checkMs: 60, staleMs: 200 });
+  h.feed.start();
+  t.teardown(() => h.feed.stop());
+  await until(() => h.feed.source === 'watcher', 2_000, 'watcher');
+  nodes = ['n1', 'n5']; // e.g. a replacement node after a restart
+  await sleep(150);
+  slurm.set('n5', 'IDLE+DRAIN');
+  await until(() => h.changes.length > 0, 2_000, 'n5 via re-subscription');
+  t.same(h.changes[0]!.map((c) => c.node), ['n5']);
+  slurm.fail = 'slurmctld unreachable from watchd';
+  await until(() => h.feed.source === 'poll', 3_000, 'stale watchd -> poll');
+  t.match(h.said[h.said.length - 1], /unreachable \(lost: its last successful poll of slurmctld was/);
+  await until(() => h.ownCalls() > 0, 2_000, 'own polling');
+});
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
