@@ -194,6 +194,8 @@ export const SLURM_DEFAULTS = {
   pollIntervalMs: 1_000,
   /** a single scontrol call that takes longer than this is abandoned (the next poll tries again) */
   scontrolTimeoutMs: 10_000,
+  /** the coordinator re-reads its allocation (scontrol show job) this often: nodes lost or given to the job */
+  allocationCheckMs: 5_000,
   /** a host agent started through srun must connect within this */
   agentConnectTimeoutMs: 60_000,
   /** symrun watchd (launcher/src/slurm/watchd.ts): TCP port it listens on (--listen; slurm.watcher) */

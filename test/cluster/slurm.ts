@@ -154,6 +154,12 @@ export interface SlurmLab {
   /** wait until the node's State (e.g. "MIXED+DRAIN") matches */
   waitNodeState(node: string, re: RegExp, timeoutMs: number): Promise<SlurmNode>;
   drain(node: string, reason: string): Promise<void>;
+  /**
+   * Give the running job `jobId` the node `node` too, as a user or admin does it in Slurm 22.05: an
+   * allocation on that node with `--dependency=expand:JOB`, its nodes released to JOB (NumNodes=0 on
+   * it, NumNodes=ALL on JOB). Returns the job as slurmctld has it afterwards.
+   */
+  expandJob(jobId: string, node: string, timeoutMs?: number): Promise<SlurmJob>;
   undrain(node: string): Promise<void>;
   /** cut the node's link, kill its slurmd and everything in its namespaces (a power cut) */
   crash(node: string): Promise<void>;
@@ -258,7 +264,8 @@ export function slurmConf(layout: LabLayout, opts: SlurmLabOptions): string {
     'ReturnToService=1',
     'SlurmdTimeout=10',
     'MessageTimeout=5',
-    'SchedulerParameters=batch_sched_delay=0,sched_min_interval=0',
+    // permit_job_expansion: a running job can be given more nodes (expandJob)
+    'SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,permit_job_expansion',
     // nodes advertise more CPUs than the machine has; do not mark them INVAL for it
     'SlurmdParameters=config_overrides',
   ];
@@ -715,6 +722,27 @@ class Lab implements SlurmLab {
     this.node(node);
     await this.scontrol(['update', `NodeName=${node}`, 'State=DRAIN', `Reason=${reason}`]);
     this.log(`drained ${node}: ${reason}`);
+  }
+
+  async expandJob(jobId: string, node: string, timeoutMs = 30_000): Promise<SlurmJob> {
+    this.node(node);
+    // salloc --no-shell: no batch step on the new allocation (a job with a step cannot give its nodes away)
+    const a = await this.client(['salloc', '--no-shell', '-N1', '-w', node, `--dependency=expand:${jobId}`, '--job-name=expand', `--immediate=${Math.ceil(timeoutMs / 1000)}`]);
+    const m = /allocation ([0-9]+)/.exec(a.stderr + a.stdout);
+    if (!a.ok || !m) throw labError('ESYM_LAB_COMMAND', `salloc --dependency=expand:${jobId} -w ${node} failed (exit ${a.exitCode}): ${a.stderr.trim()}`, 'is the job running, and the node idle?');
+    await this.scontrol(['update', `JobId=${m[1]}`, 'NumNodes=0']);
+    // Slurm 22.05 prints "Unexpected message received for job N" here although the update is applied
+    await this.client(['scontrol', 'update', `JobId=${jobId}`, 'NumNodes=ALL']);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const j = await this.showJob(jobId);
+      if (j.nodeList.includes(node)) {
+        this.log(`job ${jobId} expanded by ${node}: ${j.nodeList.join(',')}`);
+        return j;
+      }
+      if (Date.now() > deadline) throw labError('ESYM_LAB_TIMEOUT', `job ${jobId} does not hold ${node} after expanding (nodes ${j.nodeList.join(',')})`, `see ${path.join(this.stateDir, 'ctl', 'slurmctld.log')}`);
+      await sleep(LAB_DEFAULTS.pollMs * 2);
+    }
   }
 
   async undrain(node: string): Promise<void> {

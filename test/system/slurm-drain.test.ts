@@ -5,7 +5,7 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startSlurmLab, type SlurmLab } from '../cluster/slurm.js';
 import { need, needRoot } from '../fixtures/symrun-env.js';
-import { submitRingJob, waitRing, status, stopRing, readOut, readEvents, type StatusJson } from '../fixtures/slurm-ring.js';
+import { submitRingJob, waitRing, status, readEvents, type StatusJson, jobEnded, endRing } from '../fixtures/slurm-ring.js';
 
 needRoot('the Slurm lab and the VMs need root');
 for (const [c, p] of [['slurmctld', 'slurm-wlm'], ['mpicc', 'libopenmpi-dev'], ['qemu-system-x86_64', 'qemu-system-x86']] as const) need(c, p);
@@ -14,10 +14,7 @@ t.test('drain n2 -> vm2 migrated to the spare n4; ring OK; job COMPLETED', async
   const lab: SlurmLab = await startSlurmLab({ nodes: 4, name: `sd${process.pid.toString(36)}`.slice(0, 16), temporary: true });
   t.teardown(() => lab.stop());
   const job = await submitRingJob(lab, `drain${process.pid}`);
-  const ended = async () => {
-    const j = await lab.showJob(job.jobId).catch(() => undefined);
-    return j && j.state !== 'RUNNING' && j.state !== 'PENDING' ? `job ${job.jobId} ended ${j.state}` : undefined;
-  };
+  const ended = jobEnded(lab, job);
   await waitRing(job, 900_000, 100, ended);
   const before = await status(lab);
   t.same(before.vms.map((v) => [v.name, v.host]), [['vm1', 'n1'], ['vm2', 'n2'], ['vm3', 'n3']], 'VMs on n1..n3 before the drain');
@@ -61,9 +58,7 @@ t.test('drain n2 -> vm2 migrated to the spare n4; ring OK; job COMPLETED', async
   // the ring still advances after the move
   const itNow = await waitRing(job, 5_000, 0);
   await waitRing(job, 300_000, itNow + 200, ended);
-  await stopRing(lab, job, st.jobId);
-  const j = await lab.waitJob(job.jobId, ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL'], 180_000);
-  const out = readOut(job);
+  const { job: j, out } = await endRing(lab, job, st.jobId);
   t.equal(j.state, 'COMPLETED', `batch job COMPLETED (output: ${out.slice(-2500)})`);
   t.match(out, /ring OK: ranks=3/, 'ring OK');
   const gap = /maxgap_ms[=: ]+([0-9.]+)/.exec(out)?.[1];

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { repoRoot } from '../../launcher/src/defaults.js';
 import { startSlurmLab, type SlurmLab } from '../cluster/slurm.js';
 import { need, needRoot } from '../fixtures/symrun-env.js';
-import { submitRingJob, waitRing, readOut, type RingJob } from '../fixtures/slurm-ring.js';
+import { submitRingJob, waitRing, readOut, type RingJob, jobEnded } from '../fixtures/slurm-ring.js';
 
 needRoot('the Slurm lab and the VMs need root');
 for (const [c, p] of [['slurmctld', 'slurm-wlm'], ['mpicc', 'libopenmpi-dev'], ['qemu-system-x86_64', 'qemu-system-x86']] as const) need(c, p);
@@ -54,10 +54,7 @@ type T = Parameters<Parameters<typeof t.test>[0]>[0];
 async function runAndKill(t: T, lab: SlurmLab, dir: string, tag: string, killAgents: boolean): Promise<void> {
   for (const n of NODES) fs.rmSync(path.join(dir, `epilog-${n}.log`), { force: true });
   const job: RingJob = await submitRingJob(lab, tag);
-  const ended = async () => {
-    const j = await lab.showJob(job.jobId).catch(() => undefined);
-    return j && j.state !== 'RUNNING' && j.state !== 'PENDING' ? `job ${job.jobId} ended ${j.state}` : undefined;
-  };
+  const ended = jobEnded(lab, job);
   await waitRing(job, 900_000, 50, ended);
   const coord = findCoordinator(lab, job.work);
   t.ok(coord, `coordinator found by its cwd (${JSON.stringify(coord)})`);

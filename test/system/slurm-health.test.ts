@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { repoRoot } from '../../launcher/src/defaults.js';
 import { startSlurmLab, type SlurmLab } from '../cluster/slurm.js';
 import { need, needRoot } from '../fixtures/symrun-env.js';
-import { submitRingJob, waitRing, status, stopRing, readOut, readEvents, type StatusJson } from '../fixtures/slurm-ring.js';
+import { submitRingJob, waitRing, status, readEvents, type StatusJson, jobEnded, endRing } from '../fixtures/slurm-ring.js';
 
 needRoot('the Slurm lab and the VMs need root');
 for (const [c, p] of [['slurmctld', 'slurm-wlm'], ['mpicc', 'libopenmpi-dev'], ['qemu-system-x86_64', 'qemu-system-x86']] as const) need(c, p);
@@ -24,10 +24,7 @@ t.test('health check fails on n2 -> n2 drained -> vm2 migrated to n4', async (t)
   const lab: SlurmLab = await startSlurmLab({ nodes: 4, name: `sh${process.pid.toString(36)}`.slice(0, 16), temporary: true, healthCheckProgram: wrapper, healthCheckInterval: 2 });
   t.teardown(() => lab.stop());
   const job = await submitRingJob(lab, `health${process.pid}`);
-  const ended = async () => {
-    const j = await lab.showJob(job.jobId).catch(() => undefined);
-    return j && j.state !== 'RUNNING' && j.state !== 'PENDING' ? `job ${job.jobId} ended ${j.state}` : undefined;
-  };
+  const ended = jobEnded(lab, job);
   await waitRing(job, 900_000, 100, ended);
   const nodesOk = await lab.showNodes();
   t.notOk(nodesOk.some((n) => /DRAIN/.test(n.state)), 'healthy checks drain nothing');
@@ -55,9 +52,7 @@ t.test('health check fails on n2 -> n2 drained -> vm2 migrated to n4', async (t)
   t.comment(`MEASURE check fails -> n2 DRAIN visible to the test ${drainSeenMs} ms; -> migration started ${startMs} ms (HealthCheckInterval 2 s, pollInterval ${st.watch?.intervalMs} ms)`);
 
   fs.rmSync(path.join(hc, 'fail-n2'));
-  await stopRing(lab, job, st.jobId);
-  const j = await lab.waitJob(job.jobId, ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL'], 180_000);
-  const out = readOut(job);
+  const { job: j, out } = await endRing(lab, job, st.jobId);
   t.equal(j.state, 'COMPLETED', `batch job COMPLETED (output: ${out.slice(-2000)})`);
   t.match(out, /ring OK: ranks=3/, 'ring OK');
 });

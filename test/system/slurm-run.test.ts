@@ -4,7 +4,7 @@
 import t from 'tap';
 import { startSlurmLab, type SlurmLab } from '../cluster/slurm.js';
 import { need, needRoot } from '../fixtures/symrun-env.js';
-import { submitRingJob, waitRing, status, stopRing, readOut } from '../fixtures/slurm-ring.js';
+import { submitRingJob, waitRing, status, jobEnded, endRing } from '../fixtures/slurm-ring.js';
 
 needRoot('the Slurm lab and the VMs need root');
 for (const [c, p] of [['slurmctld', 'slurm-wlm'], ['mpicc', 'libopenmpi-dev'], ['qemu-system-x86_64', 'qemu-system-x86']] as const) need(c, p);
@@ -14,10 +14,7 @@ t.test('sbatch -N 4: symrun --spares 1 runs the ring on n1..n3, n4 spare, job CO
   t.teardown(() => lab.stop());
   const t0 = Date.now();
   const job = await submitRingJob(lab, `run${process.pid}`);
-  const ended = async () => {
-    const j = await lab.showJob(job.jobId).catch(() => undefined);
-    return j && j.state !== 'RUNNING' && j.state !== 'PENDING' ? `job ${job.jobId} ended ${j.state}` : undefined;
-  };
+  const ended = jobEnded(lab, job);
   const it = await waitRing(job, 900_000, 100, ended);
   t.comment(`ring running (iteration ${it}) ${((Date.now() - t0) / 1000).toFixed(1)} s after sbatch`);
 
@@ -28,9 +25,7 @@ t.test('sbatch -N 4: symrun --spares 1 runs the ring on n1..n3, n4 spare, job CO
   t.same(st.hosts.map((h) => [h.name, h.role, h.agent]), [['n1', 'vm', true], ['n2', 'vm', true], ['n3', 'vm', true], ['n4', 'spare', true]], 'n4 is the spare, every node has a host agent');
   t.ok(st.watch && st.watch.polls > 0, `node watcher polls (${JSON.stringify(st.watch)})`);
 
-  await stopRing(lab, job, st.jobId);
-  const j = await lab.waitJob(job.jobId, ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL'], 180_000);
-  const out = readOut(job);
+  const { job: j, out } = await endRing(lab, job, st.jobId);
   t.equal(j.state, 'COMPLETED', `batch job COMPLETED (output: ${out.slice(-2000)})`);
   t.same(j.exitCode, { status: 0, signal: 0 }, 'exit 0');
   t.match(out, /ring OK: ranks=3/, 'ring OK over 3 VMs');

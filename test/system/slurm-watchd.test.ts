@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startSlurmLab, type SlurmLab } from '../cluster/slurm.js';
 import { need, needRoot } from '../fixtures/symrun-env.js';
-import { submitRingJob, waitRing, status, stopRing, readOut, readEvents, symrunPath, type StatusJson } from '../fixtures/slurm-ring.js';
+import { submitRingJob, waitRing, status, readOut, readEvents, symrunPath, type StatusJson, jobEnded, waitStatus, endRing } from '../fixtures/slurm-ring.js';
 import { initKeyFile } from '../../launcher/src/slurm/watchd.js';
 import { SLURM_DEFAULTS } from '../../launcher/src/defaults.js';
 
@@ -22,15 +22,6 @@ type WatchStatus = NonNullable<StatusJson['watch']> & {
   watcher?: { address: string; state: string; connects: number; fallbacks: number; notifications: number; lastError?: string; daemon?: { polls: number; subscribers: number; meanMs: number } };
 };
 const watchOf = (st: StatusJson) => st.watch as WatchStatus | undefined;
-
-async function waitFor(lab: SlurmLab, pred: (st: StatusJson) => boolean, timeoutMs: number): Promise<StatusJson> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const st = await status(lab);
-    if (pred(st) || Date.now() > deadline) return st;
-    await sleep(500);
-  }
-}
 
 /** `symrun watchd` inside the controller's network namespace (where slurmctld and the lab bridge are). */
 function startWatchdOn(lab: SlurmLab, listen: string, keyFile: string, logFile: string): { child: ChildProcess; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
@@ -65,10 +56,7 @@ t.test('drain seen through symrun watchd; watchd stopped mid-job -> the job poll
   const cfg = path.join(lab.workDir, 'symrun-watchd.yaml');
   fs.writeFileSync(cfg, `slurm:\n  watcher: "${listen}"\n  watcherKey: ${keyFile}\n`);
   const job = await submitRingJob(lab, `watchd${process.pid}`, ['--spares', '1', '--config', cfg]);
-  const ended = async () => {
-    const j = await lab.showJob(job.jobId).catch(() => undefined);
-    return j && j.state !== 'RUNNING' && j.state !== 'PENDING' ? `job ${job.jobId} ended ${j.state}` : undefined;
-  };
+  const ended = jobEnded(lab, job);
   await waitRing(job, 900_000, 100, ended);
   const before = await status(lab);
   t.same(before.vms.map((v) => [v.name, v.host]), [['vm1', 'n1'], ['vm2', 'n2'], ['vm3', 'n3']], 'VMs on n1..n3');
@@ -78,7 +66,7 @@ t.test('drain seen through symrun watchd; watchd stopped mid-job -> the job poll
   // 1. drain n2: seen through watchd, vm2 -> n4
   const drainAt = Date.now();
   await lab.drain('n2', 'maint-a');
-  let st = await waitFor(lab, (s) => !!s.migrations.find((x) => x.vm === 'vm2')?.result, 600_000);
+  let st = await waitStatus(lab, (s) => !!s.migrations.find((x) => x.vm === 'vm2')?.result, 600_000);
   const m = st.migrations.find((x) => x.vm === 'vm2');
   t.equal(m?.to, 'n4', 'vm2 moved to the spare');
   t.equal(m?.result?.outcome, 'done', `migration done (${JSON.stringify(m?.result)})`);
@@ -94,7 +82,7 @@ t.test('drain seen through symrun watchd; watchd stopped mid-job -> the job poll
   const seenMs = seen ? Date.parse(seen.ts) - drainAt : NaN;
   const startMs = started ? Date.parse(started.ts) - drainAt : NaN;
   t.ok(startMs < 5_000, `migration started ${startMs} ms after the drain`);
-  st = await waitFor(lab, (s) => watchOf(s)?.watcher?.daemon !== undefined, 15_000);
+  st = await waitStatus(lab, (s) => watchOf(s)?.watcher?.daemon !== undefined, 15_000);
   const d = watchOf(st)?.watcher?.daemon;
   t.equal(d?.subscribers, 1, `watchd has one subscriber (${JSON.stringify(d)})`);
   t.comment(`MEASURE via watchd: drain -> seen by coordinator ${seenMs} ms; drain -> migration started ${startMs} ms; migration total ${m?.result?.totalMs} ms; watchd ${d?.polls} polls, mean ${d?.meanMs} ms`);
@@ -105,7 +93,7 @@ t.test('drain seen through symrun watchd; watchd stopped mid-job -> the job poll
   const ex = await Promise.race([wd.exited, sleep(10_000).then(() => undefined)]);
   t.same(ex, { code: 0, signal: null }, `watchd exits 0 on SIGTERM (${JSON.stringify(ex)})`);
   t.match(readWdLog(), /"msg":"SIGTERM: stopped after \d+ polls/, 'watchd logged its stop');
-  st = await waitFor(lab, (s) => watchOf(s)?.source === 'poll' && (watchOf(s)?.polls ?? 0) > 0, 30_000);
+  st = await waitStatus(lab, (s) => watchOf(s)?.source === 'poll' && (watchOf(s)?.polls ?? 0) > 0, 30_000);
   const w2 = watchOf(st);
   t.match(w2, { source: 'poll', watcher: { state: /unreachable|connecting/, fallbacks: 1 } }, `status --json: own polling (${JSON.stringify(w2)})`);
   t.ok((w2?.polls ?? 0) > 0, `the job polls slurmctld itself (${w2?.polls} polls)`);
@@ -118,7 +106,7 @@ t.test('drain seen through symrun watchd; watchd stopped mid-job -> the job poll
   // 3. a second drain (n3): no spare is left (n4 took vm2, n2 is drained): a no-spare notice
   const drain2At = Date.now();
   await lab.drain('n3', 'maint-b');
-  st = await waitFor(lab, (s) => (s.notices ?? []).some((n) => /vm3/.test(n) && /no spare/.test(n)), 120_000);
+  st = await waitStatus(lab, (s) => (s.notices ?? []).some((n) => /vm3/.test(n) && /no spare/.test(n)), 120_000);
   const ns = (st.notices ?? []).find((n) => /vm3/.test(n) && /no spare/.test(n));
   t.ok(ns, `no-spare notice for vm3 in status --json (${JSON.stringify(st.notices)})`);
   t.match(ns, /node n3 DRAIN: maint-b/);
@@ -133,9 +121,7 @@ t.test('drain seen through symrun watchd; watchd stopped mid-job -> the job poll
   const itNow = await waitRing(job, 5_000, 0);
   await waitRing(job, 300_000, itNow + 200, ended);
   t.pass('the ring keeps running');
-  await stopRing(lab, job, st.jobId);
-  const j = await lab.waitJob(job.jobId, ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL'], 180_000);
-  const out = readOut(job);
+  const { job: j, out } = await endRing(lab, job, st.jobId);
   t.equal(j.state, 'COMPLETED', `batch job COMPLETED (output: ${out.slice(-2000)})`);
   t.match(out, /ring OK: ranks=3/, 'ring OK');
 });

@@ -91,6 +91,11 @@ t.test('policy: migrates to spares, says when none is left, not before the job r
   p.onChanges([{ ...ch('n3', 'ok', 'MIXED'), previous: 'fail' }]);
   t.equal(hostOf.vm3, 'n4', 'undrain does not move back');
   t.equal(started.length, 1, 'vm2 still waits (no spare: n3 is free now but the fake has none)');
+  p.evaluate();
+  t.equal(started.length, 1, 'evaluating again does not retry a VM that waits for a spare');
+  spares = 1;
+  p.hostsChanged(); // a node joined the allocation
+  t.same(started[1], { vm: 'vm2', reason: 'node n2 DRAIN: maint' }, 'a host joining: the waiting VM moves');
 });
 
 t.test('policy: a VM moved off successfully can be moved again by later incidents (drain, drain, drain)', async (t) => {

@@ -26,8 +26,13 @@ export interface HostSet {
   hosts: HostInfo[];
   /** start the host agent of `host` (its own process group) */
   startAgent(host: string, env: Record<string, string>, logFile: string): ChildProcess;
-  /** slurm: re-read the node list (scontrol show job; SLURM_JOB_NODELIST goes stale) */
-  refresh?(): Promise<void>;
+  /**
+   * slurm: re-read the allocation's node list (scontrol show job; SLURM_JOB_NODELIST goes stale).
+   * Nodes given to the job since are appended to `hosts` (after every other host: spares) and
+   * returned in `added`; nodes that left stay in `hosts` (the job marks them lost), `nodes` is the
+   * current list.
+   */
+  refresh?(): Promise<{ nodes: string[]; added: HostInfo[] }>;
   destroy(): Promise<void>;
 }
 
@@ -134,14 +139,21 @@ async function resolveAddr(addr: string): Promise<string> {
   return (await dns.lookup(addr, { family: 4 })).address;
 }
 
+/** The allocation's node list as slurmctld has it now (`scontrol show job -o ID`); throws if it cannot say. */
+export async function currentAllocationNodes(env: Env, signal?: AbortSignal): Promise<string[]> {
+  const alloc = parseSlurmEnv(env);
+  const job = parseJobs(await slurmCommand(['scontrol', 'show', 'job', '-o', alloc.jobId], undefined, signal))[0];
+  if (!job || job.nodeList.length === 0) throw new Error(`scontrol show job ${alloc.jobId}: no node list`);
+  return job.nodeList;
+}
+
 /** The allocation's node list: `scontrol show job -o ID` (current), SLURM_JOB_NODELIST if that fails. */
 export async function allocationNodes(env: Env, signal?: AbortSignal): Promise<string[]> {
-  const alloc = parseSlurmEnv(env);
   try {
-    const job = parseJobs(await slurmCommand(['scontrol', 'show', 'job', '-o', alloc.jobId], undefined, signal))[0];
-    if (job && job.nodeList.length > 0) return job.nodeList;
-  } catch { /* fall back to the environment */ }
-  return alloc.nodeList;
+    return await currentAllocationNodes(env, signal);
+  } catch {
+    return parseSlurmEnv(env).nodeList;
+  }
 }
 
 export interface SlurmHostsOpts {
@@ -180,11 +192,14 @@ export async function createSlurmHosts(opts: SlurmHostsOpts): Promise<HostSet & 
     hosts: await addrs(nodes),
     startAgent: (host: string, agentEnv: Record<string, string>, logFile: string): ChildProcess =>
       spawnAgent(['srun', '--overlap', '--ntasks-per-node=1', '-N1', '-n1', '-w', host, '--kill-on-bad-exit=0', '--job-name=symrun-hostagent', process.execPath, agentScript()], agentEnv, logFile),
-    refresh: async (): Promise<void> => {
-      const now = await allocationNodes(env, opts.signal);
-      const keep = set.hosts.filter((h) => now.includes(h.name));
-      const added = now.filter((n) => !set.hosts.some((h) => h.name === n));
-      set.hosts = added.length ? [...keep, ...(await addrs(added))] : keep;
+    refresh: async (): Promise<{ nodes: string[]; added: HostInfo[] }> => {
+      // no fallback to the (stale) environment here: a node added since would look removed
+      const now = await currentAllocationNodes(env, opts.signal);
+      const fresh = now.filter((n) => !set.hosts.some((h) => h.name === n));
+      const added = fresh.length ? await addrs(fresh) : [];
+      // appended, never removed or reordered: the job's VM hosts are the first ones, by index
+      for (const h of added) if (!set.hosts.some((x) => x.name === h.name)) set.hosts.push(h);
+      return { nodes: now, added };
     },
     destroy: async (): Promise<void> => { /* the host agents (srun steps) are stopped by the job; Slurm cleans the rest */ },
   };

@@ -9,13 +9,13 @@ import { Readable } from 'node:stream';
 import type { SymrunConfig } from '../config/types.js';
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS, SLURM_DEFAULTS, PROTOCOL_DEFAULTS, runtimeRoot, repoRoot } from '../defaults.js';
-import { serveChannel, serveUnix, type RpcPeer, type ChannelServer } from '../agent/channel.js';
+import { serveChannel, serveUnix, type RpcPeer } from '../agent/channel.js';
 import { GuestClient } from '../agent/guest.js';
 import type { GuestFrame } from '../../../guest/protocol/index.js';
 import { resolveImage, imageFiles, type ImageInfo } from '../image/index.js';
 import { detectQemu, probeAccel, type VmSpec } from '../vm/index.js';
 import { cleanupJob, findStaleJobs, requireRoot, pidsInNetns } from '../local/index.js';
-import { allocationNodes, createLocalHosts, createSlurmHosts, hostMode, type HostSet } from './hosts.js';
+import { createLocalHosts, createSlurmHosts, hostMode, type HostSet } from './hosts.js';
 import { DrainPolicy } from './policy.js';
 import { planPlacement } from './placement.js';
 import { NodeWatcher } from '../slurm/watch.js';
@@ -125,6 +125,9 @@ export class Job {
   private teardown: Array<{ what: string; fn: () => Promise<unknown> | unknown }> = [];
   private peers = new Map<string, RpcPeer>();
   private peerWaiters = new Map<string, (p: RpcPeer) => void>();
+  /** host agent processes (srun steps under Slurm), stopped at teardown */
+  private agentChildren: ChildProcess[] = [];
+  private allocCheck?: Promise<void>;
   readonly vms = new Map<string, VmState>();
   private cluster?: HostSet;
   /** hosts that run VMs at start (the rest of cluster.hosts are spares) */
@@ -327,9 +330,12 @@ export class Job {
     const control = await serveUnix(path.join(this.runDir, 'control.sock'), (p) => this.serveControl(p));
     this.onCleanup('control socket', () => control.close());
 
-    await this.phase('agents', () => this.startHostAgents(cluster, server, secret));
+    await this.phase('agents', () => this.startHostAgents(cluster));
     this.checkAbort();
-    if (mode === 'slurm') this.watchNodes(cluster);
+    if (mode === 'slurm') {
+      this.watchNodes(cluster);
+      this.watchAllocation();
+    }
     this.startAgentHeartbeat();
     if (restore) return this.runRestored(cluster, restore);
 
@@ -581,12 +587,39 @@ export class Job {
     return mpi;
   }
 
-  /** Slurm: nodes that left the allocation (scontrol show job; SLURM_JOB_NODELIST goes stale) are lost too. */
-  private async checkAllocation(): Promise<void> {
-    try {
-      const now = await allocationNodes(process.env);
-      for (const h of this.cluster?.hosts ?? []) if (!now.includes(h.name) && !this.lostHosts.has(h.name)) this.hostLost(h.name, 'it is no longer in the allocation (scontrol show job)');
-    } catch { /* slurmctld busy: the node watcher and the heartbeat still see it */ }
+  /** Slurm: follow the allocation (`scontrol show job` every allocationCheckMs; SLURM_JOB_NODELIST goes stale). */
+  private watchAllocation(): void {
+    const timer = setInterval(() => void this.checkAllocation(), SLURM_DEFAULTS.allocationCheckMs);
+    timer.unref();
+    this.onCleanup('allocation watch', () => clearInterval(timer));
+  }
+
+  /**
+   * Slurm: nodes that left the allocation are lost (as if they died); nodes given to the job since
+   * (e.g. `scontrol update jobid=J NumNodes=ALL` after an expand job) get a host agent and become
+   * spares. One check at a time.
+   */
+  private checkAllocation(): Promise<void> {
+    this.allocCheck ??= (async () => {
+      const cluster = this.cluster;
+      if (!cluster?.refresh || this.state === 'tearing-down' || this.state === 'done') return;
+      let r: Awaited<ReturnType<NonNullable<HostSet['refresh']>>>;
+      try { r = await cluster.refresh(); } catch { return; /* slurmctld busy: the node watcher and the heartbeat still see a loss */ }
+      for (const h of cluster.hosts) if (!r.nodes.includes(h.name) && !this.lostHosts.has(h.name)) this.hostLost(h.name, 'it is no longer in the allocation (scontrol show job)');
+      await Promise.all(r.added.map(async (h) => {
+        this.say(`node ${h.name} joined the allocation: starting its host agent`);
+        this.event({ ts: new Date().toISOString(), op: '-', kind: 'policy', phase: 'new', event: 'action', data: { action: 'host-added', host: h.name } } as unknown as OpEvent);
+        try {
+          await this.startHostAgent(cluster, h.name);
+        } catch (e) {
+          this.say(`node ${h.name}: ${(e as Error).message}; it is not used`);
+          return;
+        }
+        this.say(`node ${h.name} is a spare now`);
+        this.policy?.hostsChanged();
+      }));
+    })().finally(() => { this.allocCheck = undefined; });
+    return this.allocCheck;
   }
 
   /** Restore every VM of `ck` on `placement`, adopt the sessions it recorded; returns the wait for mpirun. */
@@ -665,8 +698,8 @@ export class Job {
     this.onCleanup('node watcher', () => feed.stop());
   }
 
-  private async startHostAgents(cluster: HostSet, server: ChannelServer, secret: string): Promise<void> {
-    const children: ChildProcess[] = [];
+  private async startHostAgents(cluster: HostSet): Promise<void> {
+    const children = this.agentChildren;
     this.onCleanup('host agents', async () => {
       await Promise.allSettled([...this.peers.values()].map((p) => p.call('shutdown', {}, { timeoutMs: DEFAULTS.teardown.totalMs - 1000 }).catch(() => undefined)));
       if (cluster.mode === 'slurm') {
@@ -677,20 +710,22 @@ export class Job {
       }
       for (const c of children) killGroup(c, 'SIGKILL');
     });
+    await Promise.all(cluster.hosts.map((h) => this.startHostAgent(cluster, h.name)));
+  }
+
+  /** Start the host agent of `host` (under Slurm: an srun step there) and wait for it to connect. */
+  private startHostAgent(cluster: HostSet, host: string): Promise<RpcPeer> {
     const connectMs = cluster.mode === 'slurm' ? SLURM_DEFAULTS.agentConnectTimeoutMs : 30_000;
-    await Promise.all(
-      cluster.hosts.map(async (h) => {
-        const c = cluster.startAgent(h.name, { SYMRUN_COORD: `${cluster.coordinatorIp}:${server.port}`, SYMRUN_JOB_SECRET: secret, SYMRUN_HOST: h.name, SYMRUN_JOB_ID: this.id }, path.join(this.runDir, `${h.name}.agent.log`));
-        children.push(c);
-        await new Promise<RpcPeer>((resolve, reject) => {
-          const t = setTimeout(() => reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${h.name} did not connect within ${connectMs / 1000} s`, fix: `see ${path.join(this.runDir, `${h.name}.agent.log`)}` })), connectMs);
-          c.once('exit', (code) => { clearTimeout(t); reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${h.name} exited (${code}) before connecting: ${tail(path.join(this.runDir, `${h.name}.agent.log`))}` })); });
-          const have = this.peers.get(h.name);
-          if (have) { clearTimeout(t); resolve(have); return; }
-          this.peerWaiters.set(h.name, (p) => { clearTimeout(t); resolve(p); });
-        });
-      }),
-    );
+    const log = path.join(this.runDir, `${host}.agent.log`);
+    const c = cluster.startAgent(host, { SYMRUN_COORD: `${cluster.coordinatorIp}:${this.channelPort}`, SYMRUN_JOB_SECRET: this.secret, SYMRUN_HOST: host, SYMRUN_JOB_ID: this.id }, log);
+    this.agentChildren.push(c);
+    return new Promise<RpcPeer>((resolve, reject) => {
+      const t = setTimeout(() => reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${host} did not connect within ${connectMs / 1000} s`, fix: `see ${log}` })), connectMs);
+      c.once('exit', (code) => { clearTimeout(t); reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${host} exited (${code}) before connecting: ${tail(log)}` })); });
+      const have = this.peers.get(host);
+      if (have) { clearTimeout(t); resolve(have); return; }
+      this.peerWaiters.set(host, (p) => { clearTimeout(t); resolve(p); });
+    });
   }
 
   private onHostEvent(p: RpcPeer, name: string, data: any): void {

@@ -7,7 +7,7 @@
 //  - Several at once: the most urgent first (not-responding, fail, reboot, drain), up to the spares;
 //    Migrations caps how many run concurrently and reserves each destination when queued.
 //  - No spare left: said once in `symrun status` (notices) and as an event; the job keeps running.
-//    It is tried again when a host becomes usable (e.g. a drained spare is resumed).
+//    It is tried again when a host becomes usable (a drained spare is resumed, a node joins the job).
 //  - down: QEMU there is gone already; nothing can be migrated (restart from a checkpoint is another
 //    feature); reported.
 //  - Undrain does not move VMs back. A node that is not 'ok' is no longer a migration target.
@@ -105,6 +105,12 @@ export class DrainPolicy {
       }
     }
     if (freed) this.waitingForSpare.clear();
+    this.evaluate();
+  }
+
+  /** A host joined (e.g. the allocation grew): VMs waiting for a spare are tried again. */
+  hostsChanged(): void {
+    this.waitingForSpare.clear();
     this.evaluate();
   }
 
