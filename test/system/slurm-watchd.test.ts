@@ -1,8 +1,10 @@
 // Slurm mode with a cluster-wide node watcher: `symrun watchd` runs on the lab's controller, the ring
 // job (3 VMs + 1 spare) subscribes to it (slurm.watcher). A drain of n2 reaches the job through watchd
-// (the job makes no scontrol call of its own) and vm2 moves to the spare n4. Then watchd is stopped
-// (SIGTERM) mid-job: the job says so, polls slurmctld itself, and still reacts to a drain of n3 (no
-// spare left: a no-spare notice, as in slurm-reboot-nospare). The ring ends OK, the job COMPLETED.
+// (the job makes no scontrol call of its own) and vm2 moves to the spare n4. The job is then given a
+// fifth node (an expand allocation): watchd's squeue sees it, the job starts a host agent there (a new
+// spare), still without a Slurm call of its own. Then watchd is stopped (SIGTERM) mid-job: the job says
+// so, polls slurmctld itself, and still reacts to a drain of n3: vm3 moves to n5. The ring ends OK, the
+// job COMPLETED.
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,6 +22,7 @@ for (const [c, p] of [['slurmctld', 'slurm-wlm'], ['mpicc', 'libopenmpi-dev'], [
 type WatchStatus = NonNullable<StatusJson['watch']> & {
   source?: string;
   watcher?: { address: string; state: string; connects: number; fallbacks: number; notifications: number; lastError?: string; daemon?: { polls: number; subscribers: number; meanMs: number } };
+  allocation?: { intervalMs: number; checks: number; errors: number; updates: number; nodes?: string[] };
 };
 const watchOf = (st: StatusJson) => st.watch as WatchStatus | undefined;
 
@@ -37,8 +40,8 @@ function startWatchdOn(lab: SlurmLab, listen: string, keyFile: string, logFile: 
   return { child, exited };
 }
 
-t.test('drain seen through symrun watchd; watchd stopped mid-job -> the job polls itself and still reacts', async (t) => {
-  const lab: SlurmLab = await startSlurmLab({ nodes: 4, name: `sw${process.pid.toString(36)}`.slice(0, 16), temporary: true });
+t.test('drain and a grown allocation seen through symrun watchd; watchd stopped mid-job -> the job polls itself and still reacts', async (t) => {
+  const lab: SlurmLab = await startSlurmLab({ nodes: 5, name: `sw${process.pid.toString(36)}`.slice(0, 16), temporary: true });
   t.teardown(() => lab.stop());
 
   // watchd on the controller, its key in the lab's work directory (every node sees it)
@@ -87,7 +90,20 @@ t.test('drain seen through symrun watchd; watchd stopped mid-job -> the job poll
   t.equal(d?.subscribers, 1, `watchd has one subscriber (${JSON.stringify(d)})`);
   t.comment(`MEASURE via watchd: drain -> seen by coordinator ${seenMs} ms; drain -> migration started ${startMs} ms; migration total ${m?.result?.totalMs} ms; watchd ${d?.polls} polls, mean ${d?.meanMs} ms`);
 
-  // 2. stop watchd: the job falls back to its own polling at once, and says so once
+  // 2. the job is given n5: seen through watchd (squeue), n5 becomes a spare; the job asks Slurm nothing
+  const growAt = Date.now();
+  const grown = await lab.expandJob(job.jobId, 'n5');
+  t.same(grown.nodeList, ['n1', 'n2', 'n3', 'n4', 'n5'], 'slurmctld: the job holds n5 too');
+  st = await waitStatus(lab, (s) => !!s.hosts.find((h) => h.name === 'n5' && h.agent), 60_000);
+  t.match(st.hosts.find((h) => h.name === 'n5'), { role: 'spare', agent: true, usable: true }, `n5 is a spare with a host agent (${JSON.stringify(st.hosts)})`);
+  const wg = watchOf(st);
+  t.match(wg, { source: 'watcher', polls: 0, allocation: { checks: 0 } }, `no scontrol call of the job's own: nodes or allocation (${JSON.stringify(wg)})`);
+  t.ok((wg?.allocation?.updates ?? 0) >= 1, 'the allocation came from watchd');
+  const addedEv = readEvents(job).find((e) => e.kind === 'policy' && e.data?.action === 'host-added' && e.data?.host === 'n5');
+  t.ok(addedEv, 'host-added event');
+  t.comment(`MEASURE via watchd: allocation grown -> host-added ${addedEv ? Date.parse(addedEv.ts) - growAt : NaN} ms; -> n5 usable in status ${Date.now() - growAt} ms (status poll 0.5 s)`);
+
+  // 3. stop watchd: the job falls back to its own polling at once, and says so once
   const killAt = Date.now();
   wd.child.kill('SIGTERM');
   const ex = await Promise.race([wd.exited, sleep(10_000).then(() => undefined)]);
@@ -103,19 +119,18 @@ t.test('drain seen through symrun watchd; watchd stopped mid-job -> the job poll
   t.equal(out1.split(notice).length - 1, 1, 'said once');
   t.comment(`MEASURE watchd SIGTERM -> own polling visible in status ${Date.now() - killAt} ms (status poll 0.5 s)`);
 
-  // 3. a second drain (n3): no spare is left (n4 took vm2, n2 is drained): a no-spare notice
+  // 4. a second drain (n3), seen by the job's own polling: vm3 moves to n5, the node the job was given
   const drain2At = Date.now();
   await lab.drain('n3', 'maint-b');
-  st = await waitStatus(lab, (s) => (s.notices ?? []).some((n) => /vm3/.test(n) && /no spare/.test(n)), 120_000);
-  const ns = (st.notices ?? []).find((n) => /vm3/.test(n) && /no spare/.test(n));
-  t.ok(ns, `no-spare notice for vm3 in status --json (${JSON.stringify(st.notices)})`);
-  t.match(ns, /node n3 DRAIN: maint-b/);
-  t.equal(st.hosts.find((h) => h.name === 'n3')?.condition, 'drain', 'n3 shown draining');
-  const ev2 = readEvents(job);
-  const seen2 = ev2.find((e) => e.kind === 'policy' && e.data?.action === 'node' && e.data?.node === 'n3');
-  t.ok(ev2.some((e) => e.kind === 'policy' && e.data?.action === 'no-spare' && e.data?.vm === 'vm3'), 'no-spare event for vm3');
-  t.comment(`MEASURE own polling after fallback: drain -> seen by coordinator ${seen2 ? Date.parse(seen2.ts) - drain2At : NaN} ms`);
-  t.same(st.vms.map((v) => [v.name, v.host]), [['vm1', 'n1'], ['vm2', 'n4'], ['vm3', 'n3']], 'vm3 stays where it is');
+  st = await waitStatus(lab, (s) => !!s.migrations.find((x) => x.vm === 'vm3')?.result, 300_000);
+  const m3 = st.migrations.find((x) => x.vm === 'vm3');
+  t.equal(m3?.to, 'n5', 'vm3 moved to n5');
+  t.equal(m3?.result?.outcome, 'done', `migration done (${JSON.stringify(m3?.result)})`);
+  t.match(m3?.reason, /^node n3 DRAIN: maint-b/, `reason (${m3?.reason})`);
+  t.equal(watchOf(st)?.source, 'poll', 'still polling itself');
+  const seen2 = readEvents(job).find((e) => e.kind === 'policy' && e.data?.action === 'node' && e.data?.node === 'n3');
+  t.comment(`MEASURE own polling after fallback: drain -> seen by coordinator ${seen2 ? Date.parse(seen2.ts) - drain2At : NaN} ms; migration total ${m3?.result?.totalMs} ms`);
+  t.same(st.vms.map((v) => [v.name, v.host]), [['vm1', 'n1'], ['vm2', 'n4'], ['vm3', 'n5']], 'placement');
   t.equal(readOut(job).split(notice).length - 1, 1, 'the fallback was said once, retries are silent');
 
   const itNow = await waitRing(job, 5_000, 0);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serveChannel, connectChannel, type RpcPeer } from '../../launcher/src/agent/channel.js';
-import { WatchDaemon, startWatchd, initKeyFile, readKeyFile, parseWatchdAddress, type SubscribeResult, type WatchdStats } from '../../launcher/src/slurm/watchd.js';
+import { WatchDaemon, startWatchd, initKeyFile, readKeyFile, parseWatchdAddress, parseJobNodes, type SubscribeResult, type WatchdStats } from '../../launcher/src/slurm/watchd.js';
 import { NodeFeed } from '../../launcher/src/slurm/feed.js';
 import type { NodeChange } from '../../launcher/src/slurm/watch.js';
 
@@ -332,3 +332,77 @@ async function freePort(): Promise<number> {
   await new Promise<void>((r) => s.close(() => r()));
   return port;
 }
+
+t.test('squeue "%A %N" parsing: ranges expanded, heterogeneous components merged, junk skipped', async (t) => {
+  const m = parseJobNodes('12 n[1-3]\n13 n5\n12 n7\n\nbogus line\n14 (null)x[\n');
+  t.same([...m], [['12', ['n1', 'n2', 'n3', 'n7']], ['13', ['n5']]]);
+});
+
+/** A fake `squeue -h -t RUNNING -o "%A %N"`: job id -> node list expression. */
+function fakeJobs(jobs: Record<string, string>): { run: () => Promise<string>; calls: () => number; jobs: Record<string, string> } {
+  let n = 0;
+  return { jobs, calls: () => n, run: async () => { n++; return Object.entries(jobs).map(([j, l]) => `${j} ${l}`).join('\n') + '\n'; } };
+}
+
+t.test('watchd: the node list of each subscriber\'s job, sent when it changes; no squeue while nobody gives a job', async (t) => {
+  const slurm = new FakeSlurm(6);
+  const sq = fakeJobs({ '7': 'n[1-3]', '8': 'n4' });
+  const w = await startWatchd({ host: '127.0.0.1', port: 0, secret: SECRET, intervalMs: 30, jobIntervalMs: 40, run: slurm.run, runJobs: sq.run });
+  t.teardown(() => w.stop());
+  const plain = await subscriber(w.server.port, 'no-job', ['n1']);
+  await sleep(150);
+  t.equal(sq.calls(), 0, 'no subscriber with a job: squeue is not called');
+  const allocs: Array<{ job: string; nodes: string[] }> = [];
+  const a = await subscriber(w.server.port, 'job-7', ['n1', 'n2', 'n3']);
+  a.peer.on('event', (n: string, d: { job: string; nodes: string[] }) => { if (n === 'watch.allocation') allocs.push(d); });
+  await a.peer.call('watch.subscribe', { nodes: ['n1', 'n2', 'n3'], job: '7' });
+  await until(() => allocs.length === 1, 2_000, 'first allocation');
+  t.same(allocs[0], { job: '7', nodes: ['n1', 'n2', 'n3'] }, 'the job\'s nodes, once watchd has read them');
+  const again = await a.peer.call<SubscribeResult>('watch.subscribe', { nodes: ['n1', 'n2', 'n3'], job: '7' });
+  t.same(again.allocation, ['n1', 'n2', 'n3'], 'a subscribe answers the known allocation');
+  const polls = sq.calls();
+  await sleep(200);
+  t.ok(sq.calls() > polls, 'squeue is read every job interval');
+  t.equal(allocs.length, 1, 'unchanged: nothing sent');
+  sq.jobs['7'] = 'n[1-3],n6';
+  await until(() => allocs.length === 2, 2_000, 'grown allocation');
+  t.same(allocs[1], { job: '7', nodes: ['n1', 'n2', 'n3', 'n6'] }, 'grown by n6');
+  sq.jobs['7'] = 'n[1,3],n6';
+  await until(() => allocs.length === 3, 2_000, 'shrunk allocation');
+  t.same(allocs[2]!.nodes, ['n1', 'n3', 'n6'], 'n2 left');
+  await t.rejects(a.peer.call('watch.subscribe', { nodes: ['n1'], job: '7; rm -rf /' }), /job must be a Slurm job id/, 'a bad job id is refused');
+  const st = await plain.peer.call<WatchdStats>('watch.stats', {});
+  t.match(st, { allocationNotices: 3, jobPollErrors: 0 });
+  t.ok(st.jobPolls >= 3);
+});
+
+t.test('coordinator feed: the job\'s node list from watchd (no own scontrol show job), and by its own checks while polling', async (t) => {
+  const slurm = new FakeSlurm(6);
+  const sq = fakeJobs({ '42': 'n[1-2]' });
+  const w = await startWatchd({ host: '127.0.0.1', port: 0, secret: SECRET, intervalMs: 30, jobIntervalMs: 40, run: slurm.run, runJobs: sq.run });
+  const lists: string[][] = [];
+  let own = 0;
+  let ownNodes = ['n1', 'n2', 'n5'];
+  const feed = new NodeFeed({
+    nodes: () => ['n1', 'n2'], intervalMs: 30,
+    watcher: { address: `127.0.0.1:${w.server.port}`, keyFile: '/nonexistent' }, readKey: () => SECRET,
+    run: slurm.run, onChange: () => undefined, say: () => undefined, connectTimeoutMs: 1_000, retryMs: 60_000, checkMs: 5_000,
+    allocation: { job: '42', intervalMs: 40, run: async () => { own++; return ownNodes; }, onChange: (n) => lists.push(n) },
+  });
+  feed.start();
+  t.teardown(() => feed.stop());
+  await until(() => lists.length >= 1, 2_000, 'allocation via watchd');
+  t.same(lists[0], ['n1', 'n2']);
+  sq.jobs['42'] = 'n[1-2,4]';
+  await until(() => lists.length >= 2, 2_000, 'grown via watchd');
+  t.same(lists[1], ['n1', 'n2', 'n4']);
+  t.equal(own, 0, 'watcher mode: the job asked slurmctld nothing');
+  await w.stop();
+  await until(() => feed.source === 'poll', 3_000, 'fallback');
+  await until(() => lists.length >= 3, 2_000, 'allocation by own check');
+  t.same(lists[lists.length - 1], ['n1', 'n2', 'n5'], 'poll mode: its own scontrol show job');
+  t.ok(own >= 1);
+  ownNodes = ['n1'];
+  await until(() => lists[lists.length - 1]!.length === 1, 2_000, 'shrunk by own check');
+  t.match(feed.status().allocation, { intervalMs: 40, errors: 0, nodes: ['n1'] });
+});

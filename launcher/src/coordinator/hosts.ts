@@ -22,17 +22,18 @@ export interface HostSet {
   prefixLen: number;
   /** address of VM i (1-based) on the interconnect L2 */
   guestIp(vmIndex: number): string;
+  /** slurm: the allocation's job id */
+  slurmJobId?: string;
   /** order: the first N run VMs, the rest are spares */
   hosts: HostInfo[];
   /** start the host agent of `host` (its own process group) */
   startAgent(host: string, env: Record<string, string>, logFile: string): ChildProcess;
   /**
-   * slurm: re-read the allocation's node list (scontrol show job; SLURM_JOB_NODELIST goes stale).
-   * Nodes given to the job since are appended to `hosts` (after every other host: spares) and
-   * returned in `added`; nodes that left stay in `hosts` (the job marks them lost), `nodes` is the
-   * current list.
+   * slurm: take these nodes of the allocation (`scontrol show job`, or symrun watchd) as hosts too:
+   * the ones not in `hosts` yet are appended (after every other host: spares), their addresses
+   * resolved, and returned. Hosts are never removed or reordered (the job marks a node that left lost).
    */
-  refresh?(): Promise<{ nodes: string[]; added: HostInfo[] }>;
+  adopt?(nodes: string[]): Promise<HostInfo[]>;
   destroy(): Promise<void>;
 }
 
@@ -192,14 +193,13 @@ export async function createSlurmHosts(opts: SlurmHostsOpts): Promise<HostSet & 
     hosts: await addrs(nodes),
     startAgent: (host: string, agentEnv: Record<string, string>, logFile: string): ChildProcess =>
       spawnAgent(['srun', '--overlap', '--ntasks-per-node=1', '-N1', '-n1', '-w', host, '--kill-on-bad-exit=0', '--job-name=symrun-hostagent', process.execPath, agentScript()], agentEnv, logFile),
-    refresh: async (): Promise<{ nodes: string[]; added: HostInfo[] }> => {
-      // no fallback to the (stale) environment here: a node added since would look removed
-      const now = await currentAllocationNodes(env, opts.signal);
-      const fresh = now.filter((n) => !set.hosts.some((h) => h.name === n));
+    adopt: async (nodes: string[]): Promise<HostInfo[]> => {
+      const fresh = nodes.filter((n) => !set.hosts.some((h) => h.name === n));
       const added = fresh.length ? await addrs(fresh) : [];
       // appended, never removed or reordered: the job's VM hosts are the first ones, by index
-      for (const h of added) if (!set.hosts.some((x) => x.name === h.name)) set.hosts.push(h);
-      return { nodes: now, added };
+      const out = added.filter((h) => !set.hosts.some((x) => x.name === h.name));
+      set.hosts.push(...out);
+      return out;
     },
     destroy: async (): Promise<void> => { /* the host agents (srun steps) are stopped by the job; Slurm cleans the rest */ },
   };

@@ -15,7 +15,7 @@ import type { GuestFrame } from '../../../guest/protocol/index.js';
 import { resolveImage, imageFiles, type ImageInfo } from '../image/index.js';
 import { detectQemu, probeAccel, type VmSpec } from '../vm/index.js';
 import { cleanupJob, findStaleJobs, requireRoot, pidsInNetns } from '../local/index.js';
-import { createLocalHosts, createSlurmHosts, hostMode, type HostSet } from './hosts.js';
+import { createLocalHosts, createSlurmHosts, currentAllocationNodes, hostMode, type HostSet } from './hosts.js';
 import { DrainPolicy } from './policy.js';
 import { planPlacement } from './placement.js';
 import { NodeWatcher } from '../slurm/watch.js';
@@ -332,10 +332,7 @@ export class Job {
 
     await this.phase('agents', () => this.startHostAgents(cluster));
     this.checkAbort();
-    if (mode === 'slurm') {
-      this.watchNodes(cluster);
-      this.watchAllocation();
-    }
+    if (mode === 'slurm') this.watchNodes(cluster);
     this.startAgentHeartbeat();
     if (restore) return this.runRestored(cluster, restore);
 
@@ -587,26 +584,27 @@ export class Job {
     return mpi;
   }
 
-  /** Slurm: follow the allocation (`scontrol show job` every allocationCheckMs; SLURM_JOB_NODELIST goes stale). */
-  private watchAllocation(): void {
-    const timer = setInterval(() => void this.checkAllocation(), SLURM_DEFAULTS.allocationCheckMs);
-    timer.unref();
-    this.onCleanup('allocation watch', () => clearInterval(timer));
+  /** Slurm: the allocation as slurmctld has it now (after a restart: did more nodes leave?). */
+  private async checkAllocation(): Promise<void> {
+    let nodes: string[];
+    try { nodes = await currentAllocationNodes(process.env); } catch { return; /* slurmctld busy: the node watcher and the heartbeat still see a loss */ }
+    await this.applyAllocation(nodes);
   }
 
   /**
-   * Slurm: nodes that left the allocation are lost (as if they died); nodes given to the job since
-   * (e.g. `scontrol update jobid=J NumNodes=ALL` after an expand job) get a host agent and become
-   * spares. One check at a time.
+   * Slurm: the allocation's node list now (node feed: symrun watchd or the job's own `scontrol show
+   * job`; SLURM_JOB_NODELIST goes stale). A node that left is lost (as if it died); a node given to
+   * the job since (an expand allocation merged with `scontrol update jobid=J NumNodes=ALL`) gets a
+   * host agent and becomes a spare. One at a time, idempotent.
    */
-  private checkAllocation(): Promise<void> {
-    this.allocCheck ??= (async () => {
+  private applyAllocation(nodes: string[]): Promise<void> {
+    const run = async () => {
       const cluster = this.cluster;
-      if (!cluster?.refresh || this.state === 'tearing-down' || this.state === 'done') return;
-      let r: Awaited<ReturnType<NonNullable<HostSet['refresh']>>>;
-      try { r = await cluster.refresh(); } catch { return; /* slurmctld busy: the node watcher and the heartbeat still see a loss */ }
-      for (const h of cluster.hosts) if (!r.nodes.includes(h.name) && !this.lostHosts.has(h.name)) this.hostLost(h.name, 'it is no longer in the allocation (scontrol show job)');
-      await Promise.all(r.added.map(async (h) => {
+      if (!cluster?.adopt || this.state === 'tearing-down' || this.state === 'done' || this.state === 'finishing') return;
+      for (const h of cluster.hosts) if (!nodes.includes(h.name) && !this.lostHosts.has(h.name)) this.hostLost(h.name, 'it is no longer in the allocation (scontrol show job)');
+      let added: Awaited<ReturnType<NonNullable<HostSet['adopt']>>>;
+      try { added = await cluster.adopt(nodes); } catch (e) { this.say(`the allocation has new nodes (${nodes.join(',')}), but their addresses are unknown: ${(e as Error).message}`); return; }
+      await Promise.all(added.map(async (h) => {
         this.say(`node ${h.name} joined the allocation: starting its host agent`);
         this.event({ ts: new Date().toISOString(), op: '-', kind: 'policy', phase: 'new', event: 'action', data: { action: 'host-added', host: h.name } } as unknown as OpEvent);
         try {
@@ -618,8 +616,10 @@ export class Job {
         this.say(`node ${h.name} is a spare now`);
         this.policy?.hostsChanged();
       }));
-    })().finally(() => { this.allocCheck = undefined; });
-    return this.allocCheck;
+    };
+    const next = (this.allocCheck ?? Promise.resolve()).then(run);
+    this.allocCheck = next.catch(() => undefined);
+    return next;
   }
 
   /** Restore every VM of `ck` on `placement`, adopt the sessions it recorded; returns the wait for mpirun. */
@@ -689,6 +689,7 @@ export class Job {
       ...(sc.watcher ? { watcher: { address: sc.watcher, keyFile: sc.watcherKey } } : {}),
       name: `symrun ${this.id}${process.env.SLURM_JOB_ID ? ` (Slurm job ${process.env.SLURM_JOB_ID})` : ''} pid ${process.pid}`,
       onChange: (changes) => policy.onChanges(changes),
+      ...(cluster.slurmJobId ? { allocation: { job: cluster.slurmJobId, intervalMs: SLURM_DEFAULTS.allocationCheckMs, run: () => currentAllocationNodes(process.env), onChange: (nodes: string[]) => void this.applyAllocation(nodes) } } : {}),
       onError: (e) => { if (e.message !== lastError) this.say(`watching the nodes: ${e.message}`); lastError = e.message; },
       say: (m) => this.say(m),
     });

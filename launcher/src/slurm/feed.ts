@@ -10,6 +10,10 @@
 // The feed keeps the last condition it reported per node and reports only what differs from it, so a
 // switch of source neither repeats nor loses a change (the poller is resynced to it before it starts).
 // Notifications that arrive while a subscribe is unanswered are held and applied after its snapshot.
+//
+// The job's own node list (allocation: grown by an expand, or a node gone) comes the same way: from
+// watchd's watch.allocation (subscribe with the job id), or, while polling, from the job's own
+// `scontrol show job` every allocation.intervalMs. onChange gets the whole list each time (idempotent).
 import { SLURM_DEFAULTS } from '../defaults.js';
 import { connectChannel, type RpcPeer } from '../agent/channel.js';
 import type { NodeCondition } from './scontrol.js';
@@ -28,6 +32,8 @@ export interface NodeFeedOptions {
   /** this subscriber's name in watchd's log */
   name?: string;
   onChange: (changes: NodeChange[]) => void;
+  /** follow the job's node list too (Slurm job id; `run` = the job's own `scontrol show job` while polling) */
+  allocation?: { job: string; intervalMs: number; run: () => Promise<string[]>; onChange: (nodes: string[]) => void };
   /** own polling failed (scontrol) */
   onError?: (e: Error) => void;
   /** one line for the user (stderr) */
@@ -45,6 +51,8 @@ export interface NodeFeedOptions {
 export interface FeedStatus extends PollStats {
   source: FeedSource;
   intervalMs: number;
+  /** the job's node list: own `scontrol show job` calls (while polling), and lists received (either way) */
+  allocation?: { intervalMs: number; checks: number; errors: number; updates: number; nodes?: string[] };
   watcher?: {
     address: string;
     state: 'connecting' | 'connected' | 'unreachable';
@@ -91,6 +99,9 @@ export class NodeFeed {
   private checking = false;
   private attempt?: Promise<void>;
   private readonly addr?: { host: string; port: number; text: string };
+  private allocTimer?: NodeJS.Timeout;
+  private allocChecking = false;
+  private readonly alloc = { checks: 0, errors: 0, updates: 0, nodes: undefined as string[] | undefined };
   private readonly w = { state: 'connecting' as 'connecting' | 'connected' | 'unreachable', since: Date.now(), lastError: undefined as string | undefined, connects: 0, fallbacks: 0, notifications: 0, daemon: undefined as DaemonSummary | undefined };
 
   constructor(private opts: NodeFeedOptions) {
@@ -129,6 +140,7 @@ export class NodeFeed {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.tick);
+    clearInterval(this.allocTimer);
     clearTimeout(this.retry);
     this.peer?.close();
     this.peer = undefined;
@@ -141,6 +153,7 @@ export class NodeFeed {
       source: this._source,
       intervalMs: this.intervalMs,
       ...this.poller.stats,
+      ...(this.opts.allocation ? { allocation: { intervalMs: this.opts.allocation.intervalMs, checks: this.alloc.checks, errors: this.alloc.errors, updates: this.alloc.updates, ...(this.alloc.nodes ? { nodes: this.alloc.nodes } : {}) } } : {}),
       ...(this.addr ? {
         watcher: {
           address: this.addr.text, state: this.w.state, since: new Date(this.w.since).toISOString(),
@@ -168,6 +181,14 @@ export class NodeFeed {
     if (out.length) this.opts.onChange(out);
   }
 
+  /** The job's node list, from either source. */
+  private allocation(nodes: unknown): void {
+    if (this.stopped || !this.opts.allocation || !Array.isArray(nodes) || !nodes.every((n) => typeof n === 'string') || nodes.length === 0) return;
+    this.alloc.updates++;
+    this.alloc.nodes = nodes as string[];
+    this.opts.allocation.onChange(nodes as string[]);
+  }
+
   // ---- own polling ----
 
   private async startPolling(): Promise<void> {
@@ -176,11 +197,32 @@ export class NodeFeed {
     this.polling = true;
     this.poller.resync(this.known);
     this.poller.start();
+    const a = this.opts.allocation;
+    if (a) {
+      clearInterval(this.allocTimer);
+      this.allocTimer = setInterval(() => void this.checkAllocation(), a.intervalMs);
+      this.allocTimer.unref?.();
+    }
+  }
+
+  private async checkAllocation(): Promise<void> {
+    if (this.allocChecking || !this.polling || this.stopped) return;
+    this.allocChecking = true;
+    try {
+      const nodes = await this.opts.allocation!.run();
+      this.alloc.checks++;
+      if (this.polling) this.allocation(nodes);
+    } catch {
+      this.alloc.errors++; // slurmctld busy: the next check, the node watcher and the heartbeat still see a loss
+    } finally {
+      this.allocChecking = false;
+    }
   }
 
   private stopPolling(): void {
     if (!this.polling) return;
     this.polling = false;
+    clearInterval(this.allocTimer);
     this.pollerStopping = this.poller.stop();
   }
 
@@ -198,8 +240,10 @@ export class NodeFeed {
       if (this.stopped) { peer.close(); return; }
       const p = peer;
       this.held = [];
-      p.on('event', (name: string, data: { changes?: NodeChange[] }) => {
-        if (name !== 'watch.changes' || !Array.isArray(data?.changes) || this.peer !== p) return;
+      p.on('event', (name: string, data: { changes?: NodeChange[]; job?: string; nodes?: string[] }) => {
+        if (this.peer !== p) return;
+        if (name === 'watch.allocation' && data?.job === this.opts.allocation?.job) { this.allocation(data.nodes); return; }
+        if (name !== 'watch.changes' || !Array.isArray(data?.changes)) return;
         this.w.notifications++;
         if (this.held) this.held.push(data.changes);
         else this.apply(data.changes);
@@ -237,11 +281,12 @@ export class NodeFeed {
     const nodes = this.opts.nodes();
     this.held ??= [];
     try {
-      const r = await p.call<SubscribeResult>('watch.subscribe', { nodes }, { timeoutMs });
+      const r = await p.call<SubscribeResult>('watch.subscribe', { nodes, ...(this.opts.allocation ? { job: this.opts.allocation.job } : {}) }, { timeoutMs });
       if (this.peer !== p) return;
       this.subscribedKey = nodes.join(',');
       this.checkStale(r.lastGoodPollAgeMs, r.intervalMs);
       this.apply((r.nodes ?? []).map((n: NodeSnapshot) => n));
+      if (r.allocation) this.allocation(r.allocation);
       const held = this.held ?? [];
       this.held = undefined;
       for (const h of held) this.apply(h);

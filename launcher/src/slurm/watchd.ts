@@ -7,11 +7,16 @@
 //
 // Protocol, over the authenticated channel of agent/channel.ts (JSON lines over TCP, HMAC challenge with
 // the shared secret of the key file):
-//   call  watch.subscribe {nodes: [names]}  -> {nodes: [NodeSnapshot], unknown: [names], intervalMs,
-//                                                lastGoodPollAgeMs}   (answered after watchd's first poll)
+//   call  watch.subscribe {nodes: [names], job?: ID}  -> {nodes: [NodeSnapshot], unknown: [names],
+//                                                intervalMs, lastGoodPollAgeMs, allocation?: [names]}
+//                                                (answered after watchd's first poll)
 //         a second subscribe replaces the node list (and answers with the current state again)
 //   event watch.changes {changes: [NodeChange]}  only for the subscriber's nodes, only after the answer
 //                                                to its subscribe; NodeChange as NodeWatcher's onChange
+//   event watch.allocation {job, nodes}        the node list of the subscriber's Slurm job, when it
+//                                                differs from the last one sent (grown, or a node left);
+//                                                one `squeue` for every running job per allocation interval,
+//                                                only while some subscriber gave a job
 //   call  watch.stats {subscribers?: true}  -> WatchdStats
 // A subscriber that does not read (more than maxBufferedBytes queued for it) is dropped: nothing waits
 // for one subscriber. A connection that has not subscribed after subscribeTimeoutMs is closed.
@@ -21,7 +26,9 @@ import crypto from 'node:crypto';
 import { SymError, EXIT } from '../errors.js';
 import { SLURM_DEFAULTS } from '../defaults.js';
 import { serveChannel, type RpcPeer, type ChannelServer } from '../agent/channel.js';
+import { execFile } from 'node:child_process';
 import { nodeCondition, type NodeCondition, type SlurmNode } from './scontrol.js';
+import { expandHostlist } from './hostlist.js';
 import { NodeWatcher, type NodeChange } from './watch.js';
 
 /** The current state of one node, as watch.subscribe answers it. */
@@ -37,6 +44,8 @@ export interface NodeSnapshot {
 
 export interface SubscribeResult {
   nodes: NodeSnapshot[];
+  /** the node list of the subscriber's job (subscribe with `job`), once watchd has seen it */
+  allocation?: string[];
   /** asked for, but not in Slurm's node list */
   unknown: string[];
   intervalMs: number;
@@ -63,7 +72,11 @@ export interface WatchdStats {
   notifications: number;
   /** subscribers dropped because they did not read */
   dropped: number;
-  subscriberList?: Array<{ name: string; nodes: number; connectedAt: string; bufferedBytes: number; notifications: number }>;
+  /** `squeue` calls for the subscribers' job node lists, failed ones, and watch.allocation sent */
+  jobPolls: number;
+  jobPollErrors: number;
+  allocationNotices: number;
+  subscriberList?: Array<{ name: string; nodes: number; job?: string; connectedAt: string; bufferedBytes: number; notifications: number }>;
 }
 
 export type WatchdLog = (level: 'info' | 'warn', msg: string, data?: Record<string, unknown>) => void;
@@ -72,6 +85,10 @@ export interface WatchDaemonOptions {
   intervalMs?: number;
   /** `scontrol show node -o` → stdout (tests pass a fake); called with [] = all nodes */
   run?: (names: string[]) => Promise<string>;
+  /** how often the running jobs' node lists are read (default SLURM_DEFAULTS.allocationCheckMs) */
+  jobIntervalMs?: number;
+  /** `squeue -h -t RUNNING -o "%A %N"` → stdout (tests pass a fake) */
+  runJobs?: () => Promise<string>;
   log?: WatchdLog;
   maxBufferedBytes?: number;
   subscribeTimeoutMs?: number;
@@ -82,12 +99,41 @@ interface Subscriber {
   peer: RpcPeer;
   name: string;
   nodes?: Set<string>;
+  /** its Slurm job (watch.allocation), and the node list last sent for it (comma-joined) */
+  job?: string;
+  sentAllocation?: string;
   connectedAt: number;
   notifications: number;
   idleTimer?: NodeJS.Timeout;
 }
 
 const NODE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const JOB_ID_RE = /^[0-9]{1,12}$/;
+
+/** `squeue -h -t RUNNING -o "%A %N"` of every running job: job id → its nodes. */
+export function squeueRunningJobs(timeoutMs: number = SLURM_DEFAULTS.scontrolTimeoutMs): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('squeue', ['-h', '-t', 'RUNNING', '-o', '%A %N'], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`squeue failed: ${String(stderr).trim() || err.message}`));
+      else resolve(String(stdout));
+    });
+  });
+}
+
+/** Parse `squeue -h -o "%A %N"` lines (heterogeneous job components share the id: their nodes are merged). */
+export function parseJobNodes(text: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*([0-9]+)\s+(\S+)\s*$/.exec(line);
+    if (!m) continue;
+    let nodes: string[];
+    try { nodes = expandHostlist(m[2]!, { field: 'NodeList' }); } catch { continue; }
+    const have = out.get(m[1]!) ?? [];
+    for (const n of nodes) if (!have.includes(n)) have.push(n);
+    out.set(m[1]!, have);
+  }
+  return out;
+}
 const MAX_SUBSCRIBE_NODES = 100_000;
 
 export class WatchDaemon {
@@ -106,6 +152,12 @@ export class WatchDaemon {
   private readonly log: WatchdLog;
   private readonly maxBuffered: number;
   private stopped = false;
+  /** running jobs' node lists, as the last squeue saw them */
+  private jobNodes = new Map<string, string[]>();
+  private jobTimer?: NodeJS.Timeout;
+  private jobPolling = false;
+  private jobStats = { polls: 0, errors: 0, notices: 0 };
+  private lastJobError = '';
 
   constructor(private opts: WatchDaemonOptions = {}) {
     this.intervalMs = opts.intervalMs ?? SLURM_DEFAULTS.pollIntervalMs;
@@ -127,6 +179,36 @@ export class WatchDaemon {
 
   start(): void {
     this.poller.start();
+    this.jobTimer = setInterval(() => void this.pollJobs(), this.opts.jobIntervalMs ?? SLURM_DEFAULTS.allocationCheckMs);
+    this.jobTimer.unref?.();
+  }
+
+  /** Read the running jobs' node lists (only while some subscriber gave a job) and send what changed. */
+  async pollJobs(): Promise<void> {
+    if (this.jobPolling || this.stopped || ![...this.subs.values()].some((s) => s.job)) return;
+    this.jobPolling = true;
+    try {
+      const text = await (this.opts.runJobs ?? squeueRunningJobs)();
+      this.jobStats.polls++;
+      this.jobNodes = parseJobNodes(text);
+      if (this.lastJobError) { this.log('info', 'reading the jobs\' node lists works again'); this.lastJobError = ''; }
+      for (const s of this.subs.values()) this.sendAllocation(s);
+    } catch (e) {
+      this.jobStats.errors++;
+      const msg = (e as Error).message;
+      if (msg !== this.lastJobError) this.log('warn', `reading the jobs' node lists: ${msg}`, { error: msg });
+      this.lastJobError = msg;
+    } finally {
+      this.jobPolling = false;
+    }
+  }
+
+  private sendAllocation(s: Subscriber): void {
+    const nodes = s.job ? this.jobNodes.get(s.job) : undefined;
+    if (!nodes || !s.nodes || nodes.join(',') === s.sentAllocation) return;
+    s.sentAllocation = nodes.join(',');
+    s.peer.notify('watch.allocation', { job: s.job, nodes });
+    this.jobStats.notices++;
   }
 
   /** One poll now (tests; the interval loop does the same). */
@@ -198,8 +280,12 @@ export class WatchDaemon {
 
   private async subscribe(s: Subscriber, params: unknown): Promise<SubscribeResult> {
     const nodes = (params as { nodes?: unknown } | null)?.nodes;
+    const job = (params as { job?: unknown } | null)?.job;
     if (!Array.isArray(nodes) || nodes.length > MAX_SUBSCRIBE_NODES || !nodes.every((n) => typeof n === 'string' && NODE_NAME_RE.test(n))) {
       throw new SymError('ESYM_WATCHD_REQUEST', { message: 'watch.subscribe needs {nodes: [node names]}', value: JSON.stringify(nodes)?.slice(0, 200), exitCode: EXIT.usage });
+    }
+    if (job !== undefined && (typeof job !== 'string' || !JOB_ID_RE.test(job))) {
+      throw new SymError('ESYM_WATCHD_REQUEST', { message: 'watch.subscribe: job must be a Slurm job id', value: JSON.stringify(job)?.slice(0, 40), exitCode: EXIT.usage });
     }
     if (this.lastGoodPollAt === undefined) {
       const ms = this.opts.firstPollTimeoutMs ?? SLURM_DEFAULTS.watchdFirstPollTimeoutMs;
@@ -215,6 +301,10 @@ export class WatchDaemon {
     // and those are sent after this answer (they come from a later poll, i.e. a later macrotask)
     const first = !s.nodes;
     s.nodes = new Set(nodes as string[]);
+    if (job !== s.job) { s.job = job as string | undefined; s.sentAllocation = undefined; }
+    const allocation = s.job ? this.jobNodes.get(s.job) : undefined;
+    if (allocation) s.sentAllocation = allocation.join(',');
+    if (s.job && this.jobStats.polls === 0) setImmediate(() => void this.pollJobs()); // the first job: read them now
     clearTimeout(s.idleTimer);
     const snap: NodeSnapshot[] = [];
     const unknown: string[] = [];
@@ -224,7 +314,7 @@ export class WatchDaemon {
       else unknown.push(n);
     }
     this.log('info', `${first ? 'subscriber' : 're-subscribed'} ${s.name}: ${s.nodes.size} nodes${unknown.length ? ` (${unknown.length} unknown to Slurm: ${unknown.slice(0, 5).join(',')}${unknown.length > 5 ? ',...' : ''})` : ''}`, { subscriber: s.name, nodes: s.nodes.size, subscribers: this.subscribed() });
-    return { nodes: snap, unknown, intervalMs: this.intervalMs, lastGoodPollAgeMs: Date.now() - this.lastGoodPollAt! };
+    return { nodes: snap, unknown, intervalMs: this.intervalMs, lastGoodPollAgeMs: Date.now() - this.lastGoodPollAt!, ...(allocation ? { allocation } : {}) };
   }
 
   private subscribed(): number {
@@ -250,9 +340,12 @@ export class WatchDaemon {
       subscribers: this.subscribed(),
       notifications: this.notifications,
       dropped: this.dropped,
+      jobPolls: this.jobStats.polls,
+      jobPollErrors: this.jobStats.errors,
+      allocationNotices: this.jobStats.notices,
       ...(withSubscribers ? {
         subscriberList: [...this.subs.values()].filter((s) => s.nodes).map((s) => ({
-          name: s.name, nodes: s.nodes!.size, connectedAt: new Date(s.connectedAt).toISOString(), bufferedBytes: s.peer.sock.writableLength, notifications: s.notifications,
+          name: s.name, nodes: s.nodes!.size, ...(s.job ? { job: s.job } : {}), connectedAt: new Date(s.connectedAt).toISOString(), bufferedBytes: s.peer.sock.writableLength, notifications: s.notifications,
         })),
       } : {}),
     };
@@ -261,6 +354,7 @@ export class WatchDaemon {
   /** Stop polling and close every connection. */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.jobTimer);
     await this.poller.stop();
     for (const s of [...this.subs.values()]) {
       clearTimeout(s.idleTimer);
