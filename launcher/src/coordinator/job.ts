@@ -18,7 +18,6 @@ import { cleanupJob, findStaleJobs, requireRoot, pidsInNetns } from '../local/in
 import { createLocalHosts, createSlurmHosts, currentAllocationNodes, hostMode, type HostSet } from './hosts.js';
 import { DrainPolicy } from './policy.js';
 import { planPlacement } from './placement.js';
-import { NodeWatcher } from '../slurm/watch.js';
 import { NodeFeed } from '../slurm/feed.js';
 import { writeFileAtomic } from '../util/fsatomic.js';
 import { ownerAlive, procStartTime, readState, writeState } from '../local/state.js';
@@ -138,8 +137,7 @@ export class Job {
   private mpirunSession?: { vm: string; sid: string; rankVm: string[] };
   private rshRelays = new Map<string, { from: string; to: string; sid: string }>();
   private policy?: DrainPolicy;
-  private watcher?: NodeWatcher;
-  /** Slurm mode: node changes from symrun watchd (slurm.watcher) or, failing that, this.watcher's polling */
+  /** Slurm mode: node (and allocation) changes from symrun watchd (slurm.watcher) or the job's own polling */
   private nodeFeed?: NodeFeed;
   private image?: ImageInfo;
   state = 'starting';
@@ -687,14 +685,13 @@ export class Job {
       nodes: () => cluster.hosts.map((h) => h.name),
       intervalMs: sc.pollIntervalMs,
       ...(sc.watcher ? { watcher: { address: sc.watcher, keyFile: sc.watcherKey } } : {}),
-      name: `symrun ${this.id}${process.env.SLURM_JOB_ID ? ` (Slurm job ${process.env.SLURM_JOB_ID})` : ''} pid ${process.pid}`,
+      name: `symrun ${this.id}${cluster.slurmJobId ? ` (Slurm job ${cluster.slurmJobId})` : ''} pid ${process.pid}`,
       onChange: (changes) => policy.onChanges(changes),
       ...(cluster.slurmJobId ? { allocation: { job: cluster.slurmJobId, intervalMs: SLURM_DEFAULTS.allocationCheckMs, run: () => currentAllocationNodes(process.env), onChange: (nodes: string[]) => void this.applyAllocation(nodes) } } : {}),
       onError: (e) => { if (e.message !== lastError) this.say(`watching the nodes: ${e.message}`); lastError = e.message; },
       say: (m) => this.say(m),
     });
     this.nodeFeed = feed;
-    this.watcher = feed.poller;
     feed.start();
     this.onCleanup('node watcher', () => feed.stop());
   }
@@ -1046,7 +1043,7 @@ export class Job {
       mode: this.cluster?.mode,
       hosts: this.cluster?.hosts.map((h) => ({ name: h.name, ip: h.ip, role: this.lostHosts.has(h.name) ? 'lost' : [...this.vms.values()].some((v) => v.host === h.name) ? 'vm' : 'spare', agent: this.peers.has(h.name), ...(this.policy ? { condition: this.policy.nodes.get(h.name)?.condition ?? 'ok', usable: this.peers.has(h.name) && !this.policy.unusable(h.name) } : {}) })) ?? [],
       ...(this.policy ? { notices: this.policy.notices, nodes: this.policy.status().nodes } : {}),
-      ...(this.nodeFeed ? { watch: this.nodeFeed.status() } : this.watcher ? { watch: { intervalMs: this.watcher.intervalMs, ...this.watcher.stats } } : {}),
+      ...(this.nodeFeed ? { watch: this.nodeFeed.status() } : {}),
       vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state, migrating: this.migrations.active(v.name)?.exec.state.phase })),
       migrations: this.migrations.list(),
       restarts: { count: this.restarts, max: this.opts.config.checkpoint.maxRestarts, lostHosts: [...this.lostHosts], log: this.restartLog },
