@@ -59,14 +59,6 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 
 interface PollerResult { pollers: number; nodesPerCall: number; intervalMs: number; seconds: number; calls: number; errors: number; latMs: number[]; cpuMs?: number }
 
-/** CPU (user + system) of this process and its waited-for children (the scontrol calls), in ms */
-function selfCpuMs(): number {
-  const s = fs.readFileSync('/proc/self/stat', 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  const tck = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-  return ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / tck;
-}
-
 async function pollerMain(argv: string[]): Promise<void> {
   const [n, k, iv, secs, ...nodes] = argv;
   const N = Number(n), K = Number(k), I = Number(iv), D = Number(secs);
@@ -93,7 +85,7 @@ async function pollerMain(argv: string[]): Promise<void> {
   await Promise.all(watchers.map((w) => w.stop()));
   const calls = watchers.reduce((a, w) => a + w.stats.polls, 0);
   const errors = watchers.reduce((a, w) => a + w.stats.errors, 0);
-  const res: PollerResult = { pollers: N, nodesPerCall: K, intervalMs: I, seconds: D, calls, errors, latMs: lat.map(r1), cpuMs: selfCpuMs() };
+  const res: PollerResult = { pollers: N, nodesPerCall: K, intervalMs: I, seconds: D, calls, errors, latMs: lat.map(r1), cpuMs: cpuMs('self', true) };
   process.stdout.write(JSON.stringify(res) + '\n');
 }
 
@@ -138,7 +130,7 @@ function slurmctldPid(lab: SlurmLab): number {
   throw new Error('slurmctld of the lab not found');
 }
 /** utime + stime of a process, in ms (+ cutime + cstime: its waited-for children, e.g. scontrol) */
-function cpuMs(pid: number, children = false): number {
+function cpuMs(pid: number | 'self', children = false): number {
   const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
   const tck = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;

@@ -11,14 +11,12 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startSlurmLab, type SlurmLab } from '../cluster/slurm.js';
 import { need, needRoot } from '../fixtures/symrun-env.js';
-import { submitRingJob, waitRing, status, stopRing, readOut, readEvents, symrunPath, untapEnv, type RingJob, type StatusJson } from '../fixtures/slurm-ring.js';
+import { submitRingJob, waitRing, status, readOut, readEvents, symrunPath, untapEnv, jobEnded, endRing, type RingJob, type StatusJson } from '../fixtures/slurm-ring.js';
 
 needRoot('the Slurm lab and the VMs need root');
 for (const [c, p] of [['slurmctld', 'slurm-wlm'], ['mpicc', 'libopenmpi-dev'], ['qemu-system-x86_64', 'qemu-system-x86']] as const) need(c, p);
 
 type RestartStatus = StatusJson & { restarts?: { count: number; max: number; lostHosts: string[]; log: Array<{ hosts: string[]; why: string; from?: string; ms?: number; moved?: Array<{ vm: string; from: string; to: string }> }> } };
-
-const DONE = ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL'];
 
 async function checkpoint(lab: SlurmLab, jobId: string): Promise<{ code: number | null; json: any; stderr: string }> {
   const r = await lab.exec('n1', [symrunPath, 'checkpoint', '--job', jobId, '--json'], { env: untapEnv(), timeoutMs: 300_000 });
@@ -39,20 +37,13 @@ async function waitRestarted(lab: SlurmLab, job: RingJob, count: number, timeout
   }
 }
 
-const endedFn = (lab: SlurmLab, jobId: string) => async () => {
-  const j = await lab.showJob(jobId).catch(() => undefined);
-  return j && j.state !== 'RUNNING' && j.state !== 'PENDING' ? `job ${jobId} ended ${j.state}` : undefined;
-};
-
 type T = Parameters<Parameters<typeof t.test>[0]>[0];
 
 async function finish(t: T, lab: SlurmLab, job: RingJob, ended: () => Promise<string | undefined>): Promise<string> {
   const itNow = await waitRing(job, 5_000, 0);
   await waitRing(job, 300_000, itNow + 100, ended);
   const st = await status(lab);
-  await stopRing(lab, job, st.jobId);
-  const j = await lab.waitJob(job.jobId, DONE, 180_000);
-  const out = readOut(job);
+  const { job: j, out } = await endRing(lab, job, st.jobId);
   t.equal(j.state, 'COMPLETED', `batch job COMPLETED (output: ${out.slice(-2500)})`);
   t.match(out, /ring OK: ranks=3 /, 'ring OK: the right answer after the restart');
   return out;
@@ -69,7 +60,7 @@ t.test('reactive restart and symrun restart on the Slurm lab', async (t) => {
   let secondCkpt = '';
   await t.test('n2 powered off -> every VM restored from the checkpoint, vm2 on the spare; ring OK', async (t) => {
     const job = await submitRingJob(lab, `a${process.pid}`, ['--spares', '1', '--checkpoint-dir', ckptA, '--keep', '3']);
-    const ended = endedFn(lab, job.jobId);
+    const ended = jobEnded(lab, job);
     await waitRing(job, 900_000, 100, ended);
     const st0 = await status(lab);
     const c1 = await checkpoint(lab, st0.jobId);
@@ -106,7 +97,7 @@ t.test('reactive restart and symrun restart on the Slurm lab', async (t) => {
   await t.test('n3 dies during a checkpoint -> the previous complete one is used; ring OK', async (t) => {
     await lab.restart('n2');
     const job = await submitRingJob(lab, `b${process.pid}`, ['--spares', '1', '--checkpoint-dir', ckptB]);
-    const ended = endedFn(lab, job.jobId);
+    const ended = jobEnded(lab, job);
     await waitRing(job, 900_000, 100, ended);
     const st0 = await status(lab);
     const c1 = await checkpoint(lab, st0.jobId);
@@ -162,7 +153,7 @@ t.test('reactive restart and symrun restart on the Slurm lab', async (t) => {
     // the stop file of job 1 is what the ring in the restored guests looks for
     const job1 = fs.readdirSync(lab.workDir).find((d) => d.startsWith('ring-a'))!;
     const job: RingJob = { jobId, work, out, events, stopFile: path.join(lab.workDir, job1, 'STOPFILE') };
-    const ended = endedFn(lab, jobId);
+    const ended = jobEnded(lab, job);
     const deadline = Date.now() + 600_000;
     while (!/restarted from|ring iteration/.test(readOut(job))) {
       const why = await ended();

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serveChannel, connectChannel, type RpcPeer } from '../../launcher/src/agent/channel.js';
 import { WatchDaemon, startWatchd, initKeyFile, readKeyFile, parseWatchdAddress, parseJobNodes, type SubscribeResult, type WatchdStats } from '../../launcher/src/slurm/watchd.js';
-import { NodeFeed } from '../../launcher/src/slurm/feed.js';
+import { NodeFeed, type NodeFeedOptions } from '../../launcher/src/slurm/feed.js';
 import type { NodeChange } from '../../launcher/src/slurm/watch.js';
 
 const SECRET = 'k'.repeat(64);
@@ -195,7 +195,7 @@ t.test('key file: created 0600 once, never overwritten; too short refused; addre
 // ---- the coordinator's side ----------------------------------------------------------------------
 
 interface FeedHarness { feed: NodeFeed; changes: NodeChange[][]; said: string[]; ownCalls: () => number; own: FakeSlurm }
-function feedFor(port: number, nodes: string[], o: { own?: FakeSlurm; retryMs?: number; checkMs?: number; staleMs?: number; secret?: string; nodesFn?: () => string[] } = {}): FeedHarness {
+function feedFor(port: number, nodes: string[], o: { own?: FakeSlurm; retryMs?: number; checkMs?: number; staleMs?: number; secret?: string; nodesFn?: () => string[]; allocation?: NodeFeedOptions['allocation'] } = {}): FeedHarness {
   const own = o.own ?? new FakeSlurm(6);
   const changes: NodeChange[][] = [];
   const said: string[] = [];
@@ -212,6 +212,7 @@ function feedFor(port: number, nodes: string[], o: { own?: FakeSlurm; retryMs?: 
     retryMs: o.retryMs ?? 60_000,
     checkMs: o.checkMs ?? 5_000,
     staleMs: o.staleMs ?? 10_000,
+    ...(o.allocation ? { allocation: o.allocation } : {}),
   });
   return { feed, changes, said, own, ownCalls: () => own.calls.length };
 }
@@ -383,12 +384,7 @@ t.test('coordinator feed: the job\'s node list from watchd (no own scontrol show
   const lists: string[][] = [];
   let own = 0;
   let ownNodes = ['n1', 'n2', 'n5'];
-  const feed = new NodeFeed({
-    nodes: () => ['n1', 'n2'], intervalMs: 30,
-    watcher: { address: `127.0.0.1:${w.server.port}`, keyFile: '/nonexistent' }, readKey: () => SECRET,
-    run: slurm.run, onChange: () => undefined, say: () => undefined, connectTimeoutMs: 1_000, retryMs: 60_000, checkMs: 5_000,
-    allocation: { job: '42', intervalMs: 40, run: async () => { own++; return ownNodes; }, onChange: (n) => lists.push(n) },
-  });
+  const { feed } = feedFor(w.server.port, ['n1', 'n2'], { allocation: { job: '42', intervalMs: 40, run: async () => { own++; return ownNodes; }, onChange: (n) => lists.push(n) } });
   feed.start();
   t.teardown(() => feed.stop());
   await until(() => lists.length >= 1, 2_000, 'allocation via watchd');

@@ -132,11 +132,6 @@ export class NodeFeed {
     this.attempt = this.tryWatcher(true);
   }
 
-  /** Last condition reported per node ('ok' before any). */
-  condition(node: string): NodeCondition {
-    return this.known.get(node) ?? 'ok';
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.tick);
