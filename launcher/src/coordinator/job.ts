@@ -608,7 +608,8 @@ export class Job {
         try {
           await this.startHostAgent(cluster, h.name);
         } catch (e) {
-          this.say(`node ${h.name}: ${(e as Error).message}; it is not used`);
+          // lost: an agent that connects after all is not taken (addPeer), the node is no target
+          this.hostLost(h.name, `${(e as Error).message}; it is not used`);
           return;
         }
         this.say(`node ${h.name} is a spare now`);
@@ -718,7 +719,13 @@ export class Job {
     const c = cluster.startAgent(host, { SYMRUN_COORD: `${cluster.coordinatorIp}:${this.channelPort}`, SYMRUN_JOB_SECRET: this.secret, SYMRUN_HOST: host, SYMRUN_JOB_ID: this.id }, log);
     this.agentChildren.push(c);
     return new Promise<RpcPeer>((resolve, reject) => {
-      const t = setTimeout(() => reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${host} did not connect within ${connectMs / 1000} s`, fix: `see ${log}` })), connectMs);
+      const t = setTimeout(() => {
+        // given up on: stop it (srun forwards SIGTERM to its step; SIGKILL if srun lingers)
+        this.peerWaiters.delete(host);
+        killGroup(c, 'SIGTERM');
+        setTimeout(() => killGroup(c, 'SIGKILL'), 1500).unref();
+        reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${host} did not connect within ${connectMs / 1000} s`, fix: `see ${log}` }));
+      }, connectMs);
       c.once('exit', (code) => { clearTimeout(t); reject(new SymError('ESYM_AGENT_START', { message: `host agent on ${host} exited (${code}) before connecting: ${tail(log)}` })); });
       const have = this.peers.get(host);
       if (have) { clearTimeout(t); resolve(have); return; }
