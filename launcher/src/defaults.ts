@@ -54,6 +54,11 @@ export const DEFAULTS = {
     stopGraceMs: 3_000,
     /** whole teardown must be done within this (issue: < 10 s) */
     totalMs: 8_000,
+    /** host agent connections still open this long after the agents were told to stop are cut */
+    channelGraceMs: 1_000,
+    /** after its work is done, symrun exits within this even if a handle (socket, child) is left: it
+     * names what it cut instead of hanging (a peer whose namespace vanished never closes its socket) */
+    exitGraceMs: 3_000,
   },
   mpi: {
     btl: 'self,vader,tcp',

@@ -59,9 +59,19 @@ t.test('coordinator killed during perform, then symrun recover', async (t) => {
   const after = lastIter();
   await until('ring progress after the second migration', () => lastIter() > after, 180_000);
 
+  // Regression (recover hung forever after its job ended): host2, now without a VM, is cut off the
+  // network: its agent can never close its connection (no FIN gets through; the namespace is removed
+  // at teardown), as when a node's namespace vanishes first. recover must still exit, and say so.
+  const st2 = JSON.parse((await sym(['status', '--json'])).stdout);
+  const free = st2.hosts.find((h: { role: string }) => h.role === 'spare')?.name as string;
+  t.ok(free, `a host without a VM after the move (${JSON.stringify(st2.hosts)})`);
+  execFileSync('ip', ['-n', `symrun-${job.id}-h${free.replace(/^host/, '')}`, 'link', 'set', 'up0', 'down']);
+
   const touch = await sym(['exec', 'vm1', '--', 'touch', stopFile]);
   t.equal(touch.code, 0, touch.stderr);
-  t.equal(await recExit, 0, `recover returns the job's exit status\n${err.slice(-2000)}`);
+  const exited = await Promise.race([recExit, sleep(120_000).then(() => 'hang' as const)]);
+  t.equal(exited, 0, `recover returns the job's exit status (and does not hang)\n${err.slice(-2000)}`);
+  t.match(err, new RegExp(`cut 1 host agent connection that did not close: ${free} `), 'says which connection it had to cut');
   t.match(out, /ring OK: ranks=3 /, 'the checksum over every message is right');
   t.notOk(fs.existsSync(`/run/symrun/${job.id}`), 'run directory removed');
   t.notMatch(execFileSync('ip', ['netns', 'list']).toString(), new RegExp(`symrun-${job.id}-`), 'namespaces removed');

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { serveChannel, connectChannel, type RpcPeer } from '../../launcher/src/agent/channel.js';
+import net from 'node:net';
+import { serveChannel, connectChannel, mac, type RpcPeer } from '../../launcher/src/agent/channel.js';
 import { GuestClient } from '../../launcher/src/agent/guest.js';
 import type { HostFrame } from '../../guest/protocol/index.js';
 
@@ -62,4 +63,46 @@ t.test('guest client: sync by id, replayed frames deduplicated, requests fail on
   t.equal(out.join(''), 'ab', 'no loss, no duplicate across the reconnect');
   t.equal(r.status, 0);
   g.close();
+});
+
+// Regression (recover hang): a peer that never closes its end (its network namespace was removed, so
+// no FIN ever comes; here: a client that keeps its side half-open) must not hold the server open.
+t.test('server close() cuts connections whose peers never close, and names them', async (t) => {
+  const srv = await serveChannel({ host: '127.0.0.1', secret: 's3', onPeer: (p) => p.start() });
+  const stubborn = (name?: string) => new Promise<net.Socket>((resolve) => {
+    const s = net.createConnection({ host: '127.0.0.1', port: srv.port, allowHalfOpen: true });
+    s.on('error', () => {});
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d.toString();
+      const first = buf.split('\n')[0]!;
+      if (!name) { resolve(s); return; } // stays in the handshake
+      const m = JSON.parse(first) as { t: string; nonce?: string };
+      if (m.t === 'challenge') { s.write(JSON.stringify({ t: 'hello', name, mac: mac('s3', String(m.nonce), name) }) + '\n'); buf = ''; }
+      else if (m.t === 'welcome') resolve(s);
+    });
+  });
+  const a = await stubborn('host9');
+  const b = await stubborn();
+  const ended: string[] = [];
+  a.on('end', () => ended.push('a'));
+  const r = await Promise.race([srv.close({ graceMs: 200 }), new Promise<'hang'>((res) => setTimeout(() => res('hang'), 5000).unref())]);
+  t.not(r, 'hang', 'close() returns although the peers keep their ends open');
+  if (r === 'hang') return;
+  t.equal(r.cut.length, 2, 'both connections were cut');
+  t.match(r.cut.join(' '), /host9 \(127\.0\.0\.1:\d+\)/, 'an authenticated peer is named');
+  t.match(r.cut.join(' '), /unauthenticated peer/);
+  t.same(ended, ['a'], 'the peer was told (FIN) before it was cut');
+  t.same(await srv.close(), r, 'idempotent');
+  a.destroy(); b.destroy();
+});
+
+t.test('server close() waits for peers that do close within the grace', async (t) => {
+  const srv = await serveChannel({ host: '127.0.0.1', secret: 's4', onPeer: (p) => p.start() });
+  const agent = await connectChannel({ host: '127.0.0.1', port: srv.port, secret: 's4', name: 'h1' });
+  agent.start();
+  await new Promise((r) => setTimeout(r, 30));
+  const r = await srv.close({ graceMs: 2000 });
+  t.same(r.cut, [], 'a peer that answers the FIN is not cut');
+  t.ok(agent.closed, 'the agent saw its channel close');
 });

@@ -161,7 +161,8 @@ export function errorToWire(e: unknown): RpcError {
   return { code: 'ESYM_REMOTE', message: e instanceof Error ? e.message : String(e) };
 }
 
-function mac(secret: string, nonce: string, name: string): string {
+/** The handshake's proof of the job secret (exported for tests that speak the handshake by hand). */
+export function mac(secret: string, nonce: string, name: string): string {
   return crypto.createHmac('sha256', secret).update(`${CHANNEL_VERSION}\n${nonce}\n${name}`).digest('hex');
 }
 
@@ -204,13 +205,50 @@ function readLine(sock: net.Socket, timeoutMs: number): Promise<{ msg: Msg; rest
 export interface ChannelServer {
   port: number;
   address: string;
-  close(): Promise<void>;
+  /**
+   * Stop accepting, end every connection and wait up to `graceMs` (default 1 s) for the peers to
+   * close theirs; connections still open then are destroyed (a peer whose host or namespace is gone
+   * never sends its FIN, and its socket would keep this process alive forever). Returns what had to
+   * be cut, for a warning. Idempotent.
+   */
+  close(opts?: { graceMs?: number }): Promise<{ cut: string[] }>;
+}
+
+/** Every connection a server accepted, so that closing the server closes them too (net.Server does not). */
+class Connections {
+  private open = new Map<net.Socket, string>();
+  private closing?: Promise<{ cut: string[] }>;
+
+  add(sock: net.Socket, label: string): void {
+    this.open.set(sock, label);
+    sock.once('close', () => this.open.delete(sock));
+  }
+
+  name(sock: net.Socket, label: string): void {
+    if (this.open.has(sock)) this.open.set(sock, label);
+  }
+
+  close(server: net.Server, graceMs: number): Promise<{ cut: string[] }> {
+    this.closing ??= (async () => {
+      const stopped = new Promise<void>((r) => server.close(() => r()));
+      for (const s of this.open.keys()) s.end();
+      const until = Date.now() + graceMs;
+      while (this.open.size && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      const cut = [...this.open].map(([s, label]) => `${label}${s.remoteAddress ? ` (${s.remoteAddress}:${s.remotePort})` : ''}`);
+      for (const s of this.open.keys()) s.destroy();
+      await stopped;
+      return { cut };
+    })();
+    return this.closing;
+  }
 }
 
 /** Coordinator side: accept authenticated host agents. */
 export async function serveChannel(opts: { host: string; port?: number; secret: string; onPeer: (peer: RpcPeer) => void }): Promise<ChannelServer> {
+  const conns = new Connections();
   const server = net.createServer(async (sock) => {
     sock.on('error', () => {});
+    conns.add(sock, 'unauthenticated peer');
     const nonce = crypto.randomBytes(16).toString('hex');
     sock.write(JSON.stringify({ t: 'challenge', nonce, v: CHANNEL_VERSION }) + '\n');
     try {
@@ -226,6 +264,7 @@ export async function serveChannel(opts: { host: string; port?: number; secret: 
       sock.write(JSON.stringify({ t: 'welcome' }) + '\n');
       const peer = new RpcPeer(sock, rest);
       peer.name = name;
+      conns.name(sock, name);
       opts.onPeer(peer);
     } catch {
       sock.destroy();
@@ -236,11 +275,7 @@ export async function serveChannel(opts: { host: string; port?: number; secret: 
     server.listen(opts.port ?? 0, opts.host, () => resolve());
   });
   const addr = server.address() as net.AddressInfo;
-  return {
-    port: addr.port,
-    address: addr.address,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
+  return { port: addr.port, address: addr.address, close: (o) => conns.close(server, o?.graceMs ?? 1000) };
 }
 
 /** Host agent side: connect and authenticate. */
@@ -275,14 +310,15 @@ export async function connectChannel(opts: { host: string; port: number; secret:
 
 /** Unix control socket (no HMAC: protected by file mode 0600 in a 0700 directory). */
 export async function serveUnix(path: string, onPeer: (peer: RpcPeer) => void): Promise<ChannelServer> {
-  const server = net.createServer((sock) => onPeer(new RpcPeer(sock)));  // onPeer must call start()
+  const conns = new Connections();
+  const server = net.createServer((sock) => { conns.add(sock, 'control client'); onPeer(new RpcPeer(sock)); });  // onPeer must call start()
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => resolve());
   });
   const fs = await import('node:fs');
   fs.chmodSync(path, 0o600);
-  return { port: 0, address: path, close: () => new Promise<void>((r) => server.close(() => r())) };
+  return { port: 0, address: path, close: (o) => conns.close(server, o?.graceMs ?? 1000) };
 }
 
 export function connectUnix(path: string): Promise<RpcPeer> {

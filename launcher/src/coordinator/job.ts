@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import type { SymrunConfig } from '../config/types.js';
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS, SLURM_DEFAULTS, PROTOCOL_DEFAULTS, runtimeRoot, repoRoot } from '../defaults.js';
-import { serveChannel, serveUnix, type RpcPeer } from '../agent/channel.js';
+import { serveChannel, serveUnix, type RpcPeer, type ChannelServer } from '../agent/channel.js';
 import { GuestClient } from '../agent/guest.js';
 import type { GuestFrame } from '../../../guest/protocol/index.js';
 import { resolveImage, imageFiles, type ImageInfo } from '../image/index.js';
@@ -123,6 +123,9 @@ export class Job {
   readonly phases: Record<string, number> = {};
   private teardown: Array<{ what: string; fn: () => Promise<unknown> | unknown }> = [];
   private peers = new Map<string, RpcPeer>();
+  /** the host agents' channel (closed, every connection with it, before the hosts are removed) */
+  private channel?: ChannelServer;
+  private channelClosed?: Promise<void>;
   private peerWaiters = new Map<string, (p: RpcPeer) => void>();
   /** host agent processes (srun steps under Slurm), stopped at teardown */
   private agentChildren: ChildProcess[] = [];
@@ -324,7 +327,8 @@ export class Job {
     const server = await serveChannel({ host: cluster.coordinatorIp, secret, onPeer: (p) => this.addPeer(p) });
     this.secret = secret;
     this.channelPort = server.port;
-    this.onCleanup('channel', () => server.close());
+    this.channel = server;
+    this.onCleanup('channel', () => this.closeChannel());
     const control = await serveUnix(path.join(this.runDir, 'control.sock'), (p) => this.serveControl(p));
     this.onCleanup('control socket', () => control.close());
 
@@ -417,7 +421,11 @@ export class Job {
 
   private addPeer(p: RpcPeer): void {
     if (this.lostHosts.has(p.name)) { p.close(); return; } // a lost node's agent is not taken back
+    const old = this.peers.get(p.name);
     this.peers.set(p.name, p);
+    // an agent that connected again (e.g. its first try of a reconnect looked dead to it): the older
+    // connection is closed here, never left open (its peer may never close it: issue of a recover hang)
+    if (old && old !== p) old.close();
     this.peerWaiters.get(p.name)?.(p);
     p.on('event', (name: string, data: any) => this.onHostEvent(p, name, data));
     p.on('close', () => { if (this.peers.get(p.name) === p) this.hostLost(p.name, 'its host agent\'s connection closed'); });
@@ -698,18 +706,37 @@ export class Job {
   }
 
   private async startHostAgents(cluster: HostSet): Promise<void> {
-    const children = this.agentChildren;
-    this.onCleanup('host agents', async () => {
-      await Promise.allSettled([...this.peers.values()].map((p) => p.call('shutdown', {}, { timeoutMs: DEFAULTS.teardown.totalMs - 1000 }).catch(() => undefined)));
-      if (cluster.mode === 'slurm') {
-        // srun forwards SIGTERM to its step; give it a moment before SIGKILL
-        for (const c of children) killGroup(c, 'SIGTERM');
-        const until = Date.now() + 1500;
-        while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      }
-      for (const c of children) killGroup(c, 'SIGKILL');
-    });
+    this.onCleanup('host agents', () => this.stopHostAgents());
     await Promise.all(cluster.hosts.map((h) => this.startHostAgent(cluster, h.name)));
+  }
+
+  /**
+   * Teardown of the host agents (run and recover alike): each stops its VMs and exits; then every
+   * channel connection is closed (cut after a grace) BEFORE the hosts are removed, since a peer whose
+   * namespace or node is gone never closes its end; agent processes we started (srun steps) are stopped.
+   */
+  private async stopHostAgents(): Promise<void> {
+    const { totalMs, channelGraceMs } = DEFAULTS.teardown;
+    await Promise.allSettled([...this.peers.values()].map((p) => p.call('shutdown', {}, { timeoutMs: totalMs - channelGraceMs - 1000 }).catch(() => undefined)));
+    await this.closeChannel();
+    const children = this.agentChildren;
+    if (this.cluster?.mode === 'slurm') {
+      // srun forwards SIGTERM to its step; give it a moment before SIGKILL
+      for (const c of children) killGroup(c, 'SIGTERM');
+      const until = Date.now() + 1500;
+      while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const c of children) killGroup(c, 'SIGKILL');
+  }
+
+  /** Close the host agents' channel and every connection on it; says which had to be cut. */
+  private closeChannel(): Promise<void> {
+    this.channelClosed ??= (async () => {
+      const r = await this.channel?.close({ graceMs: DEFAULTS.teardown.channelGraceMs });
+      for (const p of this.peers.values()) p.close();
+      if (r?.cut.length) this.err.write(`symrun: warning: cut ${r.cut.length} host agent connection${r.cut.length === 1 ? '' : 's'} that did not close: ${r.cut.join(', ')}\n`);
+    })();
+    return this.channelClosed;
   }
 
   /** Start the host agent of `host` (under Slurm: an srun step there) and wait for it to connect. */
@@ -983,7 +1010,8 @@ export class Job {
     this.secret = st.secret;
     const server = await serveChannel({ host: st.channel.host, port: st.channel.port, secret: st.secret, onPeer: (p) => this.addPeer(p) });
     this.channelPort = server.port;
-    this.onCleanup('channel', () => server.close());
+    this.channel = server;
+    this.onCleanup('channel', () => this.closeChannel());
     fs.rmSync(path.join(this.runDir, 'control.sock'), { force: true }); // the dead coordinator's
     const control = await serveUnix(path.join(this.runDir, 'control.sock'), (p) => this.serveControl(p));
     this.onCleanup('control socket', () => control.close());
@@ -995,7 +1023,7 @@ export class Job {
     // from here on the job is ours: a failure removes it like any run (until now it stays recoverable)
     this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
     this.onCleanup('emulated hosts', () => this.cluster!.destroy());
-    this.onCleanup('host agents', () => Promise.allSettled([...this.peers.values()].map((p) => p.call('shutdown', {}, { timeoutMs: DEFAULTS.teardown.totalMs - 1000 }).catch(() => undefined))));
+    this.onCleanup('host agents', () => this.stopHostAgents());
     // in-flight operations first: a VM whose transfer completed while nobody watched is paused on its
     // source and cannot answer until the rollback resumes it (the ports wait for the guests they need)
     const ops = this.migrations.recoverFromJournal();
