@@ -28,7 +28,7 @@ import { repoRoot } from '../launcher/src/defaults.js';
 import { startVm, type VmProcess } from '../launcher/src/vm/index.js';
 import { incomingFromFileArgs, queryMigration, startIncoming, completeIncoming } from '../launcher/src/migration/qemu.js';
 import { verifyCheckpoint, type CheckpointManifest } from '../launcher/src/checkpoint/manifest.js';
-import { RESTART_PHASES } from '../launcher/src/coordinator/restart.js';
+import { RESTART_FORWARD as RESTART_PHASES } from '../launcher/src/protocol/restart.js';
 import { startRingJob, type RingJob } from '../test/fixtures/ring-job.js';
 import { spawnSymrun, runSymrun } from '../test/fixtures/symrun-env.js';
 

@@ -9,11 +9,13 @@ import crypto from 'node:crypto';
 import { Checkpoints, type CheckpointHost } from '../../launcher/src/coordinator/checkpoint.js';
 import { QuiesceGate, type JobAccess } from '../../launcher/src/coordinator/migrate.js';
 import { verifyCheckpoint, listCheckpoints, createTempDir } from '../../launcher/src/checkpoint/manifest.js';
-import { ckptReplay } from '../../launcher/src/checkpoint/machine.js';
-import { FileJournal } from '../../launcher/src/migration/journal.js';
+import { CHECKPOINT } from '../../launcher/src/protocol/checkpoint.js';
+
+const ckptReplay = CHECKPOINT.replay;
+import { FileJournal } from '../../launcher/src/protocol/journal.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
 import type { SymrunConfig } from '../../launcher/src/config/types.js';
-import type { OpEvent } from '../../launcher/src/migration/executor.js';
+import type { OpEvent } from '../../launcher/src/protocol/executor.js';
 
 interface Fake {
   host: CheckpointHost;
@@ -199,4 +201,31 @@ t.test('after a coordinator restart: a checkpoint in flight is rolled back from 
   t.ok(f.guestOps.includes('vm2:resume'), 'guests resumed');
   t.notOk(fs.existsSync(tmp), 'the temp dir is gone');
   t.same(new Checkpoints(f.host).recoverFromJournal(), [], 'nothing in flight any more');
+});
+
+// Regression (issue 14): a coordinator that died DURING a rollback step (here rb-cont: the VMs are
+// stopped by the failed save) left that step recorded as a leftover and the VMs paused. The recovery
+// table says: run the rollback step again.
+t.test('after a coordinator restart in a rollback step: the step runs again, every VM runs', async (t) => {
+  const jdir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-journal-'));
+  t.teardown(() => fs.rmSync(jdir, { recursive: true, force: true }));
+  const journal = new FileJournal(path.join(jdir, 'journal.jsonl'));
+  const f = fake({ journal });
+  const name = 'j1-20260101T000000001Z';
+  const tmp = createTempDir(f.root, name);
+  for (const n of ['vm1', 'vm2', 'vm3']) { f.plugged[n] = false; f.paused[n] = true; }
+  const state = ckptReplay([{ type: 'start' }, { type: 'ok', phase: 'prepare' }, { type: 'ok', phase: 'quiesce' }, { type: 'ok', phase: 'unplug' }, { type: 'fail', phase: 'save', message: 'vm2: write failed' }]);
+  t.equal(state.phase, 'rb-cont', 'the save failed: the rollback was in rb-cont when the coordinator died');
+  await journal.write({ op: 'cdead2', kind: 'checkpoint', phase: 'new', state: ckptReplay([]) as never, params: { op: 'cdead2', name, root: f.root, startedAt: new Date().toISOString(), keep: 1 } });
+  await journal.write({ op: 'cdead2', kind: 'checkpoint', phase: 'rb-cont', state: state as never });
+  const rec = new Checkpoints(f.host).recoverFromJournal();
+  t.same(rec.map((r) => [r.op, r.phase]), [['cdead2', 'rb-cont']]);
+  const r = await rec[0]!.done;
+  t.equal(r.outcome, 'rolled-back', 'rolled back, not rollback-failed');
+  t.same(r.leftovers, [], 'rb-cont is not left over');
+  t.equal(r.error?.message, 'vm2: write failed', 'the first error is kept');
+  t.same(f.paused, { vm1: false, vm2: false, vm3: false }, 'every VM runs again');
+  t.same(f.plugged, { vm1: true, vm2: true, vm3: true }, 'every device back');
+  t.ok(['vm1', 'vm2', 'vm3'].every((n) => f.guestOps.includes(`${n}:resume`)), 'every guest resumed');
+  t.notOk(fs.existsSync(tmp), 'the temp dir is gone');
 });

@@ -3,9 +3,14 @@ import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ckptStep, ckptInitialState, ckptReplay, CKPT_FORWARD, CHECKPOINT_MACHINE, type CkptState, type CkptEvent, type CkptPhase, type CkptRunPhase, type CkptTerminalPhase } from '../../launcher/src/checkpoint/machine.js';
-import { Executor, type Ports } from '../../launcher/src/migration/executor.js';
-import { FileJournal, readJournal } from '../../launcher/src/migration/journal.js';
+import { CHECKPOINT, CKPT_FORWARD, type CkptState, type CkptPhase, type CkptForward, type CkptRollback } from '../../launcher/src/protocol/checkpoint.js';
+import type { ProtocolEvent } from '../../launcher/src/protocol/machine.js';
+
+type CkptEvent = ProtocolEvent<CkptPhase>;
+type CkptRunPhase = CkptForward | CkptRollback;
+const { step: ckptStep, initialState: ckptInitialState, replay: ckptReplay } = CHECKPOINT;
+import { Executor, type Ports } from '../../launcher/src/protocol/executor.js';
+import { FileJournal, readJournal } from '../../launcher/src/protocol/journal.js';
 
 function drive(outcome: (phase: CkptPhase, attempt: number) => 'ok' | string, opts: { cancelAt?: CkptPhase } = {}): { phases: CkptPhase[]; state: CkptState; aborts: CkptPhase[] } {
   let s = ckptInitialState();
@@ -114,7 +119,7 @@ t.test('the migration executor runs the checkpoint table: journal first, events,
   const journal = new FileJournal(file);
   const calls: string[] = [];
   const events: string[] = [];
-  const ex = new Executor<CkptState, CkptRunPhase, CkptTerminalPhase>({ op: 'c1', kind: 'checkpoint', machine: CHECKPOINT_MACHINE, ports: fakePorts(calls), journal, onEvent: (e) => events.push(`${e.phase}:${e.event}`) });
+  const ex = new Executor({ op: 'c1', machine: CHECKPOINT, ports: fakePorts(calls), journal, onEvent: (e) => events.push(`${e.phase}:${e.event}`) });
   const r = await ex.start();
   t.equal(r.outcome, 'done');
   t.same(calls, [...CKPT_FORWARD]);
@@ -122,7 +127,7 @@ t.test('the migration executor runs the checkpoint table: journal first, events,
   t.equal(readJournal(file).get('c1')!.phase, 'done');
 
   const calls2: string[] = [];
-  const ex2 = new Executor({ op: 'c2', kind: 'checkpoint', machine: CHECKPOINT_MACHINE, ports: fakePorts(calls2, { save: 'No space left on device' }) });
+  const ex2 = new Executor({ op: 'c2', machine: CHECKPOINT, ports: fakePorts(calls2, { save: 'No space left on device' }) });
   const r2 = await ex2.start();
   t.equal(r2.outcome, 'rolled-back');
   t.equal(r2.error?.phase, 'save');

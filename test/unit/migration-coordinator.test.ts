@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Migrations, type JobAccess } from '../../launcher/src/coordinator/migrate.js';
 import { parseFaults } from '../../launcher/src/coordinator/faults.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
-import type { OpEvent } from '../../launcher/src/migration/executor.js';
+import type { OpEvent } from '../../launcher/src/protocol/executor.js';
 import type { MigrationConfig } from '../../launcher/src/config/types.js';
 
 interface Fake {

@@ -3,9 +3,14 @@ import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { step, initialState, FORWARD, replay, type MachineState, type MachineEvent, type Phase } from '../../launcher/src/migration/machine.js';
-import { Executor, type PhasePorts } from '../../launcher/src/migration/executor.js';
-import { FileJournal, readJournal } from '../../launcher/src/migration/journal.js';
+import { MIGRATION, MIGRATION_FORWARD as FORWARD, type MigrationState as MachineState, type MigrationPhase as Phase, type MigrationForward, type MigrationRollback } from '../../launcher/src/protocol/migration.js';
+import type { ProtocolEvent } from '../../launcher/src/protocol/machine.js';
+import { Executor, type Ports } from '../../launcher/src/protocol/executor.js';
+
+type MachineEvent = ProtocolEvent<Phase>;
+type PhasePorts = Ports<MigrationForward | MigrationRollback>;
+const { step, initialState, replay } = MIGRATION;
+import { FileJournal, readJournal } from '../../launcher/src/protocol/journal.js';
 
 /** Drive the machine: every `run` effect is answered by outcome(phase) until a terminal state. */
 function drive(outcome: (phase: Phase, attempt: number) => 'ok' | string, opts: { cancelAt?: Phase } = {}): { phases: Phase[]; state: MachineState; aborts: Phase[] } {
@@ -141,7 +146,7 @@ t.test('executor: journal is written before each phase runs; events carry durati
     ports[k] = async (s) => { order.push(`run:${k}`); return f(s); };
   }
   const events: string[] = [];
-  const ex = new Executor({ op: 'm1', kind: 'migrate', ports, journal: j, onEvent: (e) => events.push(`${e.phase}:${e.event}`) });
+  const ex = new Executor({ op: 'm1', machine: MIGRATION, ports, journal: j, onEvent: (e) => events.push(`${e.phase}:${e.event}`) });
   const r = await ex.start();
   t.equal(r.outcome, 'done');
   t.same(calls, [...FORWARD]);
@@ -154,7 +159,7 @@ t.test('executor: journal is written before each phase runs; events carry durati
 t.test('executor: cancel aborts the running step through its signal and rolls back', async (t) => {
   const calls: string[] = [];
   let release!: () => void;
-  const ex = new Executor({ op: 'm2', kind: 'migrate', ports: fakePorts(calls, {}, { phase: 'perform', release: new Promise<void>((r) => (release = r)) }) });
+  const ex = new Executor({ op: 'm2', machine: MIGRATION, ports: fakePorts(calls, {}, { phase: 'perform', release: new Promise<void>((r) => (release = r)) }) });
   const done = ex.start();
   while (!calls.includes('perform')) await new Promise((r) => setTimeout(r, 5));
   t.equal(ex.cancel(), true, 'cancel accepted');
@@ -168,7 +173,7 @@ t.test('executor: cancel aborts the running step through its signal and rolls ba
 
 t.test('executor: a failed rollback reports the leftovers', async (t) => {
   const calls: string[] = [];
-  const ex = new Executor({ op: 'm3', kind: 'migrate', ports: fakePorts(calls, { perform: 'destination QEMU died', 'rb-resume': 'vm3 agent gone' }) });
+  const ex = new Executor({ op: 'm3', machine: MIGRATION, ports: fakePorts(calls, { perform: 'destination QEMU died', 'rb-resume': 'vm3 agent gone' }) });
   const r = await ex.start();
   t.equal(r.outcome, 'rollback-failed');
   t.same(r.leftovers, [{ phase: 'rb-resume', message: 'vm3 agent gone' }]);

@@ -7,7 +7,7 @@ import { repoRoot } from '../../launcher/src/defaults.js';
 import { NodeWatcher, type NodeChange } from '../../launcher/src/slurm/watch.js';
 import { DrainPolicy, planMoves, type NodeInfo } from '../../launcher/src/coordinator/policy.js';
 import { SymError } from '../../launcher/src/errors.js';
-import type { OpEvent, OpResult } from '../../launcher/src/migration/executor.js';
+import type { OpEvent, OpResult } from '../../launcher/src/protocol/executor.js';
 
 const fx = (f: string) => fs.readFileSync(path.join(repoRoot(), 'test', 'fixtures', 'slurm', f), 'utf8');
 const line = (text: string, name: string) => text.split('\n').find((l) => l.startsWith(`NodeName=${name} `))!;

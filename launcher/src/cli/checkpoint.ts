@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { SymError, EXIT } from '../errors.js';
 import { connectUnix } from '../agent/channel.js';
-import type { OpEvent } from '../migration/executor.js';
+import type { OpEvent } from '../protocol/executor.js';
 import type { CheckpointResult } from '../coordinator/checkpoint.js';
 import { listCheckpoints, type CheckpointEntry } from '../checkpoint/manifest.js';
 import { fmtBytes, renderPhaseTable } from './format.js';

@@ -1,5 +1,5 @@
 // Shared by the CLI commands that report protocol operations (migrate, checkpoint).
-import type { OpEvent } from '../migration/executor.js';
+import type { OpEvent } from '../protocol/executor.js';
 import { fmtBytes } from '../util/format.js';
 
 export { fmtBytes };

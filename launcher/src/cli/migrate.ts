@@ -5,7 +5,7 @@ import cliProgress from 'cli-progress';
 import { SymError, EXIT } from '../errors.js';
 import { connectUnix } from '../agent/channel.js';
 import { parseDurationMs, parseSizeBytes } from '../config/load.js';
-import type { OpEvent, OpResult } from '../migration/executor.js';
+import type { OpEvent, OpResult } from '../protocol/executor.js';
 import { fmtBytes, renderPhaseTable } from './format.js';
 
 type FindJob = (id?: string) => Promise<{ id: string; control: string }>;

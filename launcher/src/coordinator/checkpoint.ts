@@ -1,6 +1,6 @@
-// Coordinated checkpoints of a running job: builds the phase ports of the checkpoint machine
-// (checkpoint/machine.ts) out of host-agent RPCs and guest-agent requests, exactly like migrate.ts does
-// for migrations, and runs them with the same executor (journal, events, rollback rules).
+// Coordinated checkpoints of a running job: builds the phase ports of the checkpoint protocol
+// (protocol/checkpoint.ts) out of host-agent RPCs and guest-agent requests, exactly like migrate.ts does
+// for migrations, and runs them with the same executor (journal, events, rollback and recovery rules).
 //   prepare      coordinator: disk-space check (statfs; guest RAM per VM), ROOT/NAME.tmp-XXXX
 //   quiesce      guest agents: every rank frozen (the QuiesceGate shared with migrations)
 //   unplug       host agents: every VM's interconnect device removed (no packet between the saves)
@@ -15,8 +15,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS, CHECKPOINT_DEFAULTS } from '../defaults.js';
-import { Executor, type OpEvent, type OpJournal, type OpResult, type Ports } from '../migration/executor.js';
-import { CHECKPOINT_MACHINE, type CkptRunPhase, type CkptState, type CkptTerminalPhase } from '../checkpoint/machine.js';
+import { Executor, type OpJournal, type OpResult, type Ports } from '../protocol/executor.js';
+import { opEvent, type OpEvent } from '../protocol/events.js';
+import { CHECKPOINT, type CkptForward, type CkptRollback, type CkptMark, type CkptState, type CkptPhase } from '../protocol/checkpoint.js';
+import type { Terminal } from '../protocol/machine.js';
 import {
   CKPT_FORMAT, CKPT_FORMAT_VERSION, checkpointName, checkSpace, createTempDir, estimateBytes, freeBytes, hashFile, noSpaceError,
   publish, pruneCheckpoints, stateFileName, symrunVersion, writeManifest, type CheckpointManifest, type CheckpointSessions, type CheckpointVm,
@@ -25,7 +27,7 @@ import { detectQemu, qemuArgs } from '../vm/index.js';
 import type { SymrunConfig } from '../config/types.js';
 import type { JobAccess, QuiesceGate, QuiesceAdapter } from './migrate.js';
 import { parseFaults } from './faults.js';
-import { readJournal } from '../migration/journal.js';
+import { readJournal } from '../protocol/journal.js';
 import type { Job } from './job.js';
 
 export interface CheckpointRequest {
@@ -37,9 +39,9 @@ export interface CheckpointRequest {
   reason?: string;
 }
 
-export type CheckpointOutcome = CkptTerminalPhase;
+export type CheckpointOutcome = Terminal;
 
-export interface CheckpointResult extends OpResult<CkptState, CkptTerminalPhase> {
+export interface CheckpointResult extends OpResult<CkptPhase> {
   name: string;
   root: string;
   /** the complete checkpoint (outcome done) */
@@ -78,7 +80,8 @@ export interface CheckpointHost {
   emit(e: OpEvent<string>): void;
 }
 
-interface Entry { info: CheckpointInfo; exec: Executor<CkptState, CkptRunPhase, CkptTerminalPhase>; done: Promise<CheckpointResult> }
+type CheckpointExecutor = Executor<CkptForward, CkptRollback, CkptMark>;
+interface Entry { info: CheckpointInfo; exec: CheckpointExecutor; done: Promise<CheckpointResult> }
 
 export class Checkpoints {
   private ops = new Map<string, Entry>();
@@ -123,8 +126,8 @@ export class Checkpoints {
     const name = checkpointName(job.id);
     const info: CheckpointInfo = { op, name, root, phase: 'queued', startedAt: new Date().toISOString(), reason: req.reason };
     const ctx: Ctx = { op, name, root, keep, names, tmp: undefined, vms: new Map(), warnings: [], pruned: [] };
-    const exec = new Executor<CkptState, CkptRunPhase, CkptTerminalPhase>({
-      op, kind: 'checkpoint', machine: CHECKPOINT_MACHINE, ports: this.ports(ctx),
+    const exec: CheckpointExecutor = new Executor({
+      op, machine: CHECKPOINT, ports: this.ports(ctx),
       journal: this.h.journal(),
       onEvent: (e) => {
         if (e.phase === 'quiesce' && e.event === 'begin') ctx.frozenAt = performance.now();
@@ -153,9 +156,10 @@ export class Checkpoints {
 
   /**
    * After a coordinator restart (`symrun recover`): checkpoints the journal (kind "checkpoint") shows in
-   * flight. In commit the commit is run again (idempotent: it finishes from the temp dir, or finds the
-   * renamed checkpoint); before commit the phase in flight is taken as failed and the planned rollback
-   * runs (every VM `cont`, devices back, guests resumed, NAME.tmp-XXXX removed).
+   * flight, taken over as the protocol's recovery table says (protocol/checkpoint.ts): commit is run
+   * again (idempotent: it finishes from the temp dir, or finds the renamed checkpoint), so is a rollback
+   * step in flight; before commit the phase in flight is taken as failed and the planned rollback runs
+   * (every VM `cont`, devices back, guests resumed, NAME.tmp-XXXX removed).
    */
   recoverFromJournal(): Array<{ op: string; phase: string; done: Promise<CheckpointResult> }> {
     const out: Array<{ op: string; phase: string; done: Promise<CheckpointResult> }> = [];
@@ -163,15 +167,15 @@ export class Checkpoints {
     if (!file) return out;
     for (const r of readJournal(file).values()) {
       const state = r.state as unknown as CkptState;
-      if (r.kind !== 'checkpoint' || !r.params || state.phase === 'new' || CHECKPOINT_MACHINE.isTerminal(state.phase)) continue;
+      if (r.kind !== 'checkpoint' || !r.params || state.phase === 'new' || CHECKPOINT.isTerminal(state.phase)) continue;
       const p = r.params as unknown as CheckpointInfo & { keep?: number };
       const info: CheckpointInfo = { op: r.op, name: p.name, root: p.root, phase: state.phase, startedAt: p.startedAt, reason: `recovered after a coordinator restart (was in ${state.phase})` };
       const ctx: Ctx = { op: r.op, name: p.name, root: p.root, keep: p.keep ?? this.h.config().checkpoint.keep, names: this.h.access.vmNames(), tmp: tempDirsOf(p.root, p.name)[0], vms: new Map(), warnings: [], pruned: [] };
-      const exec = new Executor<CkptState, CkptRunPhase, CkptTerminalPhase>({
-        op: r.op, kind: 'checkpoint', machine: CHECKPOINT_MACHINE, ports: this.ports(ctx), journal: this.h.journal(), from: state,
+      const exec: CheckpointExecutor = new Executor({
+        op: r.op, machine: CHECKPOINT, ports: this.ports(ctx), journal: this.h.journal(), from: state,
         onEvent: (e) => this.h.emit({ ...e, data: { vm: ctx.names.join(','), from: 'job', to: path.join(ctx.root, ctx.name), checkpoint: ctx.name, ...(e.data ?? {}) } }),
       });
-      const started = state.phase === 'commit' ? exec.resume() : exec.failCurrent(`the coordinator was restarted during ${state.phase}`);
+      const started = exec.recover(`the coordinator was restarted during ${state.phase}`);
       const done = started.then((res) => {
         const result: CheckpointResult = { ...res, name: ctx.name, root: ctx.root, ...(res.outcome === 'done' ? { path: ctx.final } : {}), vms: [], sizeBytes: 0, pruned: ctx.pruned, warnings: ctx.warnings };
         info.result = result;
@@ -193,13 +197,13 @@ export class Checkpoints {
         if (this.active()) why = 'the previous checkpoint is still being taken';
         else if (this.h.migrating()) why = 'a migration is in progress';
         if (why) {
-          this.h.emit({ ts: new Date().toISOString(), op: '-', kind: 'checkpoint', phase: 'new', event: 'progress', data: { skipped: why, reason: 'interval' } });
+          this.h.emit(opEvent('checkpoint', '-', 'new', 'progress', { skipped: why, reason: 'interval' }));
           return;
         }
         try {
           void this.checkpoint({ reason: `every ${Math.round(intervalMs / 1000)} s` }).done;
         } catch (e) {
-          this.h.emit({ ts: new Date().toISOString(), op: '-', kind: 'checkpoint', phase: 'new', event: 'progress', data: { skipped: (e as Error).message, reason: 'interval' } });
+          this.h.emit(opEvent('checkpoint', '-', 'new', 'progress', { skipped: (e as Error).message, reason: 'interval' }));
         }
       }, intervalMs);
       timer.unref();
@@ -235,7 +239,7 @@ export class Checkpoints {
     return hash;
   }
 
-  private ports(ctx: Ctx): Ports<CkptRunPhase> {
+  private ports(ctx: Ctx): Ports<CkptForward | CkptRollback> {
     const h = this.h;
     const self = this;
     const job = h.access;

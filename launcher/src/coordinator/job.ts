@@ -25,9 +25,9 @@ import { resolveProgram, programClosure, snapshotDir, tarCreate, tarExtractSafe 
 import { planMpi, retagLine, LineSplitter } from '../mpi/launch.js';
 import { Migrations, type JobAccess, type MigrateRequest } from './migrate.js';
 import { checkpointsFor, type CheckpointRequest } from './checkpoint.js';
-import { pickCheckpoint, planRestart, restoreVms, type PickedCheckpoint } from './restart.js';
+import { pickCheckpoint, planRestart, restoreVms, restartsInFlight, type PickedCheckpoint } from './restart.js';
 import type { CheckpointSessions } from '../checkpoint/manifest.js';
-import type { OpEvent } from '../migration/executor.js';
+import type { OpEvent } from '../protocol/executor.js';
 
 export interface JobOptions {
   config: SymrunConfig;
@@ -637,7 +637,7 @@ export class Job {
     this.rshRelays.clear();
     for (const r of s.rsh) void this.finishRsh(r.from, r.to, r.rid, this.vms.get(r.to)!.client.adopt(r.sid, this.rshHandlers(r.from, r.rid)));
     const mpi = s.mpirun ? this.runMpi(this.vms.get(s.mpirun.vm)!, [], {}, s.mpirun.rankVm, s.mpirun.sid) : Promise.resolve(EXIT.runtime);
-    await restoreVms({ access: this.access(), checkpoint: ck, placement, running, op: `r${crypto.randomBytes(3).toString('hex')}`, emit: (e) => this.event(e as unknown as OpEvent) });
+    await restoreVms({ access: this.access(), checkpoint: ck, placement, running, op: `r${crypto.randomBytes(3).toString('hex')}`, emit: (e) => this.event(e), journal: this.migrations.journal });
     for (const v of this.vms.values()) v.state = 'running';
     this.state = 'running';
     this.saveRecovery();
@@ -1004,9 +1004,12 @@ export class Job {
       this.vms.set(v.name, { ...v, client, state: 'running' });
       client.on('rsh', (f: Extract<GuestFrame, { t: 'rsh' }>) => void this.relayRsh(v.name, f));
     }
+    // a restart the dead coordinator had begun is begun again (protocol/restart.ts: from-start): the
+    // checkpoint's sessions are adopted then, not the ones recorded before the restart
+    const restart = restartsInFlight(this.migrations.journal.file).pop();
     // sessions first: the guests replay what the dead coordinator had not acknowledged right after sync
-    const relays = st.rsh.map((r) => this.finishRsh(r.from, r.to, r.rid, this.vms.get(r.to)!.client.adopt(r.sid, this.rshHandlers(r.from, r.rid))));
-    const mpi = st.mpirun ? this.runMpi(this.vms.get(st.mpirun.vm)!, [], {}, st.mpirun.rankVm, st.mpirun.sid) : undefined;
+    const relays = restart ? [] : st.rsh.map((r) => this.finishRsh(r.from, r.to, r.rid, this.vms.get(r.to)!.client.adopt(r.sid, this.rshHandlers(r.from, r.rid))));
+    let mpi = !restart && st.mpirun ? this.runMpi(this.vms.get(st.mpirun.vm)!, [], {}, st.mpirun.rankVm, st.mpirun.sid) : undefined;
     this.secret = st.secret;
     const server = await serveChannel({ host: st.channel.host, port: st.channel.port, secret: st.secret, onPeer: (p) => this.addPeer(p) });
     this.channelPort = server.port;
@@ -1024,6 +1027,11 @@ export class Job {
     this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
     this.onCleanup('emulated hosts', () => this.cluster!.destroy());
     this.onCleanup('host agents', () => this.stopHostAgents());
+    if (restart) {
+      this.say(`recovering restart ${restart.op} (was in ${restart.phase}): restoring every VM from ${restart.checkpoint} again`);
+      const ck = await pickCheckpoint(path.dirname(restart.checkpoint), { from: restart.checkpoint });
+      mpi = (await this.phase('restore', () => this.restoreFrom(ck, restart.placement))).mpi;
+    }
     // in-flight operations first: a VM whose transfer completed while nobody watched is paused on its
     // source and cannot answer until the rollback resumes it (the ports wait for the guests they need)
     const ops = this.migrations.recoverFromJournal();

@@ -1,13 +1,14 @@
-// Migrations of a running job's VMs: picks the destination, builds the phase ports for the executor
-// (migration/executor.ts) out of host-agent and guest-agent calls, applies the deadline policy to
+// Migrations of a running job's VMs: picks the destination, builds the phase ports of the migration
+// protocol (protocol/migration.ts, run by protocol/executor.ts) out of host-agent and guest-agent calls, applies the deadline policy to
 // progress samples, caps concurrent migrations, and reports every phase as an event.
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
-import { isTerminal, isForward, type MachineState } from '../migration/machine.js';
-import { Executor, CancelledError, type OpEvent, type OpResult, type PhasePorts } from '../migration/executor.js';
-import { FileJournal, readJournal } from '../migration/journal.js';
+import { MIGRATION, type MigrationForward, type MigrationRollback, type MigrationMark, type MigrationState } from '../protocol/migration.js';
+import { Executor, CancelledError, type OpResult, type Ports } from '../protocol/executor.js';
+import { opEvent, type OpEvent } from '../protocol/events.js';
+import { FileJournal, readJournal } from '../protocol/journal.js';
 import type { MigrationProgress, MigrationTuning } from '../migration/qemu.js';
 import { deadlineDecision } from '../migration/deadline.js';
 import type { RpcPeer } from '../agent/channel.js';
@@ -69,7 +70,8 @@ export interface OpInfo {
   result?: OpResult & { returnTrip?: OpResult };
 }
 
-interface OpEntry { info: OpInfo; exec: Executor; onSample?: (p: MigrationProgress) => void }
+type MigrationExecutor = Executor<MigrationForward, MigrationRollback, MigrationMark>;
+interface OpEntry { info: OpInfo; exec: MigrationExecutor; onSample?: (p: MigrationProgress) => void }
 
 /** Freeze is shared: the first migration (or checkpoint) that needs guests quiesced freezes them, the last one resumes. */
 export class QuiesceGate {
@@ -152,7 +154,7 @@ export class Migrations {
   }
 
   active(vm: string): OpEntry | undefined {
-    return [...this.ops.values()].find((o) => o.info.vm === vm && !isTerminal(o.exec.state.phase));
+    return [...this.ops.values()].find((o) => o.info.vm === vm && !MIGRATION.isTerminal(o.exec.state.phase));
   }
 
   /** Hosts a migration may go to: spares that run no VM, are reachable and not draining / failing. */
@@ -190,7 +192,7 @@ export class Migrations {
     };
     const deadlineMs = req.deadlineMs ?? cfg.deadlineMs;
     const faults = parseFaults([...this.faults.list(), ...(req.faults ?? [])].join(','));
-    const exec = new Executor({ op, kind: 'migrate', ports: this.ports(info, { deadlineMs, faults, maxBandwidthBytes: req.maxBandwidthBytes }), journal: this.journal, onEvent: (e) => this.emit({ ...e, data: { vm: info.vm, from: info.from, to: info.to, ...(e.data ?? {}) } }) });
+    const exec = new Executor({ op, machine: MIGRATION, ports: this.ports(info, { deadlineMs, faults, maxBandwidthBytes: req.maxBandwidthBytes }), journal: this.journal, onEvent: (e) => this.emit({ ...e, data: { vm: info.vm, from: info.from, to: info.to, ...(e.data ?? {}) } }) });
     this.ops.set(op, { info, exec });
     const done = new Promise<OpResult>((resolve) => {
       const go = () => {
@@ -205,7 +207,7 @@ export class Migrations {
       };
       if (this.running < cfg.maxConcurrent) go();
       else {
-        this.emit({ ts: new Date().toISOString(), op, kind: 'migrate', phase: 'new', event: 'progress', data: { vm: info.vm, queued: true, running: this.running, max: cfg.maxConcurrent } });
+        this.emit(opEvent('migrate', op, 'new', 'progress', { vm: info.vm, queued: true, running: this.running, max: cfg.maxConcurrent }));
         this.queue.push(go);
       }
     });
@@ -219,7 +221,7 @@ export class Migrations {
    */
   private async afterOp(info: OpInfo, r: OpResult): Promise<OpResult & { returnTrip?: OpResult }> {
     if (r.outcome !== 'degraded' || !r.leftovers.some((l) => l.phase === 'replug')) return r;
-    this.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: r.outcome, event: 'action', data: { vm: info.vm, from: info.from, to: info.to, action: 'return-trip', reason: `the device could not be plugged on ${info.to}: moving ${info.vm} back to ${info.from}` } });
+    this.emit(opEvent('migrate', info.op, r.outcome, 'action', { vm: info.vm, from: info.from, to: info.to, action: 'return-trip', reason: `the device could not be plugged on ${info.to}: moving ${info.vm} back to ${info.from}` }));
     let back: OpResult;
     try {
       back = await this.migrate({ vm: info.vm, to: info.from, mode: info.mode, quiesce: info.quiesce, reason: `return trip of ${info.op}` }).done;
@@ -231,22 +233,21 @@ export class Migrations {
   }
 
   /**
-   * After a coordinator restart (`symrun recover`): operations the journal shows in flight. Before
-   * finish the VM belongs to the source: the phase in flight is taken as failed and the planned
-   * rollback runs (a transfer that completed meanwhile is handled by rb-cancel). From finish on the VM
-   * belongs to the destination: the phase is run again (ports are idempotent) and the move completes.
+   * After a coordinator restart (`symrun recover`): operations the journal shows in flight, each taken
+   * over as the protocol's recovery table says (protocol/migration.ts): before finish the phase in
+   * flight is taken as failed and the rollback runs (a transfer that completed meanwhile is handled by
+   * rb-cancel); rollback steps, and every phase from finish on, are run again (ports are idempotent).
    */
   recoverFromJournal(): Array<{ op: string; vm: string; phase: string; done: Promise<OpResult> }> {
     const out: Array<{ op: string; vm: string; phase: string; done: Promise<OpResult> }> = [];
     for (const r of readJournal(this.journal.file).values()) {
-      const state = r.state as MachineState;
-      if (r.kind !== 'migrate' || !r.params || state.phase === 'new' || isTerminal(state.phase)) continue;
+      const state = r.state as MigrationState;
+      if (r.kind !== 'migrate' || !r.params || state.phase === 'new' || MIGRATION.isTerminal(state.phase)) continue;
       const p = r.params as unknown as OpInfo & { deadlineMs?: number };
       const info: OpInfo = { op: r.op, vm: p.vm, from: p.from, to: p.to, mode: p.mode, quiesce: p.quiesce, phase: state.phase, startedAt: p.startedAt, reason: `recovered after a coordinator restart (was in ${state.phase})`, actions: [] };
-      const exec = new Executor({ op: r.op, kind: 'migrate', ports: this.ports(info, { faults: parseFaults('') }), journal: this.journal, from: state, onEvent: (e) => this.emit({ ...e, data: { vm: info.vm, from: info.from, to: info.to, ...(e.data ?? {}) } }) });
+      const exec = new Executor({ op: r.op, machine: MIGRATION, ports: this.ports(info, { faults: parseFaults('') }), journal: this.journal, from: state, onEvent: (e) => this.emit({ ...e, data: { vm: info.vm, from: info.from, to: info.to, ...(e.data ?? {}) } }) });
       this.ops.set(r.op, { info, exec });
-      const rollBack = isForward(state.phase) && !state.marks.finished;
-      const done = (rollBack ? exec.failCurrent(`the coordinator was restarted during ${state.phase}`) : exec.resume()).then((res) => { info.result = res; return res; });
+      const done = exec.recover(`the coordinator was restarted during ${state.phase}`).then((res) => { info.result = res; return res; });
       out.push({ op: r.op, vm: info.vm, phase: state.phase, done });
     }
     return out;
@@ -268,7 +269,7 @@ export class Migrations {
     o.onSample?.(p);
   }
 
-  private ports(info: OpInfo, o: { deadlineMs?: number; faults: Faults; maxBandwidthBytes?: number }): PhasePorts {
+  private ports(info: OpInfo, o: { deadlineMs?: number; faults: Faults; maxBandwidthBytes?: number }): Ports<MigrationForward | MigrationRollback> {
     const job = this.job;
     const cfg = job.migration;
     const { deadlineMs, faults } = o;
@@ -315,7 +316,7 @@ export class Migrations {
           if (!killedDst && faults.has('kill-dst-qemu', 'perform')) {
             killedDst = true;
             void dst().call('vm.kill', { name: info.vm }).catch(() => undefined);
-            self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, fault: 'kill-dst-qemu' } });
+            self.emit(opEvent('migrate', info.op, 'perform', 'action', { vm: info.vm, fault: 'kill-dst-qemu' }));
           }
           if (deadlineMs === undefined) return;
           // one action at a time: QEMU needs a few samples to show its effect (a postcopy switch is not
@@ -326,10 +327,10 @@ export class Migrations {
           if (d.kind === 'none') return;
           info.actions.push(d.kind === 'throttle' ? `throttle:${d.percent}` : d.kind);
           lastActionAt = performance.now();
-          self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, action: d.kind, reason: d.reason, projectedFinishMs: d.projectedFinishMs, deadlineMs } });
+          self.emit(opEvent('migrate', info.op, 'perform', 'action', { vm: info.vm, action: d.kind, reason: d.reason, projectedFinishMs: d.projectedFinishMs, deadlineMs }));
           const args = d.kind === 'throttle' ? { percent: d.percent } : {};
           void Promise.resolve().then(() => src().call('mig.action', { name: info.vm, action: d.kind, ...args })).catch((e) =>
-            self.emit({ ts: new Date().toISOString(), op: info.op, kind: 'migrate', phase: 'perform', event: 'action', data: { vm: info.vm, action: d.kind, failed: (e as Error).message } }));
+            self.emit(opEvent('migrate', info.op, 'perform', 'action', { vm: info.vm, action: d.kind, failed: (e as Error).message })));
         };
         const onAbort = () => { try { void src().call('mig.cancel', { name: info.vm }).catch(() => undefined); } catch { /* source host lost */ } };
         signal.addEventListener('abort', onAbort, { once: true });

@@ -13,7 +13,7 @@
 //  - Undrain does not move VMs back. A node that is not 'ok' is no longer a migration target.
 //  - A failed (rolled back) migration is retried once per incident; a VM that was moved off starts a
 //    new incident (it can be moved again when its new node goes away too).
-import type { OpEvent, OpResult } from '../migration/executor.js';
+import type { OpEvent, OpResult } from '../protocol/executor.js';
 import type { NodeCondition } from '../slurm/scontrol.js';
 import type { NodeChange } from '../slurm/watch.js';
 

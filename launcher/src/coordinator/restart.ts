@@ -1,26 +1,19 @@
 // Restart from a coordinated checkpoint (checkpoint/manifest.ts): in the running job after a node died
-// (reactive restart, job.ts) and in a new allocation (`symrun restart DIR`). Every VM is restored, the
-// dead node's VMs on spares, the survivors where they are:
-//   pick      newest complete checkpoint of the job whose state files verify (sha256); others refused, with why
-//   stop      the survivors' QEMUs (their state is newer than the checkpoint: all VMs go back together)
-//   restore   every VM at once: QEMU with the saved device set, `-incoming defer` + migrate-incoming
-//             "exec:cat FILE" (host agent ckpt.restore), paused afterwards
-//   cont      every VM runs again (ranks still frozen: they were saved frozen)
-//   replug    the interconnect device back (same id, MAC), on the host's bridge
-//   reconfigure   guest agents answer again; interface, address, neighbours announced
-//   resume    ranks unfrozen: the MPI job continues from the checkpoint
-// There is no rollback: the state the VMs had when the node died is gone with it. A failure stops the job
-// with a message naming the checkpoint to restart from in a new allocation (`symrun restart`).
+// (reactive restart, job.ts) and in a new allocation (`symrun restart DIR`). Picks the checkpoint and
+// builds the ports of the restart protocol (protocol/restart.ts: stop, restore, cont, replug,
+// reconfigure, resume; no rollback), run by the shared executor with the job's journal.
 import fs from 'node:fs';
 import path from 'node:path';
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
 import { listCheckpoints, verifyCheckpoint, type CheckpointManifest, type CheckpointVm } from '../checkpoint/manifest.js';
-import type { OpEvent } from '../migration/executor.js';
+import { Executor, type OpJournal, type Ports } from '../protocol/executor.js';
+import { readJournal } from '../protocol/journal.js';
+import type { OpEvent } from '../protocol/events.js';
+import { RESTART, type RestartForward } from '../protocol/restart.js';
 import type { JobAccess } from './migrate.js';
 
-export const RESTART_PHASES = ['stop', 'restore', 'cont', 'replug', 'reconfigure', 'resume'] as const;
-export type RestartPhase = (typeof RESTART_PHASES)[number];
+export type RestartPhase = RestartForward;
 
 export interface PickedCheckpoint {
   dir: string;
@@ -84,6 +77,8 @@ export interface RestoreOptions {
   running: Array<{ vm: string; host: string }>;
   emit(e: OpEvent<string>): void;
   op: string;
+  /** the job's journal: a successor coordinator begins an interrupted restart again */
+  journal?: OpJournal;
 }
 
 export interface RestoreResult {
@@ -93,72 +88,70 @@ export interface RestoreResult {
   vms: Array<{ vm: string; host: string; loadMs?: number }>;
 }
 
-/** Bring every VM of the checkpoint back on `placement` and let the ranks go on (see the file comment). */
+/** Bring every VM of the checkpoint back on `placement` and let the ranks go on (protocol/restart.ts). */
 export async function restoreVms(o: RestoreOptions): Promise<RestoreResult> {
-  const { access: job, checkpoint: ck } = o;
-  const m = ck.manifest;
-  const t0 = performance.now();
-  const phases: RestoreResult['phases'] = {};
+  const m = o.checkpoint.manifest;
   const loads = new Map<string, number>();
   const names = m.vms.map((v) => v.name);
+  const exec = new Executor({
+    op: o.op, machine: RESTART, ports: restartPorts(o, loads), journal: o.journal,
+    onEvent: (e) => o.emit({ ...e, data: { vm: names.join(','), from: m.name, to: 'job', checkpoint: m.name, ...(e.data ?? {}) } }),
+  });
+  void o.journal?.write({ op: o.op, kind: 'restart', phase: 'new', state: exec.state, params: { checkpoint: o.checkpoint.dir, placement: Object.fromEntries(o.placement), running: o.running } });
+  const r = await exec.start();
+  if (r.outcome !== 'done') {
+    throw new SymError('ESYM_RESTART', { message: `restart from ${m.name}: ${r.error?.message ?? r.outcome}`, fix: `restart the job in a new allocation: symrun restart ${path.dirname(o.checkpoint.dir)} --from ${m.name}` });
+  }
+  return { checkpoint: o.checkpoint.dir, phases: r.phasesMs, totalMs: r.totalMs, vms: names.map((n) => ({ vm: n, host: o.placement.get(n)!, loadMs: loads.get(n) })) };
+}
+
+function restartPorts(o: RestoreOptions, loads: Map<string, number>): Ports<RestartForward> {
+  const { access: job, checkpoint: ck } = o;
+  const m = ck.manifest;
+  const names = m.vms.map((v) => v.name);
   const rec = (n: string): CheckpointVm => m.vms.find((v) => v.name === n)!;
-  const emit = (phase: string, event: OpEvent['event'], data: Record<string, unknown> = {}, ms?: number) =>
-    o.emit({ ts: new Date().toISOString(), op: o.op, kind: 'restart', phase, event, ...(ms !== undefined ? { ms } : {}), data: { vm: names.join(','), from: m.name, to: 'job', checkpoint: m.name, ...data } });
+  /** fn on every VM at once; one error naming every VM that failed */
   const each = async <T>(what: string, fn: (n: string) => Promise<T>): Promise<void> => {
     const rs = await Promise.allSettled(names.map(fn));
     const errs = rs.flatMap((r, i) => (r.status === 'rejected' ? [`${names[i]}: ${(r.reason as Error).message}`] : []));
-    if (errs.length) throw new SymError('ESYM_RESTART', { message: `restart from ${m.name}: ${what} failed on ${errs.join('; ')}`, fix: `restart the job in a new allocation: symrun restart ${path.dirname(ck.dir)} --from ${m.name}` });
-  };
-  const phase = async (p: RestartPhase, fn: () => Promise<unknown>) => {
-    const t = performance.now();
-    emit(p, 'begin');
-    try {
-      await fn();
-    } catch (e) {
-      emit(p, 'fail', { error: (e as Error).message });
-      throw e;
-    }
-    phases[p] = Math.round(performance.now() - t);
-    emit(p, 'end', {}, phases[p]);
+    if (errs.length) throw new SymError('ESYM_RESTART', { message: `${what} failed on ${errs.join('; ')}` });
   };
   const hostOf = (h: string) => {
     const x = job.hosts().find((y) => y.name === h);
     if (!x) throw new SymError('ESYM_NO_HOST', { message: `no host ${h} in the job` });
     return x;
   };
-
-  await phase('stop', async () => {
-    // the survivors, and anything of this VM left on its target (e.g. a migration's destination)
-    const stops = [...o.running, ...names.map((n) => ({ vm: n, host: o.placement.get(n)! }))];
-    const seen = new Set<string>();
-    await Promise.all(stops.filter((s) => { const k = `${s.vm}@${s.host}`; if (seen.has(k)) return false; seen.add(k); return true; }).map(async (s) => {
-      try { await job.peer(s.host).call('vm.stop', { name: s.vm }, { timeoutMs: DEFAULTS.teardown.totalMs }); } catch { /* host lost: nothing to stop there */ }
-    }));
-  });
-  await phase('restore', () => each('restore', async (n) => {
-    const host = o.placement.get(n)!;
-    const v = job.vm(n)!;
-    job.setVmHost(n, host); // detaches the guest link; the restored guest syncs on the new one
-    v.client.rewind(rec(n).guestSeq ?? 0);
-    const spec = job.spec(n, host, false);
-    const r = await job.peer(host).call<{ loadMs: number }>('ckpt.restore', { spec, taps: job.taps(n, hostOf(host).bridge), file: path.join(ck.dir, rec(n).file), timeoutMs: 600_000 }, { timeoutMs: 610_000 });
-    loads.set(n, r.loadMs);
-  }));
-  await phase('cont', () => each('cont', (n) => job.peer(job.vm(n)!.host).call('vm.cont', { name: n }, { timeoutMs: 30_000 })));
-  await phase('replug', () => each('replug', async (n) => {
-    const v = job.vm(n)!;
-    const d = rec(n).device;
-    await job.peer(v.host).call('vm.plugNic', { name: n, id: d.id, netdevId: d.netdevId, tap: d.tap, bridge: hostOf(v.host).bridge, mac: d.mac, model: d.model, bus: d.bus }, { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
-  }));
-  await phase('reconfigure', () => each('reconfigure', async (n) => {
-    const v = job.vm(n)!;
-    await v.client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs);
-    await v.client.request('net-config', rec(n).network, { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs });
-  }));
-  await phase('resume', () => each('resume', (n) => job.vm(n)!.client.request('resume', resumeArgs(job, m), { timeoutMs: PROTOCOL_DEFAULTS.quiesceTimeoutMs })));
-  const totalMs = Math.round(performance.now() - t0);
-  emit('done', 'result', { outcome: 'done', phases }, totalMs);
-  return { checkpoint: ck.dir, phases, totalMs, vms: names.map((n) => ({ vm: n, host: o.placement.get(n)!, loadMs: loads.get(n) })) };
+  return {
+    async stop() {
+      // the survivors, and anything of this VM left on its target (e.g. a migration's destination)
+      const stops = [...o.running, ...names.map((n) => ({ vm: n, host: o.placement.get(n)! }))];
+      const seen = new Set<string>();
+      await Promise.all(stops.filter((s) => { const k = `${s.vm}@${s.host}`; if (seen.has(k)) return false; seen.add(k); return true; }).map(async (s) => {
+        try { await job.peer(s.host).call('vm.stop', { name: s.vm }, { timeoutMs: DEFAULTS.teardown.totalMs }); } catch { /* host lost: nothing to stop there */ }
+      }));
+    },
+    restore: () => each('restore', async (n) => {
+      const host = o.placement.get(n)!;
+      const v = job.vm(n)!;
+      job.setVmHost(n, host); // detaches the guest link; the restored guest syncs on the new one
+      v.client.rewind(rec(n).guestSeq ?? 0);
+      const spec = job.spec(n, host, false);
+      const r = await job.peer(host).call<{ loadMs: number }>('ckpt.restore', { spec, taps: job.taps(n, hostOf(host).bridge), file: path.join(ck.dir, rec(n).file), timeoutMs: 600_000 }, { timeoutMs: 610_000 });
+      loads.set(n, r.loadMs);
+    }),
+    cont: () => each('cont', (n) => job.peer(job.vm(n)!.host).call('vm.cont', { name: n }, { timeoutMs: 30_000 })),
+    replug: () => each('replug', async (n) => {
+      const v = job.vm(n)!;
+      const d = rec(n).device;
+      await job.peer(v.host).call('vm.plugNic', { name: n, id: d.id, netdevId: d.netdevId, tap: d.tap, bridge: hostOf(v.host).bridge, mac: d.mac, model: d.model, bus: d.bus }, { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+    }),
+    reconfigure: () => each('reconfigure', async (n) => {
+      const v = job.vm(n)!;
+      await v.client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs);
+      await v.client.request('net-config', rec(n).network, { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs });
+    }),
+    resume: () => each('resume', (n) => job.vm(n)!.client.request('resume', resumeArgs(job, m), { timeoutMs: PROTOCOL_DEFAULTS.quiesceTimeoutMs })),
+  };
 }
 
 function resumeArgs(job: JobAccess, m: CheckpointManifest): Record<string, unknown> {
@@ -188,4 +181,19 @@ export function planRestart(vms: Array<{ vm: string; host: string }>, hosts: Arr
     moved.push({ vm: v.vm, from: v.host, to });
   }
   return { placement, moved, homeless };
+}
+
+/** A restart the journal shows in flight (its coordinator died): what a successor needs to begin it again. */
+export interface RestartInFlight { op: string; phase: string; checkpoint: string; placement: Map<string, string> }
+
+export function restartsInFlight(journalFile: string): RestartInFlight[] {
+  const out: RestartInFlight[] = [];
+  for (const r of readJournal(journalFile).values()) {
+    if (r.kind !== 'restart' || !r.params || r.state.phase === 'new' || RESTART.isTerminal(r.state.phase)) continue;
+    const p = r.params as { checkpoint?: unknown; placement?: unknown };
+    if (typeof p.checkpoint !== 'string' || !p.placement || typeof p.placement !== 'object') continue;
+    const placement = new Map(Object.entries(p.placement as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    out.push({ op: r.op, phase: r.state.phase, checkpoint: p.checkpoint, placement });
+  }
+  return out;
 }

@@ -3,14 +3,14 @@
 // last record; replaying its state tells which phase was in flight and what had been started.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { MachineState } from './machine.js';
+import type { ProtocolState } from './machine.js';
 
 export interface JournalRecord {
   ts?: string;
   op: string;
   kind: string;
   phase: string;
-  state: MachineState;
+  state: ProtocolState;
   /** operation parameters (first record of an op) */
   params?: Record<string, unknown>;
   result?: unknown;
