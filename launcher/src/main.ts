@@ -5,7 +5,7 @@ import { SymError, EXIT, renderError, isSymError } from './errors.js';
 import { PROTOCOL_DEFAULTS } from './defaults.js';
 import { loadConfig, describeConfig, configOrigin, type ConfigOverrides, type LoadConfigOptions } from './config/index.js';
 import { resolvePlacement, describePlacement } from './coordinator/placement.js';
-import { Job, listJobs, listRecoverable } from './coordinator/job.js';
+import { Job, listJobs, listRecoverable } from './coordinator/job/index.js';
 import { connectUnix } from './agent/channel.js';
 import { buildImage, resolveImage } from './image/index.js';
 import { registerMigrate } from './cli/migrate.js';

@@ -57,7 +57,7 @@ function fake(o: { intervalMs?: number; keep?: number; journal?: FileJournal } =
       switch (method) {
         case 'vm.devices': return f.plugged[n] ? [{ qdevId: DEFAULTS.interconnect.deviceId }] : [];
         case 'vm.unplug': f.plugged[n] = false; return {};
-        case 'vm.plugNic': f.plugged[n] = true; return {};
+        case 'vm.plug': f.plugged[n] = true; return {};
         case 'ckpt.save': {
           f.paused[n] = true;
           await new Promise((r) => setTimeout(r, 5));
@@ -79,7 +79,8 @@ function fake(o: { intervalMs?: number; keep?: number; journal?: FileJournal } =
     checkpoint: { dir: f.root, keep: o.keep ?? 1, ...(o.intervalMs ? { intervalMs: o.intervalMs } : {}) },
   } as unknown as SymrunConfig;
   const job = {
-    id: 'j1', runDir: dir, migration: config.migration, deviceModel: 'virtio-net-pci',
+    id: 'j1', runDir: dir, migration: config.migration,
+    device: (n: string) => ({ kind: 'nic', id: DEFAULTS.interconnect.deviceId, netdevId: DEFAULTS.interconnect.netdevId, tap: vmObj[n]!.tap, mac: vmObj[n]!.mac, model: 'virtio-net-pci', bus: 'rp1' }),
     vm: (n: string) => vmObj[n], vmNames: () => names,
     hosts: () => names.map((_, i) => ({ name: `h${i + 1}`, ip: `198.18.0.${100 + i}`, bridge: 'symbr', spare: false, usable: true })),
     peer: (h: string) => peer(h),

@@ -63,7 +63,7 @@ function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number } 
     id: 'jtest',
     runDir: dir,
     migration,
-    deviceModel: 'virtio-net-pci',
+    device: () => ({ kind: 'nic', id: DEFAULTS.interconnect.deviceId, netdevId: DEFAULTS.interconnect.netdevId, tap: 'symtap1', mac: '52:54:00:00:00:01', model: 'virtio-net-pci', bus: 'rp1' }),
     vm: (n) => (f.hostOf[n] ? { name: n, host: f.hostOf[n]!, mac: '52:54:00:00:00:01', ip: '198.18.0.101', tap: 'symtap1', client: clients[n] as never, state: 'running' } : undefined),
     vmNames: () => vmNames,
     hosts: () => Array.from({ length: nHosts }, (_, i) => ({ name: `h${i + 1}`, ip: `10.0.0.${i + 11}`, bridge: 'br0', spare: i >= nVms, usable: true })),

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import { connectChannel, type RpcPeer } from './channel.js';
 import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError, type HostFrame } from '../../../guest/protocol/index.js';
 import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
-import { plugNic, unplugDevice, listDevices } from '../hotplug/index.js';
+import { plugNic, plugVfio, unplugDevice, listDevices } from '../hotplug/index.js';
+import type { InterconnectDevice } from '../wire/device.js';
 import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, completeIncoming, startPostcopy, throttleGuest, setMaxBandwidth, saveStateToFile, shellQuote, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
 import { ensureTap, deleteTap } from '../local/index.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
@@ -52,11 +53,14 @@ export class HostAgent {
         this.vm(p.name).proc.qmp.execute(p.command, p.args, { timeoutMs: p.timeoutMs ?? DEFAULTS.qmp.commandTimeoutMs }))
       .handle('vm.unplug', (p: { name: string; id: string; netdevId?: string; timeoutMs?: number }) =>
         unplugDevice(this.vm(p.name).proc.qmp, p.id, { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.unplugTimeoutMs, netdevId: p.netdevId }))
-      .handle('vm.plugNic', async (p: { name: string; id: string; netdevId: string; tap: string; bridge?: string; mac: string; model: 'virtio-net-pci' | 'e1000e'; bus: string; timeoutMs?: number }) => {
-        if (p.bridge) await ensureTap(p.tap, p.bridge);
+      .handle('vm.plug', async (p: { name: string; device: InterconnectDevice; bridge?: string; timeoutMs?: number }) => {
         const e = this.vm(p.name);
-        if (!e.taps.includes(p.tap)) e.taps.push(p.tap);
-        return plugNic(e.proc.qmp, { id: p.id, netdevId: p.netdevId, tap: p.tap, mac: p.mac, model: p.model, bus: p.bus }, { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.plugTimeoutMs });
+        const d = p.device;
+        const opts = { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.plugTimeoutMs };
+        if (d.kind === 'vfio') return plugVfio(e.proc.qmp, { id: d.id, host: d.host, bus: d.bus }, opts);
+        if (p.bridge) await ensureTap(d.tap, p.bridge);
+        if (!e.taps.includes(d.tap)) e.taps.push(d.tap);
+        return plugNic(e.proc.qmp, { id: d.id, netdevId: d.netdevId, tap: d.tap, mac: d.mac, model: d.model, bus: d.bus }, opts);
       })
       // ---- migration endpoints (the coordinator drives the protocol; see migration/machine.ts) ----
       .handle('mig.prepare', (p: { spec: VmSpec; taps?: Array<{ tap: string; bridge: string }>; tuning: MigrationTuning; listenIp: string }) => this.prepareIncoming(p.spec, p.taps ?? [], p.tuning, p.listenIp))

@@ -24,6 +24,7 @@ import crypto from 'node:crypto';
 import { SymError, EXIT } from '../errors.js';
 import { repoRoot } from '../defaults.js';
 import type { VmSpec } from '../vm/index.js';
+import type { InterconnectDevice } from '../wire/device.js';
 
 export const CKPT_FORMAT = 'symrun-checkpoint';
 export const CKPT_FORMAT_VERSION = 1;
@@ -44,7 +45,7 @@ export interface CheckpointVm {
   /** the QEMU arguments the VM ran with (without the device); restore = these + -incoming "exec:cat FILE" */
   qemuArgs?: string[];
   /** the interconnect device to plug back after the restore (same id and MAC) */
-  device: { id: string; netdevId: string; model: string; mac: string; bus: string; tap: string };
+  device: InterconnectDevice | { id: string; netdevId: string; model: string; mac: string; bus: string; tap: string };
   /** the guest agent's net-config arguments (interface name, MAC, address) */
   network: Record<string, unknown>;
   /** QEMU's figures of the save */

@@ -76,7 +76,8 @@ export function registerCheckpoint(program: Command, findJob: FindJob, setExit: 
         if (e.op === '-') return; // the interval timer's notices
         if (!op) op = e.op;
         events.push(e);
-        if (!f.json && (e.event === 'end' || e.event === 'fail')) {
+        // on a terminal the job says each phase (one line per phase); a script gets them here
+        if (!f.json && !process.stderr.isTTY && (e.event === 'end' || e.event === 'fail')) {
           const d = e.data ?? {};
           process.stderr.write(`symrun: checkpoint: ${e.phase} ${e.event === 'fail' ? `failed: ${d.error}` : 'done'}${e.ms !== undefined ? ` (${e.ms} ms)` : ''}\n`);
         }

@@ -89,7 +89,9 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
         }
         if (e.event === 'end' || e.event === 'fail' || e.event === 'action' || e.event === 'cancel') {
           if (barOn && e.phase === 'perform') { bar!.stop(); barOn = false; }
-          if (!f.json && !barOn) {
+          // one line per phase on a terminal: the job says each phase (its log is the record); a script
+          // (no terminal) gets them here
+          if (!f.json && !tty) {
             const what = e.event === 'fail' ? `failed: ${d.error}` : e.event === 'action' ? `deadline policy: ${d.action ?? d.fault} (${d.reason ?? d.failed ?? ''})` : e.event;
             process.stderr.write(`symrun: ${vm}: ${e.phase} ${what}${e.ms !== undefined ? ` (${e.ms} ms)` : ''}\n`);
           }

@@ -1,7 +1,7 @@
 // Running a Job from the command line (`symrun -- app`, `symrun restart`): the first SIGINT/SIGTERM/SIGHUP
 // stops the job and removes its VMs (teardown), a second one exits at once; the exit code is the job's.
 import { SymError, isSymError } from '../errors.js';
-import { Job, type JobOptions, type JobResult } from '../coordinator/job.js';
+import { Job, type JobOptions, type JobResult } from '../coordinator/job/index.js';
 
 export async function runJob(opts: Omit<JobOptions, 'signal'>, summary?: (r: JobResult) => Record<string, unknown>): Promise<number> {
   const ac = new AbortController();

@@ -27,8 +27,8 @@ import { detectQemu, qemuArgs } from '../vm/index.js';
 import type { SymrunConfig } from '../config/types.js';
 import type { JobAccess, QuiesceGate, QuiesceAdapter } from './migrate.js';
 import { parseFaults } from './faults.js';
+import { isPlugged, plugParams, unplugParams } from './job/interconnect.js';
 import { readJournal } from '../protocol/journal.js';
-import type { Job } from './job.js';
 
 export interface CheckpointRequest {
   /** checkpoint root (default checkpoint.dir) */
@@ -241,6 +241,7 @@ export class Checkpoints {
 
   private ports(ctx: Ctx): Ports<CkptForward | CkptRollback> {
     const h = this.h;
+    const faults = parseFaults(process.env.SYMRUN_FAULTS);
     const self = this;
     const job = h.access;
     const vm = (n: string) => job.vm(n)!;
@@ -249,10 +250,7 @@ export class Checkpoints {
     const cfg = h.config();
     // failover keeps ranks running: a checkpoint needs them stopped everywhere
     const adapter: QuiesceAdapter = cfg.migration.quiesce === 'hooks' ? 'hooks' : 'freeze';
-    const plug = (n: string) => ({
-      name: n, id: DEFAULTS.interconnect.deviceId, netdevId: DEFAULTS.interconnect.netdevId,
-      tap: vm(n).tap, bridge: hostOf(vm(n).host).bridge, mac: vm(n).mac, model: job.deviceModel, bus: 'rp1',
-    });
+    const device = (n: string) => job.device(n, vm(n).host);
     /** run fn for every VM at once; throw one error naming every VM that failed */
     const each = async <T>(what: string, fn: (n: string) => Promise<T>): Promise<Map<string, T>> => {
       const rs = await Promise.allSettled(ctx.names.map((n) => fn(n)));
@@ -269,10 +267,10 @@ export class Checkpoints {
       }
       return out;
     };
-    const unplugged = (n: string) => peerOf(n).call<Array<{ qdevId?: string }>>('vm.devices', { name: n }).then((d) => !d.some((x) => x.qdevId === DEFAULTS.interconnect.deviceId));
+    const unplugged = (n: string) => peerOf(n).call<Array<{ qdevId?: string }>>('vm.devices', { name: n }).then((d) => !isPlugged(d));
     const replug = () => each('replug', async (n) => {
       if (!(await unplugged(n))) return { skipped: 'device still plugged' };
-      return peerOf(n).call('vm.plugNic', plug(n), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+      return peerOf(n).call('vm.plug', plugParams(n, device(n), hostOf(vm(n).host).bridge), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
     });
     const reconfigure = () => each('reconfigure', (n) => vm(n).client.request('net-config', job.netConfigArgs(n), { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs }));
     const contAll = () => each('cont', (n) => peerOf(n).call<{ status: string; resumed: boolean }>('ckpt.resume', { name: n }, { timeoutMs: CHECKPOINT_DEFAULTS.contTimeoutMs }));
@@ -290,7 +288,7 @@ export class Checkpoints {
       async unplug(signal) {
         const r = await each('unplug', async (n) => {
           if (await unplugged(n)) return false;
-          await peerOf(n).call('vm.unplug', { name: n, id: DEFAULTS.interconnect.deviceId, netdevId: DEFAULTS.interconnect.netdevId }, { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
+          await peerOf(n).call('vm.unplug', unplugParams(n, device(n)), { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
           return true;
         });
         return { vms: ctx.names.length, unplugged: count(r, (x) => x) };
@@ -302,7 +300,8 @@ export class Checkpoints {
         signal.addEventListener('abort', onAbort, { once: true });
         try {
           const r = await each('save', async (n) => {
-            const file = path.join(tmp, stateFileName(n));
+            // fault fail-save@save: the first VM's state goes to a directory that does not exist (QEMU's own failure)
+            const file = path.join(tmp, ...(faults.has('fail-save', 'save') && n === ctx.names[0] ? ['no-such-dir'] : []), stateFileName(n));
             const host = vm(n).host;
             const t0 = performance.now();
             try {
@@ -320,7 +319,7 @@ export class Checkpoints {
             }
           });
           if (signal.aborted) throw signal.reason;
-          if (parseFaults(process.env.SYMRUN_FAULTS).has('kill-coordinator', 'save')) process.kill(process.pid, 'SIGKILL');
+          if (faults.has('kill-coordinator', 'save')) process.kill(process.pid, 'SIGKILL');
           const total = [...r.values()].reduce((s, x) => s + x.size, 0);
           return { vms: r.size, bytes: total, perVm: Object.fromEntries([...r].map(([n, x]) => [n, { size: x.size, saveMs: x.saveMs }])) };
         } finally {
@@ -354,11 +353,11 @@ export class Checkpoints {
           rec.sha256 = sha256;
           rec.size = size;
           const spec = job.spec(n, v.host, false);
-          const p = plug(n);
+          const d = device(n);
           vms.push({
             name: n, host: v.host, file: rec.file, size, sha256, spec,
             ...(version ? { qemuArgs: qemuArgs(spec, { version }) } : {}),
-            device: { id: p.id, netdevId: p.netdevId, model: p.model, mac: p.mac, bus: p.bus, tap: p.tap },
+            device: d,
             network: job.netConfigArgs(n),
             saveMs: rec.saveMs,
             index: v.index, ip: v.ip, ...(rec.guestSeq !== undefined ? { guestSeq: rec.guestSeq } : {}),
@@ -398,6 +397,7 @@ export class Checkpoints {
       },
       // ---- rollback (before commit): the job runs on as before, the temp dir goes ----
       async 'rb-cont'() {
+        if (faults.has('kill-coordinator', 'rb-cont')) process.kill(process.pid, 'SIGKILL');
         const r = await contAll();
         return { vms: r.size, resumed: count(r, (x) => x.resumed) };
       },
@@ -444,26 +444,4 @@ interface Ctx {
   frozenMs?: number;
   warnings: string[];
   pruned: string[];
-}
-
-const registry = new WeakMap<object, Checkpoints>();
-
-/** The job's checkpoints (one Checkpoints per job; job.ts asks for it from serveControl and runInner). */
-export function checkpointsFor(job: Job, access: JobAccess, emit: (e: OpEvent) => void): Checkpoints {
-  let c = registry.get(job);
-  if (!c) {
-    c = new Checkpoints({
-      access,
-      config: () => job.opts.config,
-      app: () => ({ app: job.opts.app, cwd: job.opts.cwd }),
-      state: () => job.state,
-      gate: () => job.migrations.gate,
-      migrating: () => job.migrations.list().some((o) => !o.result),
-      journal: () => job.migrations.journal,
-      sessions: () => job.guestSessions(),
-      emit: (e) => emit(e as unknown as OpEvent),
-    });
-    registry.set(job, c);
-  }
-  return c;
 }

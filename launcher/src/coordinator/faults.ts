@@ -9,9 +9,13 @@
 //                               (`symrun recover` then picks the job up from the journal)
 //   kill-coordinator@save       the coordinator SIGKILLs itself when every VM of a checkpoint is saved
 //                               (VMs stopped, devices out: `symrun recover` rolls the checkpoint back)
+//   kill-coordinator@rb-cont    the coordinator SIGKILLs itself as a checkpoint's rollback begins to
+//                               `cont` the VMs (they stay paused: `symrun recover` runs the step again)
+//   fail-save@save              a checkpoint's save of the first VM fails (its state file is written to
+//                               a directory that does not exist: QEMU's own error)
 import { SymError } from '../errors.js';
 
-export const KNOWN_FAULTS = ['kill-dst-qemu', 'refuse-device-add', 'guest-stall', 'kill-coordinator'] as const;
+export const KNOWN_FAULTS = ['kill-dst-qemu', 'refuse-device-add', 'guest-stall', 'kill-coordinator', 'fail-save'] as const;
 
 export interface Faults {
   has(name: string, where: string): boolean;

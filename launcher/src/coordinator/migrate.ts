@@ -16,6 +16,7 @@ import type { GuestClient } from '../agent/guest.js';
 import type { MigrationConfig } from '../config/types.js';
 import type { VmSpec } from '../vm/index.js';
 import { parseFaults, type Faults } from './faults.js';
+import { isPlugged, plugParams, unplugParams, type InterconnectDevice } from './job/interconnect.js';
 
 export type MigrationMode = MigrationConfig['mode'];
 export type QuiesceAdapter = MigrationConfig['quiesce'];
@@ -40,7 +41,8 @@ export interface JobAccess {
   readonly id: string;
   readonly runDir: string;
   readonly migration: MigrationConfig;
-  readonly deviceModel: 'virtio-net-pci' | 'e1000e';
+  /** the VM's interconnect device on `host` (job/interconnect.ts) */
+  device(vm: string, host: string): InterconnectDevice;
   vm(name: string): { name: string; index?: number; host: string; mac: string; ip: string; tap: string; client: GuestClient; state: string } | undefined;
   vmNames(): string[];
   hosts(): Array<{ name: string; ip: string; bridge: string; spare: boolean; usable: boolean }>;
@@ -286,10 +288,7 @@ export class Migrations {
       ...(deadlineMs && cfg.deadlineActions.includes('throttle') ? { autoConverge: true } : {}),
     };
     let uri = '';
-    const plug = (host: string, bus: string) => ({
-      name: info.vm, id: DEFAULTS.interconnect.deviceId, netdevId: DEFAULTS.interconnect.netdevId,
-      tap: vm().tap, bridge: hostOf(host).bridge, mac: vm().mac, model: job.deviceModel, bus,
-    });
+    const plug = (host: string, bus?: string) => plugParams(info.vm, job.device(info.vm, host), hostOf(host).bridge, bus);
     const self = this;
 
     return {
@@ -301,8 +300,8 @@ export class Migrations {
       quiesce: (signal) => self.gate.acquire(info.op, info.quiesce, info.vm, signal, faults),
       async unplug(signal) {
         const devs = await src().call<Array<{ qdevId?: string }>>('vm.devices', { name: info.vm }, { signal });
-        if (!devs.some((d) => d.qdevId === DEFAULTS.interconnect.deviceId)) return { skipped: 'no interconnect device plugged' };
-        return src().call('vm.unplug', { name: info.vm, id: DEFAULTS.interconnect.deviceId, netdevId: DEFAULTS.interconnect.netdevId }, { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
+        if (!isPlugged(devs)) return { skipped: 'no interconnect device plugged' };
+        return src().call('vm.unplug', unplugParams(info.vm, job.device(info.vm, info.from)), { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
       },
       async perform(signal) {
         const samples: Array<{ atMs: number; p: MigrationProgress }> = [];
@@ -355,8 +354,8 @@ export class Migrations {
         return st;
       },
       async replug(signal) {
-        const bus = faults.has('refuse-device-add', info.to) || faults.has('refuse-device-add', 'dst') ? 'rp-fault-injected' : 'rp1';
-        return dst().call('vm.plugNic', plug(info.to, bus), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000, signal });
+        const bus = faults.has('refuse-device-add', info.to) || faults.has('refuse-device-add', 'dst') ? 'rp-fault-injected' : undefined;
+        return dst().call('vm.plug', plug(info.to, bus), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000, signal });
       },
       async reconfigure() {
         await vm().client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs);
@@ -385,8 +384,8 @@ export class Migrations {
       },
       async 'rb-replug'() {
         const devs = await src().call<Array<{ qdevId?: string }>>('vm.devices', { name: info.vm });
-        if (devs.some((d) => d.qdevId === DEFAULTS.interconnect.deviceId)) return { skipped: 'device still plugged' };
-        return src().call('vm.plugNic', plug(info.from, 'rp1'), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+        if (isPlugged(devs)) return { skipped: 'device still plugged' };
+        return src().call('vm.plug', plug(info.from), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
       },
       async 'rb-reconfigure'() {
         await vm().client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs); // the source VM was paused: its agent answers once it runs again

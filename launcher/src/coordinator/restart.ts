@@ -12,6 +12,7 @@ import { readJournal } from '../protocol/journal.js';
 import type { OpEvent } from '../protocol/events.js';
 import { RESTART, type RestartForward } from '../protocol/restart.js';
 import type { JobAccess } from './migrate.js';
+import { plugParams, type InterconnectDevice } from './job/interconnect.js';
 
 export type RestartPhase = RestartForward;
 
@@ -142,8 +143,8 @@ function restartPorts(o: RestoreOptions, loads: Map<string, number>): Ports<Rest
     cont: () => each('cont', (n) => job.peer(job.vm(n)!.host).call('vm.cont', { name: n }, { timeoutMs: 30_000 })),
     replug: () => each('replug', async (n) => {
       const v = job.vm(n)!;
-      const d = rec(n).device;
-      await job.peer(v.host).call('vm.plugNic', { name: n, id: d.id, netdevId: d.netdevId, tap: d.tap, bridge: hostOf(v.host).bridge, mac: d.mac, model: d.model, bus: d.bus }, { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+      // the kind of device the VM had when it was saved (a checkpoint of a vfio job plugs vfio again)
+      await job.peer(v.host).call('vm.plug', plugParams(n, deviceOf(rec(n).device), hostOf(v.host).bridge), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
     }),
     reconfigure: () => each('reconfigure', async (n) => {
       const v = job.vm(n)!;
@@ -196,4 +197,10 @@ export function restartsInFlight(journalFile: string): RestartInFlight[] {
     out.push({ op: r.op, phase: r.state.phase, checkpoint: p.checkpoint, placement });
   }
   return out;
+}
+
+/** A checkpoint's device record (before the kind was recorded, every device was a NIC on a tap). */
+function deviceOf(d: CheckpointVm['device']): InterconnectDevice {
+  if ('kind' in d) return d;
+  return { kind: 'nic', id: d.id, netdevId: d.netdevId, tap: d.tap, mac: d.mac, model: d.model === 'e1000e' ? 'e1000e' : 'virtio-net-pci', bus: d.bus };
 }

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { SymError, EXIT } from '../errors.js';
+import { signalGroup } from '../util/children.js';
 
 export interface RunResult { stdout: string; stderr: string; code: number }
 
@@ -45,7 +46,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOpts = {}): P
     if (out) child.stdout!.pipe(out); else child.stdout!.on('data', (b: Buffer) => so.push(b));
     child.stderr!.on('data', (b: Buffer) => { if (seLen < 1 << 20) { se.push(b); seLen += b.length; } });
     if (opts.input !== undefined) child.stdin!.end(opts.input);
-    const onAbort = () => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } };
+    const onAbort = () => signalGroup(child.pid, 'SIGKILL');
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (e: NodeJS.ErrnoException) => {
       opts.signal?.removeEventListener('abort', onAbort);

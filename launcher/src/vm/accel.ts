@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { SymError, EXIT } from '../errors.js';
 import { runtimeRoot, VM_DEFAULTS } from '../defaults.js';
 import { QEMU_BINARY, qemuMissingError } from './qemu.js';
+import { signalGroup } from '../util/children.js';
 
 /**
  * 512-byte boot sector: real mode -> long mode (identity-mapped 2 MiB page), then writes 0x2a to an
@@ -69,7 +70,7 @@ export function runProbeGuest(binary: string, args: string[], timeoutMs: number,
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
     let timedOut = false;
-    const killGroup = () => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } };
+    const killGroup = () => signalGroup(child.pid, 'SIGKILL');
     const timer = setTimeout(() => { timedOut = true; killGroup(); }, timeoutMs);
     const onAbort = () => killGroup();
     signal?.addEventListener('abort', onAbort, { once: true });

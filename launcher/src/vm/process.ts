@@ -6,6 +6,7 @@ import { DEFAULTS } from '../defaults.js';
 import { QmpClient } from '../qmp/client.js';
 import { detectQemu, qemuMissingError, QEMU_BINARY, type QemuInfo } from './qemu.js';
 import { qemuArgs, vmPaths, type VmSpec } from './args.js';
+import { signalGroup, stopGroup } from '../util/children.js';
 
 export interface VmExit { code: number | null; signal: NodeJS.Signals | null }
 
@@ -45,10 +46,6 @@ function cachedDetect(binary: string): Promise<QemuInfo> {
   return p;
 }
 
-function killGroup(pid: number, sig: NodeJS.Signals) {
-  try { process.kill(-pid, sig); } catch { /* already gone */ }
-}
-
 function delay(ms: number): Promise<void> { return new Promise((r) => setTimeout(r, ms)); }
 
 export async function startVm(spec: VmSpec, opts: StartVmOptions = {}): Promise<VmProcess> {
@@ -86,9 +83,7 @@ export async function startVm(spec: VmSpec, opts: StartVmOptions = {}): Promise<
   try {
     qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: opts.connectTimeoutMs ?? DEFAULTS.qmp.connectTimeoutMs, signal: connectAbort.signal });
   } catch (e) {
-    if (!isGone && child.pid) {
-      killGroup(child.pid, 'SIGKILL');
-    }
+    if (!isGone) signalGroup(child.pid, 'SIGKILL');
     const ex = await exited;
     opts.signal?.removeEventListener('abort', onCallerAbort);
     if (spawnError && (spawnError as NodeJS.ErrnoException).code === 'ENOENT') throw qemuMissingError(qemu.binary, spawnError);
@@ -112,15 +107,8 @@ export async function startVm(spec: VmSpec, opts: StartVmOptions = {}): Promise<
     const graceMs = o.graceMs ?? DEFAULTS.teardown.stopGraceMs;
     stopping = (async () => {
       if (!isGone) {
-        if (qmp.state === 'ready') {
-          await qmp.execute('quit', undefined, { timeoutMs: Math.min(graceMs, 2000) }).catch(() => { /* QEMU may close first */ });
-        }
-        const gone = await Promise.race([exited.then(() => true), delay(graceMs).then(() => false)]);
-        if (!gone) {
-          killGroup(pid, 'SIGTERM');
-          const gone2 = await Promise.race([exited.then(() => true), delay(graceMs).then(() => false)]);
-          if (!gone2) killGroup(pid, 'SIGKILL');
-        }
+        // QMP quit (QEMU may close first), then SIGTERM, then SIGKILL to the group
+        await stopGroup(pid, exited, { polite: qmp.state === 'ready' ? () => qmp.execute('quit', undefined, { timeoutMs: Math.min(graceMs, 2000) }) : undefined, graceMs });
       }
       const ex = await exited;
       await qmp.close();

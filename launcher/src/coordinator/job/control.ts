@@ -1,0 +1,71 @@
+// The job's control socket (runDir/control.sock, mode 0600 in a 0700 directory): what `symrun status`,
+// `exec`, `migrate`, `cancel` and `checkpoint` ask of the running job. Output of an exec is streamed
+// back on the same connection; a client that goes away hangs up its commands (SIGHUP).
+import fs from 'node:fs';
+import path from 'node:path';
+import { SymError } from '../../errors.js';
+import { serveUnix, type RpcPeer } from '../../agent/channel.js';
+import type { ExecHandle } from '../../agent/guest.js';
+import type { Migrations, MigrateRequest } from '../migrate.js';
+import type { Checkpoints, CheckpointRequest } from '../checkpoint.js';
+import type { EventSink } from './events.js';
+import type { JobContext } from './context.js';
+
+export interface ControlDeps {
+  status(): Record<string, unknown>;
+  migrations: Migrations;
+  checkpoints: Checkpoints;
+  events: EventSink;
+}
+
+/** Serve the control socket of `job` until teardown. */
+export async function serveControl(job: JobContext, deps: ControlDeps): Promise<void> {
+  const sock = path.join(job.runDir, 'control.sock');
+  fs.rmSync(sock, { force: true }); // a dead coordinator's (symrun recover)
+  const server = await serveUnix(sock, (p) => attach(job, deps, p));
+  job.onCleanup('control socket', () => server.close());
+}
+
+function attach(job: JobContext, deps: ControlDeps, p: RpcPeer): void {
+  const execs = new Map<string, ExecHandle>();
+  p.handle('status', () => deps.status());
+  p.handle('events.subscribe', () => { deps.events.subscribe(p); return {}; });
+  p.handle('migrate', async (a: MigrateRequest & { wait?: boolean }) => {
+    if (job.state !== 'running') throw new SymError('ESYM_JOB_STATE', { message: `job ${job.id} is ${job.state}; VMs can be migrated while the job runs`, fix: 'wait until `symrun status` shows the job running' });
+    deps.events.subscribe(p);
+    const { op, done } = deps.migrations.migrate(a);
+    if (!a.wait) return { op };
+    return { op, result: await done };
+  });
+  p.handle('cancel', (a: { vm: string }) => deps.migrations.cancel(a.vm));
+  p.handle('checkpoint', (a: CheckpointRequest & { wait?: boolean }) => { deps.events.subscribe(p); return deps.checkpoints.request(a); });
+  p.handle('exec.start', async (a: { vm: string; argv: string[]; pty?: { cols: number; rows: number }; cwd?: string }) => {
+    const vm = job.vms.get(a.vm);
+    if (!vm) throw new SymError('ESYM_NO_VM', { message: `no VM named ${a.vm} in job ${job.id}`, fix: `VMs: ${[...job.vms.keys()].join(', ')}` });
+    // output can arrive before exec() returns the session id: hold it until then
+    let sid = '';
+    const early: Array<[1 | 2, Buffer]> = [];
+    const out = (fd: 1 | 2) => (d: Buffer) => (sid ? p.notify('exec.out', { sid, fd, data: d.toString('base64') }) : early.push([fd, d]));
+    const h = await vm.client.exec({ argv: a.argv, pty: a.pty, cwd: a.cwd, stdin: true }, { onStdout: out(1), onStderr: out(2) });
+    sid = h.sid;
+    for (const [fd, d] of early) p.notify('exec.out', { sid, fd, data: d.toString('base64') });
+    execs.set(h.sid, h);
+    void h.done.then((r) => { execs.delete(h.sid); p.notify('exec.exit', { sid: h.sid, status: r.status }); });
+    return { sid: h.sid };
+  });
+  p.on('event', (name: string, d: any) => {
+    const h = execs.get(String(d?.sid));
+    if (!h) return;
+    if (name === 'exec.in') {
+      if (d.data) h.write(Buffer.from(String(d.data), 'base64'));
+      if (d.eof) h.end();
+    } else if (name === 'exec.resize') h.resize(Number(d.cols), Number(d.rows));
+    else if (name === 'exec.signal') h.signal(String(d.sig));
+  });
+  p.on('close', () => {
+    deps.events.unsubscribe(p);
+    for (const h of execs.values()) h.signal('SIGHUP');
+    execs.clear();
+  });
+  p.start();
+}

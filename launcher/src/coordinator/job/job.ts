@@ -1,0 +1,440 @@
+// The coordinator of one job (`symrun run`, `symrun restart`, `symrun recover`): the flows, composed of
+// the job's rooms. A run: image -> hosts -> host agents (agents.ts) -> VMs (vms.ts) -> network ->
+// staging (staging.ts) -> mpirun in vm1 (mpi-session.ts) -> output -> stage-out -> teardown. Around it:
+// the control socket (control.ts), migrations and checkpoints (../migrate.ts, ../checkpoint.ts), node
+// and allocation changes (allocation.ts), lost hosts and reactive restarts (restarts.ts). Every
+// resource is registered on the teardown stack (teardown.ts) the moment it exists, so Ctrl-C, SIGTERM
+// or a failure in any phase removes all of it.
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import type { SymrunConfig } from '../../config/types.js';
+import { SymError, EXIT } from '../../errors.js';
+import { DEFAULTS, runtimeRoot } from '../../defaults.js';
+import { resolveImage, imageFiles, type ImageInfo } from '../../image/index.js';
+import { detectQemu, probeAccel } from '../../vm/index.js';
+import { cleanupJob, findStaleJobs, requireRoot } from '../../local/index.js';
+import { procStartTime, readState, writeState } from '../../local/state.js';
+import { resolveProgram, programClosure, snapshotDir } from '../../stage/index.js';
+import { planMpi } from '../../mpi/launch.js';
+import type { OpEvent } from '../../protocol/events.js';
+import { createLocalHosts, createSlurmHosts, hostMode, type HostSet } from '../hosts.js';
+import { planPlacement } from '../placement.js';
+import { Migrations, type JobAccess } from '../migrate.js';
+import { Checkpoints } from '../checkpoint.js';
+import { pickCheckpoint, restartsInFlight, type PickedCheckpoint } from '../restart.js';
+import type { JobContext, JobOptions, JobState, VmState } from './context.js';
+import { Teardown } from './teardown.js';
+import { EventSink } from './events.js';
+import { HostAgents } from './agents.js';
+import { Vms } from './vms.js';
+import { MpiSession } from './mpi-session.js';
+import { stageIn, stageOut } from './staging.js';
+import { serveControl } from './control.js';
+import { Restarts } from './restarts.js';
+import { Allocation } from './allocation.js';
+import { cleanStaleRunDirs, newJobId, recoverable, writeOwner, writeRecovery, type RecoveryState } from './rundir.js';
+
+export interface JobResult { exitCode: number; jobId: string; phases: Record<string, number>; firstOutputMs?: number }
+
+export class Job implements JobContext {
+  readonly id: string;
+  readonly runDir: string;
+  readonly phases: Record<string, number> = {};
+  readonly vms = new Map<string, VmState>();
+  readonly lostHosts = new Set<string>();
+  cluster?: HostSet;
+  image?: ImageInfo;
+  accel: 'kvm' | 'tcg' = 'tcg';
+  state: JobState = 'starting';
+  vmHostCount = 0;
+  macSeed: string;
+  prefixLenOverride?: number;
+  readonly out: NodeJS.WritableStream;
+  readonly err: NodeJS.WritableStream;
+  private t0 = performance.now();
+  private teardown: Teardown;
+  readonly events: EventSink;
+  readonly agents: HostAgents;
+  readonly vmSet: Vms;
+  readonly mpi: MpiSession;
+  readonly migrations: Migrations;
+  readonly checkpoints: Checkpoints;
+  readonly restarts: Restarts;
+  readonly allocation: Allocation;
+
+  constructor(readonly opts: JobOptions) {
+    this.id = opts.jobId ?? newJobId();
+    this.macSeed = opts.restore?.manifest.jobId ?? this.id;
+    this.runDir = path.join(runtimeRoot(), this.id);
+    this.out = opts.stdout ?? process.stdout;
+    this.err = opts.stderr ?? process.stderr;
+    this.teardown = new Teardown((l) => this.err.write(`symrun: warning: ${l}\n`));
+    this.events = new EventSink((m) => this.say(m));
+    this.agents = new HostAgents(this, { onEvent: (p, n, d) => this.vmSet.onHostEvent(p, n, d), onLost: (h, why) => this.restarts.hostLost(h, why) });
+    this.mpi = new MpiSession(this, this.t0);
+    this.vmSet = new Vms(this, this.agents, (from, f) => void this.mpi.relay(from, f), (op, p) => this.migrations.onProgress(op, p as never));
+    const access = this.access();
+    this.migrations = new Migrations(access, (e) => this.event(e));
+    this.checkpoints = new Checkpoints({
+      access,
+      config: () => this.config,
+      app: () => ({ app: this.opts.app, cwd: this.opts.cwd }),
+      state: () => this.state,
+      gate: () => this.migrations.gate,
+      migrating: () => this.migrations.list().some((o) => !o.result),
+      journal: () => this.migrations.journal,
+      sessions: () => this.mpi.sessions(),
+      emit: (e) => this.event(e),
+    });
+    this.allocation = new Allocation(this, { agents: this.agents, migrations: this.migrations, hostLost: (h, why) => this.restarts.hostLost(h, why) });
+    this.restarts = new Restarts(this, {
+      agents: this.agents, vms: this.vmSet, mpi: this.mpi, migrations: this.migrations, checkpoints: this.checkpoints, access,
+      checkAllocation: () => this.allocation.recheck(),
+      evaluatePolicy: () => this.allocation.policy?.evaluate(),
+    });
+  }
+
+  get config(): SymrunConfig { return this.opts.config; }
+
+  event(e: OpEvent): void { this.events.emit(e); }
+
+  say(msg: string): void {
+    if (!this.opts.quiet) this.err.write(`symrun: ${msg}\n`);
+  }
+
+  async phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await fn();
+    } finally {
+      const ms = Math.round(performance.now() - t);
+      this.phases[name] = ms;
+      this.opts.onPhase?.(name, ms);
+    }
+  }
+
+  onCleanup(what: string, fn: () => Promise<unknown> | unknown): void {
+    this.teardown.add(what, fn);
+  }
+
+  private checkAbort(): void {
+    const s = this.opts.signal;
+    if (s?.aborted) throw s.reason instanceof Error ? s.reason : new SymError('ESYM_CANCELLED', { message: 'cancelled' });
+  }
+
+  /** The narrow view of this job the migration, checkpoint and restart code works through. */
+  private access(): JobAccess {
+    const job = this;
+    return {
+      id: this.id,
+      runDir: this.runDir,
+      get migration() { return job.config.migration; },
+      device: (n, host) => this.vmSet.device(this.vms.get(n)!, host),
+      vm: (n) => this.vms.get(n),
+      vmNames: () => [...this.vms.keys()],
+      hosts: () => (this.cluster?.hosts ?? []).map((h, i) => ({ name: h.name, ip: h.ip, bridge: h.bridge, spare: i >= this.vmHostCount, usable: this.agents.has(h.name) && !this.lostHosts.has(h.name) && !this.allocation.policy?.unusable(h.name) })),
+      peer: (h) => this.agents.peer(h),
+      spec: (n, host, withDevice) => this.vmSet.spec(this.vms.get(n)!, withDevice, host),
+      taps: (n, bridge) => this.vmSet.taps(this.vms.get(n)!, bridge, false),
+      failoverReady: () => this.config.migration.quiesce === 'failover',
+      setVmHost: (n, host) => {
+        const v = this.vms.get(n)!;
+        v.client.detach(`moved to ${host}`);
+        v.host = host;
+        this.saveRecovery();
+      },
+      netConfigArgs: (n) => this.vmSet.netConfigArgs(this.vms.get(n)!),
+    };
+  }
+
+  async run(): Promise<JobResult> {
+    let exitCode: number = EXIT.runtime;
+    try {
+      exitCode = await this.runInner();
+    } finally {
+      await this.phase('teardown', () => this.tearDown());
+    }
+    return { exitCode, jobId: this.id, phases: this.phases, firstOutputMs: this.mpi.firstOutputMs };
+  }
+
+  private async runInner(): Promise<number> {
+    const cfg = this.config;
+    const mode = hostMode(cfg);
+    if (mode === 'local') requireRoot('--local creates network namespaces, bridges and tap devices');
+    const [prog, ...args] = this.opts.app;
+    if (!prog) throw new SymError('ESYM_NO_APP', { message: 'no application given', fix: 'symrun [options] -- ./app args', exitCode: EXIT.usage });
+    const restore = this.opts.restore;
+    // restart: the program is in the guests' saved memory already (only its path is used, for messages)
+    const program = restore ? { hostPath: prog } as ReturnType<typeof resolveProgram> : resolveProgram(prog, { cwd: this.opts.cwd, PATH: process.env.PATH });
+
+    // a previous run killed with SIGKILL leaves namespaces and run dirs: clean them first
+    // (local mode only: in Slurm mode /run/symrun may be shared by nodes whose processes this one cannot see)
+    if (mode === 'local') await this.phase('cleanup-stale', async () => {
+      for (const j of await findStaleJobs()) {
+        if (recoverable(j)) {
+          this.say(`job ${j} lost its coordinator but its host agents still wait for one: not removing it (\`symrun recover --job ${j}\` takes it over)`);
+          continue;
+        }
+        await cleanupJob(j);
+        this.say(`removed leftovers of an earlier run (job ${j})`);
+      }
+      cleanStaleRunDirs((id) => recoverable(id));
+    });
+
+    fs.mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
+    writeOwner(this.runDir, { app: this.opts.app, cwd: this.opts.cwd });
+    this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
+    if (this.opts.eventsFile) this.onCleanup('events file', this.events.toFile(this.opts.eventsFile));
+
+    const [image, , accel] = await this.phase('image', () =>
+      Promise.all([
+        restore ? checkpointImage(restore, cfg.image, (s: string) => this.say(`image: ${s}`), this.opts.signal) : resolveImage(cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal }),
+        detectQemu(),
+        probeAccel(cfg.accel),
+      ]),
+    );
+    this.image = image;
+    this.accel = accel.accel;
+    if (accel.notice) this.say(accel.notice);
+    this.checkAbort();
+
+    const files = await imageFiles(image);
+    const [closure, snap] = await this.phase('closure', () =>
+      Promise.all([
+        restore ? Promise.resolve({ files: [] as string[] } as Awaited<ReturnType<typeof programClosure>>) : programClosure([program.hostPath], { imageFiles: files }),
+        cfg.share.cwd && !restore ? snapshotDir(this.opts.cwd, { maxBytes: cfg.share.maxBytes, exclude: [...cfg.share.exclude, ...checkpointExclude(this.opts.cwd, cfg.checkpoint.dir)] }) : Promise.resolve(undefined),
+      ]),
+    );
+    const caches = snap?.skipped.filter((e) => e.cache).map((e) => `${e.path}/`) ?? [];
+    if (caches.length) this.say(`not copied into the guests: ${caches.join(', ')} (tagged CACHEDIR.TAG: checkpoints or caches)`);
+
+    const cluster: HostSet = await this.phase('hosts', () => mode === 'local'
+      ? createLocalHosts({ jobId: this.id, hosts: cfg.local + cfg.spares, subnet: cfg.network.subnet, signal: this.opts.signal })
+      : createSlurmHosts({ config: cfg, spares: cfg.spares, signal: this.opts.signal }));
+    this.cluster = cluster;
+    this.onCleanup(mode === 'local' ? 'emulated hosts' : 'slurm hosts', () => cluster.destroy());
+    // placement (-N, -n, --ntasks-per-node, -c; docs/placement.md): main.ts planned cfg before the job
+    // (VM sizes), this plans it again with the hosts really got: the first vmHosts run VMs, the rest are
+    // spares. A restore keeps the checkpoint's layout (runRestored).
+    const placement = restore ? undefined : planPlacement({
+      mode, hosts: cluster.hosts.length, local: cfg.local, nodes: cfg.nodes, spares: cfg.spares,
+      np: cfg.mpi.np, ntasksPerNode: cfg.mpi.ntasksPerNode, slotsPerVm: cfg.mpi.slotsPerVm, cpusPerTask: cfg.mpi.cpusPerTask, cpus: cfg.vm.cpus,
+    });
+    this.vmHostCount = placement?.vmHosts ?? (mode === 'local' ? cfg.local : cluster.hosts.length - cfg.spares);
+
+    await this.agents.listen(cluster.coordinatorIp, crypto.randomBytes(32).toString('hex'));
+    this.onCleanup('channel', () => this.agents.closeChannel());
+    await serveControl(this, { status: () => this.statusReport(), migrations: this.migrations, checkpoints: this.checkpoints, events: this.events });
+
+    await this.phase('agents', () => this.agents.startAll(cluster));
+    this.checkAbort();
+    if (mode === 'slurm') this.allocation.watch(cluster);
+    this.agents.startHeartbeat();
+    if (restore) return this.runRestored(cluster, restore);
+
+    // VMs on the first hosts; the rest (--spares) are spares
+    const names: string[] = [];
+    for (let i = 1; i <= this.vmHostCount; i++) names.push(this.vmSet.add(`vm${i}`, i, cluster.hosts[i - 1]!.name).name);
+    this.say(`job ${this.id}: booting ${names.length} VMs (${accel.accel}, ${cfg.vm.memoryMiB} MiB, ${cfg.vm.cpus} vCPU) on ${names.length} hosts${cfg.spares ? ` + ${cfg.spares} spare` : ''}`);
+    await this.phase('boot', () => Promise.all(names.map((n) => this.vmSet.boot(n))));
+    this.checkAbort();
+
+    await this.phase('network', () => this.vmSet.configureNetwork());
+    await this.phase('stage', () => stageIn(this, closure.files, snap?.files ?? []));
+    this.checkAbort();
+
+    const slotsPerVm = placement?.slotsPerVm ?? cfg.mpi.slotsPerVm ?? cfg.vm.cpus;
+    const plan = planMpi({
+      vms: names.map((n) => ({ name: n, slots: slotsPerVm })),
+      np: placement ? placement.np : cfg.mpi.np,
+      mapBy: placement?.mapBy,
+      program: program.hostPath,
+      args,
+      cwd: this.opts.cwd,
+      ifName: cfg.network.guestIfName,
+      tagOutput: cfg.mpi.tagOutput,
+      mca: cfg.mpi.mca,
+      extraArgs: cfg.mpi.extraArgs,
+    });
+    const vm1 = this.vms.get(names[0]!)!;
+    const check = await vm1.client.run(['test', '-x', program.hostPath], { timeoutMs: 30_000 });
+    if (check.status !== 0) {
+      this.err.write(`symrun: ${program.hostPath}: not found or not executable inside ${vm1.name}\n`);
+      return EXIT.notFound;
+    }
+    this.say(`launching ${plan.np} ranks on ${names.length} VMs`);
+    this.state = 'running';
+    for (const v of this.vms.values()) v.state = 'running';
+    this.allocation.policy?.evaluate(); // nodes that went bad while the VMs booted
+    this.restarts.launch = { vm: vm1.name, argv: plan.argv, env: plan.env, rankVm: plan.rankVm, stage: { abs: closure.files, cwd: snap?.files ?? [] } };
+    return this.runToEnd(this.mpi.run(vm1, plan.argv, plan.env, plan.rankVm));
+  }
+
+  /** The job runs (periodic checkpoints, restarts after losses) until mpirun ends; then its files come back. */
+  private async runToEnd(mpi: Promise<number>): Promise<number> {
+    const ckptTimer = this.checkpoints.startTimer(); // checkpoint.interval
+    this.onCleanup('checkpoint timer', () => ckptTimer.stop());
+    const status = await this.phase('run', () => this.restarts.supervise(mpi));
+    await ckptTimer.stop(); // a checkpoint in flight completes (or rolls back) before the VMs go
+    this.state = 'finishing';
+    await this.phase('stage-out', () => stageOut(this));
+    return status;
+  }
+
+  /** `symrun restart`: the checkpoint's VMs on the first hosts (the rest are spares), restored, the job goes on. */
+  private async runRestored(cluster: HostSet, ck: PickedCheckpoint): Promise<number> {
+    const m = ck.manifest;
+    if (cluster.hosts.length < m.vms.length) {
+      throw new SymError('ESYM_NO_HOSTS', { message: `checkpoint ${m.name} has ${m.vms.length} VMs; this allocation has ${cluster.hosts.length} host${cluster.hosts.length === 1 ? '' : 's'}`, fix: `allocate ${m.vms.length} nodes or more (one VM per node; more become spares)`, exitCode: EXIT.usage });
+    }
+    this.vmHostCount = m.vms.length;
+    const placement = new Map<string, string>();
+    for (const [i, v] of [...m.vms].sort((a, b) => (a.index ?? 0) - (b.index ?? 0)).entries()) {
+      const host = cluster.hosts[i]!.name;
+      this.vmSet.add(v.name, v.index!, host, { mac: v.device.mac, ip: v.ip!, tap: 'tap' in v.device ? v.device.tap : `symtap${v.index}` });
+      placement.set(v.name, host);
+    }
+    const len = Number(/\/(\d+)$/.exec(String(m.vms[0]!.network.address ?? ''))?.[1]);
+    if (len) this.prefixLenOverride = len;
+    this.say(`job ${this.id}: restarting job ${m.jobId} from checkpoint ${m.name} (${m.createdAt}): ${m.vms.length} VMs on ${[...placement.values()].join(', ')}${cluster.hosts.length > m.vms.length ? ` + ${cluster.hosts.length - m.vms.length} spare` : ''}`);
+    const { mpi } = await this.phase('restore', () => this.restarts.restoreFrom(ck, placement));
+    this.checkAbort();
+    return this.runToEnd(mpi);
+  }
+
+  // ---------- recovery after a coordinator restart (symrun recover) ----------
+  saveRecovery(): void {
+    const c = this.cluster;
+    if (!this.agents.secret || c?.mode !== 'local' || !this.image) return;
+    const s = this.mpi.sessions();
+    writeRecovery(this.runDir, {
+      v: 1, jobId: this.id, secret: this.agents.secret, channel: { host: c.coordinatorIp, port: this.agents.port },
+      accel: this.accel, image: this.image, config: this.config, app: this.opts.app, cwd: this.opts.cwd,
+      hosts: c.hosts, prefixLen: c.prefixLen, vmHostCount: this.vmHostCount,
+      vms: [...this.vms.values()].map((v) => ({ name: v.name, index: v.index, host: v.host, mac: v.mac, ip: v.ip, tap: v.tap })),
+      mpirun: s.mpirun, rsh: s.rsh,
+    });
+  }
+
+  /** Take over a job whose coordinator died: re-attach to its host agents and VMs, finish what the journal shows in flight, stream mpirun to the end. */
+  async recover(st: RecoveryState): Promise<JobResult> {
+    let exitCode: number = EXIT.runtime;
+    try {
+      exitCode = await this.recoverInner(st);
+    } finally {
+      await this.phase('teardown', () => this.tearDown());
+    }
+    return { exitCode, jobId: this.id, phases: this.phases };
+  }
+
+  private async recoverInner(st: RecoveryState): Promise<number> {
+    requireRoot('recovering a --local job needs its network namespaces');
+    writeOwner(this.runDir, { app: this.opts.app, cwd: this.opts.cwd, recovered: true });
+    const ls = readState(this.id);
+    if (ls) writeState({ ...ls, ownerPid: process.pid, ownerStartTime: procStartTime(process.pid) });
+    this.image = st.image;
+    this.accel = st.accel;
+    const ips = new Map(st.vms.map((v) => [v.index, v.ip]));
+    this.cluster = {
+      mode: 'local', coordinatorIp: st.channel.host, prefixLen: st.prefixLen, hosts: st.hosts,
+      guestIp: (i) => ips.get(i) ?? '',
+      startAgent: () => { throw new SymError('ESYM_RECOVER', { message: 'a recovered job cannot start new host agents' }); },
+      destroy: async () => { await cleanupJob(this.id); },
+    };
+    this.vmHostCount = st.vmHostCount;
+    for (const v of st.vms) this.vmSet.add(v.name, v.index, v.host, { mac: v.mac, ip: v.ip, tap: v.tap, state: 'running' });
+    // a restart the dead coordinator had begun is begun again (protocol/restart.ts: from-start): the
+    // checkpoint's sessions are adopted then, not the ones recorded before the restart
+    const restart = restartsInFlight(this.migrations.journal.file).pop();
+    // sessions first: the guests replay what the dead coordinator had not acknowledged right after sync
+    const adopted = restart ? { relays: [] as Array<Promise<void>>, mpi: undefined } : this.mpi.adopt({ mpirun: st.mpirun, rsh: st.rsh });
+    let mpi = adopted.mpi;
+    await this.agents.listen(st.channel.host, st.secret, st.channel.port);
+    this.onCleanup('channel', () => this.agents.closeChannel());
+    await serveControl(this, { status: () => this.statusReport(), migrations: this.migrations, checkpoints: this.checkpoints, events: this.events });
+    await this.phase('agents', () => this.agents.awaitReconnect(st.hosts.map((h) => h.name), 30_000));
+    // from here on the job is ours: a failure removes it like any run (until now it stays recoverable)
+    this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
+    this.onCleanup('emulated hosts', () => this.cluster!.destroy());
+    this.onCleanup('host agents', () => this.agents.stopAll());
+    if (restart) {
+      this.say(`recovering restart ${restart.op} (was in ${restart.phase}): restoring every VM from ${restart.checkpoint} again`);
+      const ck = await pickCheckpoint(path.dirname(restart.checkpoint), { from: restart.checkpoint });
+      mpi = (await this.phase('restore', () => this.restarts.restoreFrom(ck, restart.placement))).mpi;
+    }
+    // in-flight operations first: a VM whose transfer completed while nobody watched is paused on its
+    // source and cannot answer until the rollback resumes it (the ports wait for the guests they need)
+    const ops = this.migrations.recoverFromJournal();
+    // a checkpoint in flight: committed again if it was committing, else rolled back (every VM `cont`, devices back, temp dir gone)
+    const cks = this.checkpoints.recoverFromJournal();
+    await this.phase('guests', () => this.vmSet.allReady());
+    this.state = 'running';
+    this.saveRecovery();
+    for (const o of ops) this.say(`recovering migration ${o.op} of ${o.vm} (was in ${o.phase})`);
+    for (const c of cks) this.say(`recovering checkpoint ${c.op} (was in ${c.phase})`);
+    const [results, ckResults] = await Promise.all([Promise.all(ops.map((o) => o.done)), Promise.all(cks.map((c) => c.done))]);
+    for (const [i, r] of results.entries()) this.say(`migration ${ops[i]!.op} of ${ops[i]!.vm}: ${r.outcome}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
+    for (const r of ckResults) this.say(`checkpoint ${r.name}: ${r.outcome}${r.path ? ` (${r.path})` : ''}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
+    const status = mpi ? await this.phase('run', () => mpi!) : EXIT.runtime;
+    await Promise.allSettled(adopted.relays);
+    this.state = 'finishing';
+    await this.phase('stage-out', () => stageOut(this));
+    return status;
+  }
+
+  // ---------- control socket (symrun status) ----------
+  statusReport(): Record<string, unknown> {
+    const policy = this.allocation.policy;
+    return {
+      jobId: this.id,
+      pid: process.pid,
+      state: this.state,
+      app: this.opts.app,
+      cwd: this.opts.cwd,
+      mode: this.cluster?.mode,
+      hosts: this.cluster?.hosts.map((h) => ({ name: h.name, ip: h.ip, role: this.lostHosts.has(h.name) ? 'lost' : [...this.vms.values()].some((v) => v.host === h.name) ? 'vm' : 'spare', agent: this.agents.has(h.name), ...(policy ? { condition: policy.nodes.get(h.name)?.condition ?? 'ok', usable: this.agents.has(h.name) && !policy.unusable(h.name) } : {}) })) ?? [],
+      ...(policy ? { notices: policy.notices, nodes: policy.status().nodes } : {}),
+      ...(this.allocation.feed ? { watch: this.allocation.feed.status() } : {}),
+      vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state, migrating: this.migrations.active(v.name)?.exec.state.phase })),
+      migrations: this.migrations.list(),
+      restarts: { count: this.restarts.count, max: this.config.checkpoint.maxRestarts, lostHosts: [...this.lostHosts], log: this.restarts.log },
+      phases: this.phases,
+    };
+  }
+
+  private async tearDown(): Promise<void> {
+    this.state = 'tearing-down';
+    for (const v of this.vms.values()) v.client.close();
+    await this.teardown.run(DEFAULTS.teardown.totalMs);
+    // last resort: anything of this job still there (e.g. a step above timed out)
+    if (this.cluster?.mode !== 'slurm') await cleanupJob(this.id).catch(() => undefined);
+    this.state = 'done';
+  }
+}
+
+/**
+ * The guest image a checkpoint was taken with: its own files if they are still there, else the configured
+ * image if it has the same content hash. Any other image cannot run the saved guests.
+ */
+async function checkpointImage(ck: PickedCheckpoint, configured: string, onProgress: (s: string) => void, signal?: AbortSignal): Promise<ImageInfo> {
+  const im = ck.manifest.image;
+  if ([im.kernel, im.initrd, im.rootfs].every((f) => fs.existsSync(f))) {
+    return { hash: im.hash, dir: path.dirname(im.rootfs), kernel: im.kernel, initrd: im.initrd, rootfs: im.rootfs, kernelVersion: '', manifestPath: path.join(path.dirname(im.rootfs), 'manifest.json'), builtNow: false };
+  }
+  const cur = await resolveImage(configured, { onProgress, signal });
+  if (cur.hash === im.hash) return cur;
+  throw new SymError('ESYM_RESTART_IMAGE', {
+    message: `checkpoint ${ck.manifest.name} was taken with guest image ${im.hash.slice(0, 12)} (${im.rootfs}), which is not on this machine; the configured image is ${cur.hash.slice(0, 12)}`,
+    fix: 'restart where the checkpoint\'s image is (the image cache must be shared or the same), or rebuild the same image (same symrun version and inputs)',
+    exitCode: EXIT.environment,
+  });
+}
+
+/** A checkpoint directory inside the job's directory is not staged into the guests (it holds their memory). */
+export function checkpointExclude(cwd: string, dir: string | undefined): string[] {
+  if (!dir) return [];
+  const rel = path.relative(path.resolve(cwd), path.resolve(dir));
+  if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) return [];
+  return [`/${rel.split(path.sep).join('/')}/`];
+}

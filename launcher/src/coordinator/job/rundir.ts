@@ -1,0 +1,110 @@
+// A job's run directory (runtimeRoot()/<job id>, mode 0700): who owns it (owner.json: pid AND its start
+// time, pid namespace), what a successor coordinator needs (recover.json), the control socket, the
+// journal and per-host logs. Also: which run directories on this machine are live, stale or recoverable.
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { runtimeRoot } from '../../defaults.js';
+import { ownerAlive, procStartTime, readState } from '../../local/state.js';
+import { pidsInNetns } from '../../local/index.js';
+import { writeFileAtomic } from '../../util/fsatomic.js';
+import type { ImageInfo } from '../../image/index.js';
+import type { SymrunConfig } from '../../config/types.js';
+
+export function newJobId(): string {
+  return crypto.randomBytes(4).toString('hex').slice(0, 6).replace(/^\d/, 'j');
+}
+
+/** This process's pid namespace ("pid:[4026531836]"); run dirs of other pid namespaces are not ours to judge. */
+export function pidNamespace(): string | undefined {
+  try { return fs.readlinkSync('/proc/self/ns/pid'); } catch { return undefined; }
+}
+
+/** owner.json: this process owns the job now (a run, or a recover taking it over). */
+export function writeOwner(runDir: string, o: { app: string[]; cwd: string; recovered?: boolean }): void {
+  fs.writeFileSync(path.join(runDir, 'owner.json'), JSON.stringify({
+    pid: process.pid, pidStartTime: procStartTime(process.pid), pidns: pidNamespace(), startedAt: new Date().toISOString(),
+    app: o.app, cwd: o.cwd,
+    ...(o.recovered ? { recovered: true } : {}),
+    ...(process.env.SLURM_JOB_ID ? { slurmJobId: process.env.SLURM_JOB_ID } : {}),
+  }));
+}
+
+/** runDir/recover.json: everything `symrun recover` needs to take over a job whose coordinator died. */
+export interface RecoveryState {
+  v: 1;
+  jobId: string;
+  secret: string;
+  channel: { host: string; port: number };
+  accel: 'kvm' | 'tcg';
+  image: ImageInfo;
+  config: SymrunConfig;
+  app: string[];
+  cwd: string;
+  hosts: Array<{ name: string; ip: string; bridge: string }>;
+  prefixLen: number;
+  vmHostCount: number;
+  vms: Array<{ name: string; index: number; host: string; mac: string; ip: string; tap: string }>;
+  mpirun?: { vm: string; sid: string; rankVm: string[] };
+  rsh: Array<{ rid: string; from: string; to: string; sid: string }>;
+}
+
+export function writeRecovery(runDir: string, st: RecoveryState): void {
+  writeFileAtomic(path.join(runDir, 'recover.json'), JSON.stringify(st));
+}
+
+/**
+ * Every job run directory with an owner record, and whether its owner still runs (pid AND start time).
+ * `foreign`: the owner runs in another pid namespace (e.g. a Slurm node of a namespace lab sharing
+ * /run): its pid means nothing here, so it is neither listed nor cleaned up.
+ */
+export function runDirs(): Array<{ id: string; dir: string; pid: number; alive: boolean; foreign: boolean }> {
+  const root = runtimeRoot();
+  let entries: string[] = [];
+  try { entries = fs.readdirSync(root); } catch { return []; }
+  const out: Array<{ id: string; dir: string; pid: number; alive: boolean; foreign: boolean }> = [];
+  const myNs = pidNamespace();
+  for (const id of entries) {
+    const dir = path.join(root, id);
+    try {
+      const o = JSON.parse(fs.readFileSync(path.join(dir, 'owner.json'), 'utf8')) as { pid: number; pidStartTime?: string; pidns?: string };
+      const foreign = o.pidns !== undefined && myNs !== undefined && o.pidns !== myNs;
+      out.push({ id, dir, pid: o.pid, foreign, alive: foreign || ownerAlive({ ownerPid: o.pid, ownerStartTime: o.pidStartTime }) });
+    } catch { /* no or unreadable owner record: not a job dir we manage */ }
+  }
+  return out;
+}
+
+/** Run directories whose owner process is gone (symrun was SIGKILLed), except those `keep` names. */
+export function cleanStaleRunDirs(keep: (id: string) => boolean = () => false): void {
+  for (const r of runDirs()) if (!r.alive && !r.foreign && !keep(r.id)) fs.rmSync(r.dir, { recursive: true, force: true });
+}
+
+/** Live jobs on this machine (for `symrun status` / `exec` without --job). */
+export function listJobs(): Array<{ id: string; pid: number; control: string }> {
+  return runDirs()
+    .filter((r) => r.alive && !r.foreign && fs.existsSync(path.join(r.dir, 'control.sock')))
+    .map((r) => ({ id: r.id, pid: r.pid, control: path.join(r.dir, 'control.sock') }));
+}
+
+/** A local job whose coordinator died, with a recovery record and host agents still waiting for a new coordinator. */
+export function recoverable(jobId: string): boolean {
+  if (!fs.existsSync(path.join(runtimeRoot(), jobId, 'recover.json'))) return false;
+  const ns = readState(jobId)?.namespaces ?? [];
+  return pidsInNetns(ns).some((pid) => {
+    try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('hostagent.js'); } catch { return false; }
+  });
+}
+
+/** Jobs on this machine whose coordinator is gone but whose recovery record is there. */
+export function listRecoverable(): Array<{ id: string; state: RecoveryState }> {
+  return runDirs()
+    .filter((r) => !r.alive && !r.foreign)
+    .flatMap((r) => {
+      try {
+        return [{ id: r.id, state: JSON.parse(fs.readFileSync(path.join(r.dir, 'recover.json'), 'utf8')) as RecoveryState }];
+      } catch {
+        return [];
+      }
+    });
+}

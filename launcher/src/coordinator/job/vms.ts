@@ -1,0 +1,161 @@
+// The job's VMs: their QEMU spec on a host (the same on every host it moves to, plus the host's own
+// run directory), the taps they need there, boot (the host agent starts QEMU, the guest agent says it
+// is ready), the guest's interconnect configuration, and the host agent events that concern a VM
+// (guest frames and link, QMP events, QEMU exits). A VM being migrated exists on two hosts: only the
+// host it currently belongs to speaks for it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { SymError } from '../../errors.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../defaults.js';
+import { GuestClient } from '../../agent/guest.js';
+import type { RpcPeer } from '../../agent/channel.js';
+import type { GuestFrame } from '../../../../guest/protocol/index.js';
+import type { VmSpec } from '../../vm/index.js';
+import { STANDBY, bootArgs, interconnectFor, vmMac, type InterconnectDevice } from './interconnect.js';
+import { tail, type HostAgents } from './agents.js';
+import type { JobContext, VmState } from './context.js';
+
+type RshFrame = Extract<GuestFrame, { t: 'rsh' }>;
+
+export class Vms {
+  constructor(
+    private job: JobContext,
+    private agents: HostAgents,
+    /** a guest asks (symrun-rsh) to start a command in another guest */
+    private onRsh: (from: string, f: RshFrame) => void,
+    /** a migration's progress sample from a source host agent */
+    private onProgress: (op: string, progress: unknown) => void,
+  ) {}
+
+  /** A guest agent client for VM `name`, wired to the rsh relay. */
+  client(name: string): GuestClient {
+    const c = new GuestClient(name);
+    c.on('rsh', (f: RshFrame) => this.onRsh(name, f));
+    return c;
+  }
+
+  /** Add VM `name` (index i) on `host`; `mac`/`ip` default to the job's scheme. */
+  add(name: string, index: number, host: string, o: { mac?: string; ip?: string; tap?: string; state?: VmState['state'] } = {}): VmState {
+    const v: VmState = {
+      name, index, host,
+      mac: o.mac ?? vmMac(this.job.macSeed, index),
+      ip: o.ip ?? this.job.cluster!.guestIp(index),
+      tap: o.tap ?? `symtap${index}`,
+      client: this.client(name),
+      state: o.state ?? 'booting',
+    };
+    this.job.vms.set(name, v);
+    return v;
+  }
+
+  device(vm: VmState, host = vm.host): InterconnectDevice {
+    return interconnectFor(this.job.config, vm, host);
+  }
+
+  spec(vm: VmState, withNic: boolean, host = vm.host): VmSpec {
+    const cfg = this.job.config;
+    // per host: source and destination of a migration may share a filesystem (local mode)
+    const dir = path.join(this.job.runDir, host, vm.name);
+    const nic: string[] = [];
+    if (cfg.migration.quiesce === 'failover') {
+      // part of the VM on every host (migrates with it), so source and destination have it alike
+      nic.push('-netdev', `tap,id=${STANDBY.netdevId},ifname=${STANDBY.tap(vm.index)},script=no,downscript=no`);
+      nic.push('-device', `virtio-net-pci,netdev=${STANDBY.netdevId},id=${STANDBY.deviceId},mac=${vmMac(this.job.macSeed, vm.index, 'standby')},bus=${STANDBY.bus}`);
+    }
+    if (withNic) nic.push(...bootArgs(this.device(vm, host)));
+    const image = this.job.image!;
+    return {
+      name: vm.name,
+      runDir: dir,
+      accel: this.job.accel,
+      memoryMiB: cfg.vm.memoryMiB,
+      cpus: cfg.vm.cpus,
+      machine: cfg.vm.machine,
+      kernel: image.kernel,
+      initrd: image.initrd,
+      rootfs: image.rootfs,
+      append: `console=ttyS0 root=/dev/vda ro quiet panic=-1 symrun.hostname=${vm.name}`,
+      agentSocket: path.join(dir, 'agent.sock'),
+      agentPortName: DEFAULTS.agent.portName,
+      rootPorts: DEFAULTS.interconnect.rootPorts,
+      extraArgs: [...cfg.vm.extraArgs, ...nic],
+    };
+  }
+
+  /** Host taps a VM needs on a host: the interconnect stand-in (a NIC) and the failover standby. */
+  taps(vm: VmState, bridge: string, withDevice: boolean): Array<{ tap: string; bridge: string }> {
+    const taps: Array<{ tap: string; bridge: string }> = [];
+    if (withDevice && this.job.config.interconnect.type === 'emulated') taps.push({ tap: vm.tap, bridge });
+    if (this.job.config.migration.quiesce === 'failover') taps.push({ tap: STANDBY.tap(vm.index), bridge });
+    return taps;
+  }
+
+  async boot(name: string): Promise<void> {
+    const vm = this.job.vms.get(name)!;
+    const host = this.job.cluster!.hosts.find((h) => h.name === vm.host)!;
+    const spec = this.spec(vm, true);
+    fs.mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
+    await this.agents.peer(vm.host).call('vm.start', { spec, taps: this.taps(vm, host.bridge, true) }, { timeoutMs: 120_000 });
+    try {
+      await vm.client.ready(DEFAULTS.agent.bootTimeoutMs, this.job.opts.signal);
+    } catch (e) {
+      const con = tail(path.join(spec.runDir, `${vm.name}.console.log`), 1500);
+      throw new SymError('ESYM_BOOT', { message: `${vm.name} did not come up: ${(e as Error).message}`, fix: `console of ${vm.name}:\n${con}` });
+    }
+    vm.state = 'ready';
+  }
+
+  /** The guest's interconnect configuration (at boot, and again after every move). */
+  netConfigArgs(v: VmState): Record<string, unknown> {
+    const cfg = this.job.config;
+    return {
+      mac: v.mac, name: cfg.network.guestIfName, address: `${v.ip}/${this.job.prefixLenOverride ?? this.job.cluster!.prefixLen}`, announce: true, waitMs: 15_000,
+      ...(cfg.migration.quiesce === 'failover' ? { standbyMac: vmMac(this.job.macSeed, v.index, 'standby') } : {}),
+    };
+  }
+
+  /** Names of every guest in every guest's hosts file, then the interconnect configured. */
+  async configureNetwork(): Promise<void> {
+    const vms = [...this.job.vms.values()];
+    const entries: Array<[string, string]> = vms.map((v) => [v.ip, v.name]);
+    await Promise.all(vms.map(async (v) => {
+      await v.client.request('hosts', { entries });
+      await v.client.request('net-config', this.netConfigArgs(v));
+    }));
+  }
+
+  /** A host agent's event: route it to the VM it concerns (if that VM belongs to that host now). */
+  onHostEvent(p: RpcPeer, name: string, data: any): void {
+    const named = data?.vm ? this.job.vms.get(String(data.vm)) : undefined;
+    const vm = named && named.host === p.name ? named : undefined;
+    switch (name) {
+      case 'mig.progress':
+        if (data.progress) this.onProgress(String(data.op), data.progress);
+        break;
+      case 'guest.frame':
+        vm?.client.receive(data.frame as GuestFrame);
+        break;
+      case 'guest.link':
+        if (!vm) break;
+        if (data.up) vm.client.attach((frame) => this.agents.peer(vm.host).notify('guest.send', { vm: vm.name, frame }));
+        else vm.client.detach('link down');
+        break;
+      case 'qmp.event':
+        // the guest opened the agent's port: sync now instead of at the next retry tick
+        if (vm && data.event === 'VSERPORT_CHANGE' && data.data?.open === true) vm.client.resync();
+        break;
+      case 'vm.exit':
+        if (named && !vm && !data.expected) this.job.say(`QEMU of ${named.name} on ${p.name} exited (${data.code ?? data.signal}); the VM runs on ${named.host}`);
+        if (vm && !data.expected && this.job.state !== 'tearing-down') this.job.say(`${vm.name} stopped unexpectedly (exit ${data.code ?? data.signal})`);
+        if (vm) vm.state = 'stopped';
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Every guest client is ready again (bounded): after a move, a restore or a coordinator restart. */
+  allReady(): Promise<void> {
+    return Promise.all([...this.job.vms.values()].map((v) => v.client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs))).then(() => undefined);
+  }
+}

@@ -1,0 +1,7 @@
+// The interconnect device as it crosses the coordinator <-> host agent wire (vm.plug, checkpoint
+// manifests). Types only: no I/O, imported by both sides.
+
+/** A VM's interconnect device: a NIC on a tap (the local stand-in) or a passed-through PCI function. */
+export type InterconnectDevice =
+  | { kind: 'nic'; id: string; netdevId: string; tap: string; mac: string; model: 'virtio-net-pci' | 'e1000e'; bus: string }
+  | { kind: 'vfio'; id: string; host: string; bus: string; mac: string };
