@@ -1,6 +1,11 @@
-// Errors carry stable codes (ESYM_*). One renderer prints message + fix, or JSON with --json.
+// Errors carry stable codes (ESYM_*, registered in error-codes.ts). One renderer prints message + fix,
+// or JSON with --json.
 // Exit codes scripts can trust: 2 = usage/config, 3 = environment (missing part), 4 = runtime failure
 // of symrun itself; the application's own exit status is passed through unchanged.
+
+import { ERROR_CODES, type ErrorCode } from './error-codes.js';
+
+export { ERROR_CODES, isErrorCode, type ErrorCode } from './error-codes.js';
 
 export const EXIT = {
   usage: 2,
@@ -20,7 +25,7 @@ export interface SymErrorInit {
   field?: string;
   /** the offending value */
   value?: unknown;
-  /** process exit status when this error ends symrun */
+  /** process exit status when this error ends symrun (default: the code's, error-codes.ts) */
   exitCode?: number;
   /** anything else worth showing in --json output */
   details?: Record<string, unknown>;
@@ -28,22 +33,21 @@ export interface SymErrorInit {
 }
 
 export class SymError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly fix?: string;
   readonly field?: string;
   readonly value?: unknown;
   readonly exitCode: number;
   readonly details?: Record<string, unknown>;
 
-  constructor(code: string, init: SymErrorInit) {
+  constructor(code: ErrorCode, init: SymErrorInit) {
     super(init.message, init.cause !== undefined ? { cause: init.cause } : undefined);
-    if (!/^ESYM_[A-Z0-9_]+$/.test(code)) throw new Error(`bad error code ${code}`);
     this.name = 'SymError';
     this.code = code;
     this.fix = init.fix;
     this.field = init.field;
     this.value = init.value;
-    this.exitCode = init.exitCode ?? EXIT.runtime;
+    this.exitCode = init.exitCode ?? EXIT[ERROR_CODES[code]?.exit ?? 'runtime'];
     this.details = init.details;
   }
 

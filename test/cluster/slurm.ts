@@ -24,7 +24,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { SymError, EXIT } from '../../launcher/src/errors.js';
+import { SymError, EXIT, type ErrorCode } from '../../launcher/src/errors.js';
 import { repoRoot } from '../../launcher/src/defaults.js';
 import {
   parseNodes, parseJobs, nodeCondition, compressHostlist, type SlurmNode, type SlurmJob,
@@ -188,7 +188,7 @@ export function labMacForPort(subnetBase: number, role: keyof typeof PORT_ROLE, 
   return ['02', '55', hex2(subnetBase >>> 16), hex2(subnetBase >>> 8), hex2(PORT_ROLE[role]), hex2(index)].join(':');
 }
 
-function labError(code: string, message: string, fix: string, details?: Record<string, unknown>): SymError {
+function labError(code: ErrorCode, message: string, fix: string, details?: Record<string, unknown>): SymError {
   return new SymError(code, { message, fix, exitCode: EXIT.environment, details });
 }
 

@@ -7,7 +7,7 @@ import net from 'node:net';
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { LineDecoder } from '../../../guest/protocol/index.js';
-import { SymError } from '../errors.js';
+import { SymError, isErrorCode } from '../errors.js';
 
 export const CHANNEL_VERSION = 1;
 const MAX_LINE = 64 * 1024 * 1024;
@@ -19,7 +19,8 @@ export interface RpcError { code: string; message: string; fix?: string; details
 
 export class RpcCallError extends SymError {
   constructor(method: string, e: RpcError) {
-    super(/^ESYM_[A-Z0-9_]+$/.test(e.code) ? e.code : 'ESYM_REMOTE', {
+    // a peer's code is taken over only if it is one of ours (error-codes.ts), never made up by the peer
+    super(isErrorCode(e.code) ? e.code : 'ESYM_REMOTE', {
       message: e.message, fix: e.fix, field: e.field, value: e.value, details: { method, remoteCode: e.code },
       ...(typeof e.exitCode === 'number' && e.exitCode > 0 && e.exitCode < 256 ? { exitCode: e.exitCode } : {}),
     });

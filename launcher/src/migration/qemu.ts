@@ -28,7 +28,7 @@
 //  - The `file:` URI and mapped-ram do not exist before QEMU 9/10: state files use exec:cat.
 import fs from 'node:fs';
 import path from 'node:path';
-import { SymError } from '../errors.js';
+import { SymError, type ErrorCode } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
 import type { QmpClient, QmpEvent } from '../qmp/client.js';
 
@@ -119,7 +119,7 @@ export function parametersFor(t: MigrationTuning, side: MigrationSide): Record<s
   return p;
 }
 
-function migrationError(code: string, message: string, fix: string, e: unknown, details?: Record<string, unknown>): SymError {
+function migrationError(code: ErrorCode, message: string, fix: string, e: unknown, details?: Record<string, unknown>): SymError {
   if (e instanceof SymError && e.code !== 'ESYM_QMP_COMMAND') return e; // timeouts, disconnects, aborts keep their code
   return new SymError(code, { message: `${message}: ${(e as Error).message}`, fix, details, cause: e });
 }
