@@ -58,6 +58,8 @@ export interface NetConfigArgs {
   announce?: boolean;
   /** wait for the interface with that MAC to appear (hotplug) */
   waitMs?: number;
+  /** the job network's MTU (an overlay: the underlay's minus the encapsulation); default: the NIC's own */
+  mtu?: number;
   /**
    * failover adapter: `name` becomes an active-backup bond of the passthrough NIC (mac, primary) and a
    * virtio standby NIC (standbyMac) that migrates with the VM; the address lives on the bond.

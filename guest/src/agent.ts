@@ -371,7 +371,8 @@ async function bondConfig(a: NetConfigArgs & { standbyMac: string }): Promise<In
     await enslave(bond, cur, prim);
   }
   fs.writeFileSync(`${bondDir(bond)}/primary`, prim);
-  const shown = await ipBatch([`addr replace ${a.address} dev ${bond}`, `addr show dev ${bond}`]);
+  const mtu = checkMtu(a.mtu);
+  const shown = await ipBatch([`addr replace ${a.address} dev ${bond}`, ...(mtu ? [`link set dev ${bond} mtu ${mtu}`] : []), `addr show dev ${bond}`]);
   const deadline = Date.now() + 10_000;
   while (readSys(`${bondDir(bond)}/active_slave`) !== prim && Date.now() < deadline) {
     fs.writeFileSync(`${bondDir(bond)}/active_slave`, prim);
@@ -401,12 +402,20 @@ async function failoverToStandby(bond: string): Promise<void> {
   }
 }
 
+/** An MTU from the host (checked: a guest applies only a sane value). */
+function checkMtu(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 576 || v > 65520) throw new AgentError('EINVAL', `bad MTU ${JSON.stringify(v)}`);
+  return v;
+}
+
 async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
   if (a.standbyMac) return bondConfig(a as NetConfigArgs & { standbyMac: string });
   const mac = String(a.mac).toLowerCase();
   if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac)) throw new AgentError('EINVAL', `bad MAC ${a.mac}`);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(a.name)) throw new AgentError('EINVAL', `bad interface name ${a.name}`);
   if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(a.address)) throw new AgentError('EINVAL', `bad address ${a.address}`);
+  const mtu = checkMtu(a.mtu);
   const deadline = Date.now() + (a.waitMs ?? 10_000);
   let cur: string | undefined;
   for (;;) {
@@ -421,6 +430,7 @@ async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
     ...(cur !== a.name ? [`link set dev ${cur} down`, `link set dev ${cur} name ${a.name}`] : []),
     `addr flush dev ${a.name}`,
     `addr add ${a.address} dev ${a.name}`,
+    ...(mtu ? [`link set dev ${a.name} mtu ${mtu}`] : []),
     `link set dev ${a.name} up`,
     `addr show dev ${a.name}`,
   ];

@@ -182,6 +182,11 @@ export const PROTOCOL_DEFAULTS = {
   agentLostMs: Number(process.env.SYMRUN_AGENT_LOST_MS ?? 6_000),
   /** host agents wait this long for a restarted coordinator (`symrun recover`) before stopping their VMs */
   agentGraceMs: 60_000,
+  /** a host agent signalled by Slurm (scancel, time limit) keeps its VMs this long for the stage-out
+   * (Slurm's KillWait, 30 s by default, is the hard limit: keep this below it) */
+  agentTermGraceMs: 20_000,
+  /** an interrupted job (SIGTERM/SIGINT) still copies the files its ranks wrote back, within this */
+  abortStageOutMs: 15_000,
   /** default migration mode and quiesce adapter */
   mode: 'live' as 'live' | 'postcopy' | 'stop-copy',
   quiesce: 'freeze' as 'freeze' | 'failover' | 'hooks',

@@ -5,13 +5,14 @@ import { SymError, EXIT, renderError, isSymError } from './errors.js';
 import { PROTOCOL_DEFAULTS } from './defaults.js';
 import { loadConfig, describeConfig, configOrigin, type ConfigOverrides, type LoadConfigOptions } from './config/index.js';
 import { resolvePlacement, describePlacement } from './coordinator/placement.js';
-import { Job, listJobs, listRecoverable } from './coordinator/job/index.js';
-import { connectUnix } from './agent/channel.js';
+import { Job, listRecoverable } from './coordinator/job/index.js';
+import { findJob, controlProxy } from './cli/jobref.js';
 import { buildImage, resolveImage } from './image/index.js';
 import { registerMigrate } from './cli/migrate.js';
 import { registerCheckpoint } from './cli/checkpoint.js';
 import { registerRestart } from './cli/restart.js';
 import { registerWatchd } from './cli/watchd.js';
+import { registerNode } from './cli/node.js';
 import { runJob } from './cli/runjob.js';
 
 const EXAMPLES = `
@@ -141,22 +142,10 @@ async function runCommand(flags: RunFlags, app: string[], argv: readonly string[
     flags.json ? (r) => ({ jobId: r.jobId, exitCode: r.exitCode, phasesMs: r.phases, firstOutputMs: r.firstOutputMs }) : undefined);
 }
 
-async function findJob(id?: string): Promise<{ id: string; control: string }> {
-  const jobs = listJobs();
-  if (id) {
-    const j = jobs.find((x) => x.id === id);
-    if (!j) throw new SymError('ESYM_NO_JOB', { message: `no running symrun job ${id} on this machine`, field: '--job', value: id, fix: jobs.length ? `running jobs: ${jobs.map((x) => x.id).join(', ')}` : 'start one with `symrun --local N -- ./app`', exitCode: EXIT.usage });
-    return j;
-  }
-  if (jobs.length === 1) return jobs[0]!;
-  if (jobs.length === 0) throw new SymError('ESYM_NO_JOB', { message: 'no running symrun job found on this machine', fix: 'start one with `symrun --local N -- ./app`, or pass --job ID', exitCode: EXIT.usage });
-  throw new SymError('ESYM_NO_JOB', { message: `${jobs.length} symrun jobs are running`, field: '--job', fix: `pick one with --job ID (${jobs.map((x) => x.id).join(', ')})`, exitCode: EXIT.usage });
-}
-
 async function execCommand(vm: string, cmd: string[], flags: { job?: string; interactive?: boolean; tty?: boolean }): Promise<number> {
   if (!cmd.length) throw new SymError('ESYM_USAGE', { message: 'no command given', fix: 'symrun exec VM -- COMMAND [ARGS]', exitCode: EXIT.usage });
   const j = await findJob(flags.job);
-  const peer = await connectUnix(j.control);
+  const peer = await j.connect();
   // the guests have the job's directory (staged), not the caller's: run there only if we are inside it
   const st = (await peer.call('status', {}, { timeoutMs: 10_000 })) as { cwd?: string };
   const here = process.cwd();
@@ -318,7 +307,7 @@ Exit status: 0; 2 if no job is running on this machine, --job names none, or sev
 missing (error code ESYM_NO_JOB, as JSON on stderr with --json); 4 if the job cannot be reached.`)
     .action(async (f: { job?: string; json?: boolean }) => {
       const j = await findJob(f.job);
-      const peer = await connectUnix(j.control);
+      const peer = await j.connect();
       const s = (await peer.call('status', {}, { timeoutMs: 10_000 })) as { jobId: string; state: string; vms: Array<Record<string, string>>; hosts: Array<Record<string, unknown>> };
       peer.close();
       if (f.json) process.stdout.write(JSON.stringify(s, null, 2) + '\n');
@@ -345,6 +334,7 @@ missing (error code ESYM_NO_JOB, as JSON on stderr with --json); 4 if the job ca
   registerCheckpoint(program, findJob, (n) => { exit = n; });
   registerRestart(program, right, (n) => { exit = n; });
   registerWatchd(program, (n) => { exit = n; });
+  registerNode(program, (n) => { exit = n; });
 
   program
     .command('recover')
@@ -372,6 +362,12 @@ Exit status: the application's, as for a run.`)
       if (f.json) process.stderr.write(JSON.stringify({ jobId: r.jobId, exitCode: r.exitCode, phasesMs: r.phases }) + '\n');
       exit = r.exitCode;
     });
+
+  program
+    .command('control-proxy', { hidden: true })
+    .description('relay the control protocol of a job on this node over stdio (started by symrun --job through srun)')
+    .requiredOption('--slurm-job <id>', 'the Slurm job id')
+    .action(async (f: { slurmJob: string }) => { exit = await controlProxy(f.slurmJob); });
 
   program
     .command('config')

@@ -1,5 +1,5 @@
 // scripts/slurm-lab: drive the Slurm lab of test/cluster/slurm.ts by hand (demos, debugging).
-//   start N [--name X] [--prolog P] [--epilog P] [--health-check P] [--health-check-interval S] [--cpus N] [--conf LINE]...
+//   start N [--name X] [--node-layer] [--prolog P] [--epilog P] [--health-check P] [--health-check-interval S] [--cpus N] [--conf LINE]...
 //   stop [--name X | --all]   status [--name X]   drain NODE REASON...   undrain NODE   crash NODE   restart NODE
 //   exec NODE -- CMD...   (NODE "ctl" runs a Slurm client on the controller: exec ctl -- sinfo)
 //   cleanup                   (remove every lab, including ones left behind by killed processes)
@@ -8,7 +8,7 @@ import { nodeCondition } from '../../launcher/src/slurm/index.js';
 import { cleanupStale, listLabs, labRunning, openSlurmLab, startSlurmLab, LAB_DEFAULTS, LAB_ROOT, type StopReport } from './slurm.js';
 
 const USAGE = `usage: scripts/slurm-lab COMMAND [--name LAB]
-  start N [--prolog P] [--epilog P] [--health-check P] [--health-check-interval S] [--cpus N] [--conf LINE]...
+  start N [--node-layer] [--prolog P] [--epilog P] [--health-check P] [--health-check-interval S] [--cpus N] [--conf LINE]...
   stop [--all]          remove the lab (every process, namespace, link, mount, file)
   status                nodes and their states
   drain NODE REASON...  undrain NODE  crash NODE  restart NODE
@@ -28,7 +28,7 @@ interface Parsed {
 }
 
 const VALUED = new Set(['--name', '--prolog', '--epilog', '--health-check', '--health-check-interval', '--cpus', '--conf']);
-const FLAGS = new Set(['--all', '--help', '-h']);
+const FLAGS = new Set(['--all', '--help', '-h', '--node-layer']);
 
 function parse(argv: string[]): Parsed {
   const dd = argv.indexOf('--');
@@ -78,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
       const lab = await startSlurmLab({
         nodes: n, name, prolog: one('--prolog'), epilog: one('--epilog'), healthCheckProgram: one('--health-check'),
         healthCheckInterval: hci === undefined ? undefined : Number(hci), cpusPerNode: cpus === undefined ? undefined : Number(cpus),
-        extraConf: p.opts['--conf'], log: say,
+        extraConf: p.opts['--conf'], log: say, nodeLayer: !!p.opts['--node-layer'],
       });
       say(`state ${lab.stateDir}; work directory (seen by every node) ${lab.workDir}`);
       say(`try: scripts/slurm-lab exec ctl${name === LAB_DEFAULTS.name ? '' : ` --name ${name}`} -- sinfo`);

@@ -21,7 +21,7 @@
 // 02:55:<subnet octets 2,3>:<role>:<node index>, so a restarted node meets no stale ARP entry.
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { SymError, EXIT, type ErrorCode } from '../../launcher/src/errors.js';
@@ -62,6 +62,12 @@ export interface SlurmLabOptions {
   name?: string;
   /** absolute path of a Prolog program (adds PrologFlags=Alloc: runs on every allocated node) */
   prolog?: string;
+  /**
+   * the root node layer as a site installs it (docs/site-install.md): each node gets /etc/symrun/node.conf
+   * (the lab's, bind-mounted) and runs the node helper (`symrun node helper`, as root, like slurmd);
+   * use with the symrun prolog/epilog for jobs of ordinary users
+   */
+  nodeLayer?: boolean;
   epilog?: string;
   healthCheckProgram?: string;
   /** seconds; default 5 when a health check program is given */
@@ -92,6 +98,8 @@ export interface LabNode {
 }
 
 export interface ExecOpts {
+  /** run as this user (setpriv with the user's uid, gid and groups; HOME, USER and LOGNAME set) */
+  user?: string;
   cwd?: string;
   env?: Record<string, string | undefined>;
   input?: string;
@@ -282,6 +290,20 @@ export function slurmConf(layout: LabLayout, opts: SlurmLabOptions): string {
   return lines.join('\n') + '\n';
 }
 
+/** /etc/symrun/node.conf of the lab's nodes (the root node layer's site settings: docs/site-install.md). */
+export function labNodeConf(stateDir: string): string {
+  return [
+    '# written by test/cluster/slurm.ts: the lab\'s site settings for symrun\'s root node layer',
+    // inside the lab's state directory: two labs (each with an n1, each with a job 1) never meet
+    `SYMRUN_NODE_STATE=${stateDir}/node-state`,
+    `SYMRUN_RUNTIME_DIR=${stateDir}/run`,
+    // the lab's node network: symbr0 carries the node's address (a real site: the node's NIC)
+    `SYMRUN_OVERLAY_DEV=${LAB_DEFAULTS.nodeBridge}`,
+    'SYMRUN_PREPARE=comment',
+    '',
+  ].join('\n');
+}
+
 export function hostsFile(layout: LabLayout): string {
   return ['127.0.0.1 localhost', '::1 localhost', `${layout.controllerIp} ${LAB_DEFAULTS.controllerHost}`, ...layout.nodes.map((n) => `${n.ip} ${n.name}`)].join('\n') + '\n';
 }
@@ -408,6 +430,18 @@ async function run(file: string, args: string[], opts: ExecOpts & { extendEnv?: 
   return res;
 }
 
+/** argv run as `user` (setpriv: the user's uid, gid and supplementary groups; no capabilities). */
+function asUser(argv: string[], user?: string): string[] {
+  if (!user) return argv;
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) throw labError('ESYM_LAB_NAME', `bad user name ${JSON.stringify(user)}`, 'a POSIX user name');
+  return ['setpriv', `--reuid=${user}`, `--regid=${user}`, '--init-groups', '--', ...argv];
+}
+
+function userEnv(env: Record<string, string | undefined> | undefined, user: string): Record<string, string | undefined> {
+  const home = (() => { try { return execFileSync('getent', ['passwd', user]).toString().split(':')[5]; } catch { return undefined; } })();
+  return { ...(env ?? {}), USER: user, LOGNAME: user, ...(home ? { HOME: home } : {}) };
+}
+
 function tail(file: string, lines = 15): string {
   try {
     return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
@@ -514,7 +548,7 @@ class Lab implements SlurmLab {
     const wd = opts.cwd ?? this.workDir;
     const pre = ['-t', String(pid), ...kinds];
     if (kinds.includes('-m')) pre.push(`--wd=${wd}`);
-    return run('nsenter', [...pre, '--', ...argv], { ...opts, cwd: kinds.includes('-m') ? undefined : wd });
+    return run('nsenter', [...pre, '--', ...asUser(argv, opts.user)], { ...opts, env: opts.user ? userEnv(opts.env, opts.user) : opts.env, cwd: kinds.includes('-m') ? undefined : wd });
   }
 
   private async startController(): Promise<void> {
@@ -578,6 +612,7 @@ class Lab implements SlurmLab {
       'mount -t tmpfs -o mode=1777 tmpfs /dev/shm',
       `mount --bind ${S}/etc/hosts /etc/hosts`,
       `mount --bind ${S}/etc /etc/slurm`,
+      ...(this.state.opts.nodeLayer ? [`mount --bind ${S}/symrun-etc /etc/symrun`] : []),
       'ip link set lo up',
       `ip link add ${br} address ${l.mac} type bridge stp_state 0 forward_delay 0`,
       `ip link set ${LAB_DEFAULTS.nodeUplink} master ${br}`,
@@ -585,6 +620,8 @@ class Lab implements SlurmLab {
       `ip link set ${LAB_DEFAULTS.nodeUplink} up`,
       `ip link set ${br} up`,
       'slurmd',
+      // the node helper, as root like slurmd (a site: the symrun-noded systemd unit)
+      ...(this.state.opts.nodeLayer ? [`setsid ${process.execPath} ${path.join(repo, 'dist', 'launcher', 'src', 'cli.js')} node helper --node ${name} >>${S}/nodes/${name}/noded.log 2>&1 </dev/null &`] : []),
     ].join('\n');
     const r = await this.nsenter(rec.pid, ['-n', '-u', '-m', '-p'], ['bash', '-c', script], { env: { PATH: SYS_PATH, LANG: 'C', HOME: '/root' }, cwd: '/' });
     if (!r.ok) {
@@ -601,6 +638,12 @@ class Lab implements SlurmLab {
     for (const d of [LAB_ROOT, S, path.join(S, 'munge')]) fs.chmodSync(d, 0o755);
     fs.writeFileSync(path.join(S, 'munge', 'munge.key'), (await import('node:crypto')).randomBytes(128), { mode: 0o400 });
     fs.writeFileSync(this.confFile, slurmConf(this.layout, this.state.opts));
+    if (this.state.opts.nodeLayer) {
+      // root-owned, writable only by root: the node layer trusts nothing else (node/config.ts)
+      fs.mkdirSync(path.join(S, 'symrun-etc'), { recursive: true, mode: 0o755 });
+      fs.writeFileSync(path.join(S, 'symrun-etc', 'node.conf'), labNodeConf(S), { mode: 0o644 });
+      fs.mkdirSync('/etc/symrun', { recursive: true, mode: 0o755 }); // the mount point on the nodes
+    }
     fs.writeFileSync(path.join(this.confDir, 'hosts'), hostsFile(this.layout));
     await this.startController();
     const started = await Promise.allSettled(this.nodes.map((n) => this.startNode(n.name)));

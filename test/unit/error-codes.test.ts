@@ -31,7 +31,7 @@ t.test('every ESYM_ code mentioned in launcher/, guest/ and test/cluster/ is reg
 t.test('docs/errors.md lists exactly the registered codes with their exit status', async (t) => {
   const doc = fs.readFileSync(path.join(repoRoot(), 'docs', 'errors.md'), 'utf8');
   const rows = new Map([...doc.matchAll(/^\| `(ESYM_[A-Z0-9_]+)` \| (\d+) \|/gm)].map((m) => [m[1]!, Number(m[2])]));
-  for (const [code, v] of Object.entries(ERROR_CODES)) t.equal(rows.get(code), EXIT[v.exit], `${code} documented with exit ${EXIT[v.exit]}`);
+  for (const [code, v] of Object.entries(ERROR_CODES)) t.equal(rows.get(code), EXIT[v.exit], `${code} documented with exit ${EXIT[v.exit]} (regenerate: node scripts/gen-error-docs.mjs)`);
   t.same([...rows.keys()].filter((c) => !isErrorCode(c)), [], 'no documented code that does not exist');
 });
 

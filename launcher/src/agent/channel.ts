@@ -6,6 +6,7 @@
 import net from 'node:net';
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
 import { LineDecoder } from '../../../guest/protocol/index.js';
 import { SymError, isErrorCode } from '../errors.js';
 
@@ -36,11 +37,16 @@ export class RpcPeer extends EventEmitter {
   name = '';
   private started = false;
   private queued: Msg[] = [];
+  /** relay mode (symrun control-proxy): every message goes here instead of being dispatched */
+  private relay?: (m: Msg) => void;
 
-  /** Messages are held until start(): register handlers first, so no early call finds none. */
-  constructor(readonly sock: net.Socket, initial?: Buffer) {
+  /**
+   * Messages are held until start(): register handlers first, so no early call finds none. Any duplex
+   * stream carries the channel (a socket, or a child's stdio: `symrun status --job` through srun).
+   */
+  constructor(readonly sock: net.Socket | Duplex, initial?: Buffer) {
     super();
-    sock.setNoDelay?.(true);
+    (sock as net.Socket).setNoDelay?.(true);
     if (initial?.length) this.onData(initial);
     sock.on('data', (d) => this.onData(d));
     sock.on('close', () => this.onClose());
@@ -55,6 +61,12 @@ export class RpcPeer extends EventEmitter {
     this.queued = [];
     for (const m of q) this.dispatch(m);
     return this;
+  }
+
+  /** Forward every message from the peer to `out` (a proxy); the proxy sends the other way with send(). */
+  relayTo(out: (m: Msg) => void): this {
+    this.relay = out;
+    return this.start();
   }
 
   handle(method: string, fn: Handler): this {
@@ -120,6 +132,7 @@ export class RpcPeer extends EventEmitter {
   }
 
   private dispatch(m: Msg): void {
+    if (this.relay) { this.relay(m); return; }
     if (m.t === 'result') {
       const p = this.pending.get(String(m.id));
       if (!p) return;

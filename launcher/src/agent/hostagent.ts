@@ -8,7 +8,10 @@ import { connectChannel, type RpcPeer } from './channel.js';
 import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError, type HostFrame } from '../../../guest/protocol/index.js';
 import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
 import { plugNic, plugVfio, unplugDevice, listDevices } from '../hotplug/index.js';
-import type { InterconnectDevice } from '../wire/device.js';
+import type { InterconnectDevice, TapRequest } from '../wire/device.js';
+import { askHelper } from '../node/client.js';
+import { readNodeConfig } from '../node/config.js';
+import { helperSocket } from '../node/record.js';
 import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, completeIncoming, startPostcopy, throttleGuest, setMaxBandwidth, saveStateToFile, shellQuote, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
 import { ensureTap, deleteTap } from '../local/index.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
@@ -22,12 +25,20 @@ interface VmEntry {
   guest?: net.Socket;
   stopping: boolean;
   taps: string[];
+  /** taps the node helper made for this VM (node layer): given back to it when the VM leaves */
+  helper?: { job: string; vm: number };
   badFrames: number;
   released: boolean;
 }
 
 async function releaseTaps(taps: string[]): Promise<void> {
   await Promise.allSettled(taps.map((t) => deleteTap(t)));
+}
+
+/** The node helper of this node (node layer): its socket from the site's node config and Slurm's node name. */
+function nodeHelperSocket(): string {
+  const node = process.env.SLURMD_NODENAME ?? '';
+  return helperSocket(readNodeConfig().stateDir, node);
 }
 
 export class HostAgent {
@@ -47,7 +58,7 @@ export class HostAgent {
     this.peer = peer;
     peer
       .handle('host.info', () => ({ host: this.host, pid: process.pid, vms: [...this.vms.keys()] }))
-      .handle('vm.start', (p: { spec: VmSpec; taps?: Array<{ tap: string; bridge: string }> }) => this.startVm(p.spec, p.taps ?? []))
+      .handle('vm.start', (p: { spec: VmSpec; taps?: TapRequest[] }) => this.startVm(p.spec, p.taps ?? []))
       .handle('vm.stop', (p: { name: string }) => this.stopVm(p.name))
       .handle('vm.qmp', (p: { name: string; command: string; args?: Record<string, unknown>; timeoutMs?: number }) =>
         this.vm(p.name).proc.qmp.execute(p.command, p.args, { timeoutMs: p.timeoutMs ?? DEFAULTS.qmp.commandTimeoutMs }))
@@ -58,12 +69,15 @@ export class HostAgent {
         const d = p.device;
         const opts = { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.plugTimeoutMs };
         if (d.kind === 'vfio') return plugVfio(e.proc.qmp, { id: d.id, host: d.host, bus: d.bus }, opts);
-        if (p.bridge) await ensureTap(d.tap, p.bridge);
-        if (!e.taps.includes(d.tap)) e.taps.push(d.tap);
+        // the node helper made this VM's taps already (node layer); else the tap is ours to make
+        if (!e.helper) {
+          if (p.bridge) await ensureTap(d.tap, p.bridge);
+          if (!e.taps.includes(d.tap)) e.taps.push(d.tap);
+        }
         return plugNic(e.proc.qmp, { id: d.id, netdevId: d.netdevId, tap: d.tap, mac: d.mac, model: d.model, bus: d.bus }, opts);
       })
       // ---- migration endpoints (the coordinator drives the protocol; see migration/machine.ts) ----
-      .handle('mig.prepare', (p: { spec: VmSpec; taps?: Array<{ tap: string; bridge: string }>; tuning: MigrationTuning; listenIp: string }) => this.prepareIncoming(p.spec, p.taps ?? [], p.tuning, p.listenIp))
+      .handle('mig.prepare', (p: { spec: VmSpec; taps?: TapRequest[]; tuning: MigrationTuning; listenIp: string }) => this.prepareIncoming(p.spec, p.taps ?? [], p.tuning, p.listenIp))
       .handle('mig.perform', (p: { name: string; uri: string; tuning: MigrationTuning; mode: MigrationMode; op: string }) => this.perform(p))
       .handle('mig.action', async (p: { name: string; action: 'postcopy' | 'throttle' | 'stop-copy' | 'bandwidth'; percent?: number; bytesPerSec?: number }) => {
         const q = this.vm(p.name).proc.qmp;
@@ -92,7 +106,7 @@ export class HostAgent {
       })
       // restart: QEMU with the saved VM's device set, loading FILE (-incoming defer + migrate-incoming exec:cat);
       // the VM stays paused (it was saved paused) until vm.cont. A failed load leaves no QEMU behind.
-      .handle('ckpt.restore', (p: { spec: VmSpec; taps?: Array<{ tap: string; bridge: string }>; file: string; timeoutMs?: number }) => this.restore(p.spec, p.taps ?? [], p.file, p.timeoutMs ?? 600_000))
+      .handle('ckpt.restore', (p: { spec: VmSpec; taps?: TapRequest[]; file: string; timeoutMs?: number }) => this.restore(p.spec, p.taps ?? [], p.file, p.timeoutMs ?? 600_000))
       .handle('vm.devices', async (p: { name: string }) => listDevices(this.vm(p.name).proc.qmp))
       .handle('vm.kill', (p: { name: string }) => { const e = this.vm(p.name); process.kill(e.proc.pid, 'SIGKILL'); return {}; })
       .handle('guest.reconnect', (p: { name: string }) => { this.connectGuest(this.vm(p.name)); return {}; })
@@ -138,22 +152,27 @@ export class HostAgent {
     return e;
   }
 
-  async startVm(spec: VmSpec, taps: Array<{ tap: string; bridge: string }>): Promise<{ pid: number }> {
+  async startVm(spec: VmSpec, taps: TapRequest[]): Promise<{ pid: number }> {
     if (this.vms.has(spec.name)) throw new SymError('ESYM_VM_EXISTS', { message: `VM ${spec.name} already runs on ${this.host}` });
     fs.mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
     const made: string[] = [];
+    // with the node layer the job's user has no CAP_NET_ADMIN: the node's root helper makes the VM's taps
+    const viaHelper = taps.find((t) => t.helper)?.helper;
     let proc: VmProcess;
     try {
-      for (const t of taps) {
+      if (viaHelper) await askHelper(nodeHelperSocket(), 'attach', { job: viaHelper.job, vm: viaHelper.vm, ip: viaHelper.ip, standby: viaHelper.standby });
+      else for (const t of taps) {
         await ensureTap(t.tap, t.bridge);
         made.push(t.tap);
       }
       proc = await startVm(spec, {});
     } catch (err) {
-      await releaseTaps(made); // nothing of a failed start stays on the node
+      // nothing of a failed start stays on the node
+      if (viaHelper) await askHelper(nodeHelperSocket(), 'detach', { job: viaHelper.job, vm: viaHelper.vm }).catch(() => undefined);
+      await releaseTaps(made);
       throw err;
     }
-    const e: VmEntry = { spec, proc, stopping: false, taps: made, badFrames: 0, released: false };
+    const e: VmEntry = { spec, proc, stopping: false, taps: made, ...(viaHelper ? { helper: { job: viaHelper.job, vm: viaHelper.vm } } : {}), badFrames: 0, released: false };
     this.vms.set(spec.name, e);
     proc.qmp.on('event', (ev: { event: string; data: unknown }) => this.peer.notify('qmp.event', { vm: spec.name, event: ev.event, data: ev.data }));
     void proc.exited.then((r) => {
@@ -201,7 +220,7 @@ export class HostAgent {
   }
 
   /** Destination side: QEMU with the same device set as the source now has, waiting for the stream. */
-  async prepareIncoming(spec: VmSpec, taps: Array<{ tap: string; bridge: string }>, tuning: MigrationTuning, listenIp: string): Promise<{ uri: string; pid: number }> {
+  async prepareIncoming(spec: VmSpec, taps: TapRequest[], tuning: MigrationTuning, listenIp: string): Promise<{ uri: string; pid: number }> {
     const { pid } = await this.startVm({ ...spec, incoming: 'defer' }, taps);
     const q = this.vm(spec.name).proc.qmp;
     await configureMigration(q, tuning, 'dst');
@@ -211,7 +230,7 @@ export class HostAgent {
   }
 
   /** Restart: load a checkpoint's state file into a new QEMU (paused afterwards). */
-  async restore(spec: VmSpec, taps: Array<{ tap: string; bridge: string }>, file: string, timeoutMs: number): Promise<{ pid: number; status: string; loadMs: number; bytes?: number }> {
+  async restore(spec: VmSpec, taps: TapRequest[], file: string, timeoutMs: number): Promise<{ pid: number; status: string; loadMs: number; bytes?: number }> {
     const t0 = performance.now();
     if (!fs.existsSync(file)) throw new SymError('ESYM_RESTORE', { message: `state file ${file} is not visible on ${this.host}`, fix: 'the checkpoint directory must be shared by every node (e.g. on a parallel file system)' });
     const { pid } = await this.startVm({ ...spec, incoming: 'defer' }, taps);
@@ -300,6 +319,7 @@ export class HostAgent {
     e.released = true;
     e.guest?.destroy();
     await releaseTaps(e.taps);
+    if (e.helper) await askHelper(nodeHelperSocket(), 'detach', e.helper).catch(() => undefined);
   }
 
   async stopAll(): Promise<void> {
@@ -322,9 +342,20 @@ async function main(): Promise<void> {
   const graceMs = Number(process.env.SYMRUN_AGENT_GRACE_MS ?? PROTOCOL_DEFAULTS.agentGraceMs);
   const agent = new HostAgent(host, peer, { reconnect: () => connect(2_000), graceMs });
   const bye = () => void agent.stopAll().finally(() => process.exit(0));
-  process.on('SIGTERM', bye);
-  process.on('SIGINT', bye);
-  process.on('SIGHUP', bye);
+  // scancel, a time limit or a preemption signal every step of the job at once (SIGTERM, SIGKILL after
+  // Slurm's KillWait): the VMs hold what the ranks wrote, so they stay until the coordinator has copied
+  // it back and tells this agent to shut down (bounded by termGraceMs); a second signal stops them now
+  const termGraceMs = Number(process.env.SYMRUN_AGENT_TERM_GRACE_MS ?? PROTOCOL_DEFAULTS.agentTermGraceMs);
+  let signalled = false;
+  const onTerm = (sig: NodeJS.Signals) => {
+    if (signalled || agent.peer.closed || termGraceMs <= 0) { bye(); return; }
+    signalled = true;
+    process.stderr.write(`symrun host agent ${host}: ${sig}: keeping the VMs up to ${termGraceMs / 1000} s for the coordinator to copy the job's files back\n`);
+    setTimeout(bye, termGraceMs);
+  };
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onTerm);
+  process.on('SIGHUP', onTerm);
 }
 
 if (process.argv[1] && import.meta.url === new URL(`file://${fs.realpathSync(process.argv[1])}`).href) {

@@ -1,15 +1,15 @@
 // `symrun checkpoint` (take a coordinated checkpoint of the running job) and `symrun checkpoints DIR`
 // (list the checkpoints in a directory, verified). Talks to the job's control socket like migrate.ts.
+import type { JobRef } from './jobref.js';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { SymError, EXIT } from '../errors.js';
-import { connectUnix } from '../agent/channel.js';
 import type { OpEvent } from '../protocol/executor.js';
 import type { CheckpointResult } from '../coordinator/checkpoint.js';
 import { listCheckpoints, type CheckpointEntry } from '../checkpoint/manifest.js';
 import { fmtBytes, renderPhaseTable } from './format.js';
 
-type FindJob = (id?: string) => Promise<{ id: string; control: string }>;
+type FindJob = (id?: string) => Promise<JobRef>;
 
 export const CHECKPOINT_HELP = `
 Every guest is quiesced, every interconnect device unplugged, every VM's state saved to a file (all
@@ -68,7 +68,7 @@ export function registerCheckpoint(program: Command, findJob: FindJob, setExit: 
       const keep = parseKeep(f.keep);
       const dir = f.dir !== undefined ? path.resolve(f.dir) : undefined;
       const j = await findJob(f.job);
-      const peer = await connectUnix(j.control);
+      const peer = await j.connect();
       const events: OpEvent<string>[] = [];
       let op = '';
       peer.on('event', (name: string, e: OpEvent<string>) => {

@@ -1,14 +1,14 @@
 // `symrun migrate VM` and `symrun cancel VM`: talk to the running job's control socket, follow the
 // operation's events (progress bar on a terminal, one line per phase otherwise), print the phase table.
+import type { JobRef } from './jobref.js';
 import { Option, type Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { SymError, EXIT } from '../errors.js';
-import { connectUnix } from '../agent/channel.js';
 import { parseDurationMs, parseSizeBytes } from '../config/load.js';
 import type { OpEvent, OpResult } from '../protocol/executor.js';
 import { fmtBytes, renderPhaseTable } from './format.js';
 
-type FindJob = (id?: string) => Promise<{ id: string; control: string }>;
+type FindJob = (id?: string) => Promise<JobRef>;
 
 const MODES = ['live', 'postcopy', 'stop-copy'];
 const ADAPTERS = ['freeze', 'failover', 'hooks'];
@@ -70,7 +70,7 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
         }
       }
       const j = await findJob(f.job);
-      const peer = await connectUnix(j.control);
+      const peer = await j.connect();
       const events: OpEvent[] = [];
       let op = '';
       const tty = !f.json && process.stderr.isTTY;
@@ -131,7 +131,7 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
     .option('--json', 'JSON output')
     .action(async (vm: string, f: { job?: string; json?: boolean }) => {
       const j = await findJob(f.job);
-      const peer = await connectUnix(j.control);
+      const peer = await j.connect();
       const r = await peer.call<{ op: string; accepted: boolean; phase: string }>('cancel', { vm }, { timeoutMs: 10_000 }).finally(() => peer.close());
       if (f.json) process.stdout.write(JSON.stringify(r) + '\n');
       else process.stdout.write(r.accepted ? `cancelling migration ${r.op} of ${vm} (was in ${r.phase}); it rolls back to the source\n` : `migration ${r.op} of ${vm} can no longer be cancelled (phase ${r.phase}: the VM already runs on the destination)\n`);

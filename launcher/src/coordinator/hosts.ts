@@ -11,6 +11,7 @@ import type { SymrunConfig } from '../config/types.js';
 import { createLocalCluster, netnsExecPrefix } from '../local/index.js';
 import { guestAddress, ipToInt, intToIp, parseCidr } from '../local/names.js';
 import { parseJobs, parseNodes, parseSlurmEnv, type Env } from '../slurm/index.js';
+import { nodeLayer } from '../node/layer.js';
 
 export interface HostInfo { name: string; ip: string; bridge: string }
 
@@ -24,6 +25,11 @@ export interface HostSet {
   guestIp(vmIndex: number): string;
   /** slurm: the allocation's job id */
   slurmJobId?: string;
+  /**
+   * slurm, jobs of ordinary users: the root node layer prepared every node (node/prolog.ts). Taps come
+   * from the node helper, names and MACs from node/names.ts, the run directory is root's record's.
+   */
+  nodeLayer?: { job: string; runDir: string; mtu: number };
   /** order: the first N run VMs, the rest are spares */
   hosts: HostInfo[];
   /** start the host agent of `host` (its own process group) */
@@ -168,10 +174,14 @@ export interface SlurmHostsOpts {
 export async function createSlurmHosts(opts: SlurmHostsOpts): Promise<HostSet & { slurmJobId: string; nodeName: string }> {
   const env = opts.env ?? process.env;
   const alloc = parseSlurmEnv(env);
-  const bridge = opts.config.network.bridge ?? SLURM_DEFAULTS.bridge;
   const nodeName = alloc.nodeName ?? (await slurmCommand(['hostname'], 5_000)).trim();
+  // with the node layer the job has its own bridge (no address: the coordinator talks to the host
+  // agents on the node network); without it (jobs run as root), the site's VM bridge carries the node's
+  const layer = nodeLayer(alloc.jobId, nodeName);
+  if (!layer && process.getuid?.() !== 0) throw noNodeLayer(alloc.jobId, nodeName);
+  const bridge = layer ? layer.record.network!.bridge : opts.config.network.bridge ?? SLURM_DEFAULTS.bridge;
   const subnet = slurmGuestSubnet(opts.config.network.subnet, alloc.jobId);
-  const [nodes, coordinatorIp] = await Promise.all([allocationNodes(env, opts.signal), bridgeAddress(bridge)]);
+  const [nodes, coordinatorIp] = await Promise.all([allocationNodes(env, opts.signal), layer ? Promise.resolve(layer.record.network!.local) : bridgeAddress(bridge)]);
   if (nodes.length <= opts.spares) {
     throw new SymError('ESYM_NO_HOSTS', {
       message: `the allocation has ${nodes.length} node${nodes.length === 1 ? '' : 's'}; with --spares ${opts.spares} none is left to run a VM`,
@@ -187,6 +197,7 @@ export async function createSlurmHosts(opts: SlurmHostsOpts): Promise<HostSet & 
     mode: 'slurm' as const,
     slurmJobId: alloc.jobId,
     nodeName,
+    ...(layer ? { nodeLayer: { job: alloc.jobId, runDir: layer.record.runDir, mtu: layer.record.network!.mtu } } : {}),
     coordinatorIp,
     prefixLen: subnet.prefixLen,
     guestIp: (i: number) => guestAddress(subnet, i),
@@ -204,6 +215,15 @@ export async function createSlurmHosts(opts: SlurmHostsOpts): Promise<HostSet & 
     destroy: async (): Promise<void> => { /* the host agents (srun steps) are stopped by the job; Slurm cleans the rest */ },
   };
   return set;
+}
+
+/** A job of an ordinary user on a node the prolog did not prepare: what to do about it. */
+export function noNodeLayer(job: string, node: string): SymError {
+  return new SymError('ESYM_NODE_LAYER', {
+    message: `Slurm job ${job} has no symrun node layer on ${node}: as an ordinary user symrun needs the site's prolog to prepare the job's network and run directory`,
+    fix: 'submit with `#SBATCH --comment=symrun` (or ask the site to prepare every job: SYMRUN_PREPARE=all); a site installs the node layer as docs/site-install.md says',
+    exitCode: EXIT.environment,
+  });
 }
 
 /** `--local N` → local; inside an allocation → slurm; else ESYM_NO_HOSTS. */

@@ -29,6 +29,16 @@ export function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw abortError(signal);
 }
 
+/**
+ * The PATH host tools are looked up in: the caller's, then the system directories. An ordinary user's
+ * PATH usually has no /sbin, where Debian keeps ldconfig and mke2fs.
+ */
+export function toolPath(p: string | undefined): string {
+  const sys = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+  const have = (p ?? '').split(':').filter(Boolean);
+  return [...have, ...sys.filter((d) => !have.includes(d))].join(':');
+}
+
 /** Run a host command; stdout/stderr are collected. Missing binaries become ESYM_IMAGE_HOST_TOOL. */
 export function run(cmd: string, args: readonly string[], opts: RunOpts = {}): Promise<RunResult> {
   checkAbort(opts.signal);
@@ -36,7 +46,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOpts = {}): P
     const out = opts.stdoutFile ? fs.createWriteStream(opts.stdoutFile) : undefined;
     const child = spawn(cmd, args, {
       cwd: opts.cwd,
-      env: opts.env ?? { ...process.env, LC_ALL: 'C' },
+      env: opts.env ?? { ...process.env, PATH: toolPath(process.env.PATH), LC_ALL: 'C' },
       stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
       detached: true, // own process group: an abort kills the whole tool
     });

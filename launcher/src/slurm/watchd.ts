@@ -261,7 +261,7 @@ export class WatchDaemon {
     }
     const s: Subscriber = { peer, name: peer.name || 'anonymous', connectedAt: Date.now(), notifications: 0 };
     this.subs.set(peer, s);
-    peer.sock.setKeepAlive?.(true, 15_000);
+    (peer.sock as { setKeepAlive?: (on: boolean, ms: number) => void }).setKeepAlive?.(true, 15_000);
     s.idleTimer = setTimeout(() => {
       if (!s.nodes) {
         this.log('info', `closed ${s.name}: no subscribe within ${this.opts.subscribeTimeoutMs ?? SLURM_DEFAULTS.watchdSubscribeTimeoutMs} ms`);

@@ -19,8 +19,15 @@ export interface VmSpec {
   agentPortName: string;
   rootPorts: number;
   incoming?: 'defer';
+  /**
+   * QEMU's seccomp sandbox: no obsolete system calls, no privilege changes, no resource-control calls.
+   * Spawning stays allowed: checkpoints save through `migrate exec:cat > FILE` (QEMU 7.2 has no file: URI).
+   */
+  sandbox?: boolean;
   extraArgs: string[];
 }
+
+export const SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny';
 
 export interface VmPaths { qmpSocket: string; consoleLog: string; pidFile: string; stderrLog: string }
 
@@ -70,6 +77,7 @@ export function qemuArgs(spec: VmSpec, qemu: { version: QemuVersion }): string[]
   rootPortIds(spec.rootPorts).forEach((id, i) => {
     a.push('-device', `pcie-root-port,id=${id},bus=pcie.0,chassis=${i + 1},slot=${i + 1}`);
   });
+  if (spec.sandbox) a.push('-sandbox', SANDBOX);
   a.push('-pidfile', paths.pidFile);
   if (spec.incoming === 'defer') a.push('-incoming', 'defer');
   a.push(...spec.extraArgs);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import type { SymrunConfig } from '../../config/types.js';
 import { SymError, EXIT } from '../../errors.js';
-import { DEFAULTS, runtimeRoot } from '../../defaults.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS, runtimeRoot } from '../../defaults.js';
 import { resolveImage, imageFiles, type ImageInfo } from '../../image/index.js';
 import { detectQemu, probeAccel } from '../../vm/index.js';
 import { cleanupJob, findStaleJobs, requireRoot } from '../../local/index.js';
@@ -34,6 +34,7 @@ import { serveControl } from './control.js';
 import { Restarts } from './restarts.js';
 import { Allocation } from './allocation.js';
 import { cleanStaleRunDirs, newJobId, recoverable, writeOwner, writeRecovery, type RecoveryState } from './rundir.js';
+import { nodeLayer } from '../../node/layer.js';
 
 export interface JobResult { exitCode: number; jobId: string; phases: Record<string, number>; firstOutputMs?: number }
 
@@ -66,7 +67,7 @@ export class Job implements JobContext {
   constructor(readonly opts: JobOptions) {
     this.id = opts.jobId ?? newJobId();
     this.macSeed = opts.restore?.manifest.jobId ?? this.id;
-    this.runDir = path.join(runtimeRoot(), this.id);
+    this.runDir = runDirFor(opts, this.id);
     this.out = opts.stdout ?? process.stdout;
     this.err = opts.stderr ?? process.stderr;
     this.teardown = new Teardown((l) => this.err.write(`symrun: warning: ${l}\n`));
@@ -184,7 +185,7 @@ export class Job implements JobContext {
 
     fs.mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
     writeOwner(this.runDir, { app: this.opts.app, cwd: this.opts.cwd });
-    this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
+    this.onCleanup('run directory', () => removeRunDir(this.runDir));
     if (this.opts.eventsFile) this.onCleanup('events file', this.events.toFile(this.opts.eventsFile));
 
     const [image, , accel] = await this.phase('image', () =>
@@ -275,11 +276,35 @@ export class Job implements JobContext {
   private async runToEnd(mpi: Promise<number>): Promise<number> {
     const ckptTimer = this.checkpoints.startTimer(); // checkpoint.interval
     this.onCleanup('checkpoint timer', () => ckptTimer.stop());
-    const status = await this.phase('run', () => this.restarts.supervise(mpi));
+    let status: number;
+    try {
+      status = await this.phase('run', () => this.restarts.supervise(mpi));
+    } catch (e) {
+      // interrupted (scancel, a time limit, Ctrl-C): the ranks were stopped, but what they wrote is in
+      // the guests' memory: copy it back before the VMs go (bounded: Slurm SIGKILLs after KillWait)
+      if (this.opts.signal?.aborted) await this.salvage(ckptTimer);
+      throw e;
+    }
     await ckptTimer.stop(); // a checkpoint in flight completes (or rolls back) before the VMs go
     this.state = 'finishing';
     await this.phase('stage-out', () => stageOut(this));
     return status;
+  }
+
+  /** Stage-out of an interrupted job within PROTOCOL_DEFAULTS.abortStageOutMs; says exactly what was not copied. */
+  private async salvage(ckptTimer: { stop(): Promise<void> }): Promise<void> {
+    this.state = 'finishing';
+    void ckptTimer.stop();
+    const ms = PROTOCOL_DEFAULTS.abortStageOutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      this.phase('stage-out', () => stageOut(this)).then(() => true, (e: Error) => { this.say(`copying the job's files back failed: ${e.message}`); return false; }),
+      new Promise<boolean>((r) => { timer = setTimeout(() => r(false), ms); }),
+    ]).finally(() => clearTimeout(timer));
+    if (!done) {
+      const vms = [...this.vms.values()].map((v) => v.name).join(', ');
+      this.say(`NOT copied back: files the ranks wrote in ${this.opts.cwd} since the job started, in ${vms} (in the guests' memory, gone with the VMs) — stage-out did not finish within ${ms / 1000} s; for long stage-outs submit with \`sbatch --signal=B:TERM@120\` so symrun gets its signal 120 s before the time limit`);
+    }
   }
 
   /** `symrun restart`: the checkpoint's VMs on the first hosts (the rest are spares), restored, the job goes on. */
@@ -355,7 +380,7 @@ export class Job implements JobContext {
     await serveControl(this, { status: () => this.statusReport(), migrations: this.migrations, checkpoints: this.checkpoints, events: this.events });
     await this.phase('agents', () => this.agents.awaitReconnect(st.hosts.map((h) => h.name), 30_000));
     // from here on the job is ours: a failure removes it like any run (until now it stays recoverable)
-    this.onCleanup('run directory', () => fs.rmSync(this.runDir, { recursive: true, force: true }));
+    this.onCleanup('run directory', () => removeRunDir(this.runDir));
     this.onCleanup('emulated hosts', () => this.cluster!.destroy());
     this.onCleanup('host agents', () => this.agents.stopAll());
     if (restart) {
@@ -411,6 +436,33 @@ export class Job implements JobContext {
     if (this.cluster?.mode !== 'slurm') await cleanupJob(this.id).catch(() => undefined);
     this.state = 'done';
   }
+}
+
+/**
+ * Remove the run directory, or (one the root node layer made: its parent is root's and the epilog
+ * removes the directory itself) everything in it.
+ */
+function removeRunDir(dir: string): void {
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EACCES' && (e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
+    for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+  }
+}
+
+/**
+ * The job's run directory: in a Slurm job prepared by the root node layer, the directory root made for
+ * it (owned by the user, on every node); otherwise runtimeRoot()/<symrun job id>.
+ */
+function runDirFor(opts: JobOptions, id: string): string {
+  const env = process.env;
+  const job = env.SLURM_JOB_ID ?? env.SLURM_JOBID;
+  if (opts.config.local < 1 && job && env.SLURMD_NODENAME) {
+    const layer = nodeLayer(job, env.SLURMD_NODENAME);
+    if (layer) return layer.record.runDir;
+  }
+  return path.join(runtimeRoot(), id);
 }
 
 /**

@@ -10,6 +10,7 @@ import { pidsInNetns } from '../../local/index.js';
 import { writeFileAtomic } from '../../util/fsatomic.js';
 import type { ImageInfo } from '../../image/index.js';
 import type { SymrunConfig } from '../../config/types.js';
+import { readNodeConfig } from '../../node/config.js';
 
 export function newJobId(): string {
   return crypto.randomBytes(4).toString('hex').slice(0, 6).replace(/^\d/, 'j');
@@ -59,13 +60,9 @@ export function writeRecovery(runDir: string, st: RecoveryState): void {
  * /run): its pid means nothing here, so it is neither listed nor cleaned up.
  */
 export function runDirs(): Array<{ id: string; dir: string; pid: number; alive: boolean; foreign: boolean }> {
-  const root = runtimeRoot();
-  let entries: string[] = [];
-  try { entries = fs.readdirSync(root); } catch { return []; }
   const out: Array<{ id: string; dir: string; pid: number; alive: boolean; foreign: boolean }> = [];
   const myNs = pidNamespace();
-  for (const id of entries) {
-    const dir = path.join(root, id);
+  for (const { id, dir } of jobDirs()) {
     try {
       const o = JSON.parse(fs.readFileSync(path.join(dir, 'owner.json'), 'utf8')) as { pid: number; pidStartTime?: string; pidns?: string };
       const foreign = o.pidns !== undefined && myNs !== undefined && o.pidns !== myNs;
@@ -75,9 +72,27 @@ export function runDirs(): Array<{ id: string; dir: string; pid: number; alive: 
   return out;
 }
 
+/**
+ * Candidate job directories: runtimeRoot()/<id> (local jobs, jobs run as root), and the run directories
+ * the root node layer made for Slurm jobs (<runtimeDir>/slurm-<J>: only the owner can read them).
+ */
+function jobDirs(): Array<{ id: string; dir: string }> {
+  const roots = [runtimeRoot()];
+  try { const r = readNodeConfig().runtimeDir; if (!roots.includes(r)) roots.push(r); } catch { /* no trusted node config */ }
+  const out: Array<{ id: string; dir: string }> = [];
+  for (const root of roots) {
+    let entries: string[] = [];
+    try { entries = fs.readdirSync(root); } catch { continue; }
+    for (const id of entries) if (root === roots[0] || /^slurm-[0-9]+$/.test(id)) out.push({ id, dir: path.join(root, id) });
+  }
+  return out;
+}
+
 /** Run directories whose owner process is gone (symrun was SIGKILLed), except those `keep` names. */
 export function cleanStaleRunDirs(keep: (id: string) => boolean = () => false): void {
-  for (const r of runDirs()) if (!r.alive && !r.foreign && !keep(r.id)) fs.rmSync(r.dir, { recursive: true, force: true });
+  // only this process's own runtime root: a node layer's run directory is the epilog's to remove
+  const mine = runtimeRoot();
+  for (const r of runDirs()) if (path.dirname(r.dir) === mine && !r.alive && !r.foreign && !keep(r.id)) fs.rmSync(r.dir, { recursive: true, force: true });
 }
 
 /** Live jobs on this machine (for `symrun status` / `exec` without --job). */

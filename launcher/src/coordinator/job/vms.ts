@@ -12,6 +12,8 @@ import type { RpcPeer } from '../../agent/channel.js';
 import type { GuestFrame } from '../../../../guest/protocol/index.js';
 import type { VmSpec } from '../../vm/index.js';
 import { STANDBY, bootArgs, interconnectFor, vmMac, type InterconnectDevice } from './interconnect.js';
+import { vmTap, standbyTap, vmMacFor } from '../../node/names.js';
+import type { TapRequest } from '../../wire/device.js';
 import { tail, type HostAgents } from './agents.js';
 import type { JobContext, VmState } from './context.js';
 
@@ -34,13 +36,20 @@ export class Vms {
     return c;
   }
 
+  /** The Slurm job whose node layer names this job's taps and MACs (jobs of ordinary users). */
+  private layerJob(): string | undefined {
+    return this.job.cluster?.nodeLayer?.job;
+  }
+
   /** Add VM `name` (index i) on `host`; `mac`/`ip` default to the job's scheme. */
   add(name: string, index: number, host: string, o: { mac?: string; ip?: string; tap?: string; state?: VmState['state'] } = {}): VmState {
+    const lj = this.layerJob();
     const v: VmState = {
       name, index, host,
-      mac: o.mac ?? vmMac(this.job.macSeed, index),
+      // with the node layer, root derives the tap and the MAC from the job and the index (node/names.ts)
+      mac: lj ? vmMacFor(lj, index) : o.mac ?? vmMac(this.job.macSeed, index),
       ip: o.ip ?? this.job.cluster!.guestIp(index),
-      tap: o.tap ?? `symtap${index}`,
+      tap: lj ? vmTap(lj, index) : o.tap ?? `symtap${index}`,
       client: this.client(name),
       state: o.state ?? 'booting',
     };
@@ -59,8 +68,9 @@ export class Vms {
     const nic: string[] = [];
     if (cfg.migration.quiesce === 'failover') {
       // part of the VM on every host (migrates with it), so source and destination have it alike
-      nic.push('-netdev', `tap,id=${STANDBY.netdevId},ifname=${STANDBY.tap(vm.index)},script=no,downscript=no`);
-      nic.push('-device', `virtio-net-pci,netdev=${STANDBY.netdevId},id=${STANDBY.deviceId},mac=${vmMac(this.job.macSeed, vm.index, 'standby')},bus=${STANDBY.bus}`);
+      const sb = this.standby(vm);
+      nic.push('-netdev', `tap,id=${STANDBY.netdevId},ifname=${sb.tap},script=no,downscript=no`);
+      nic.push('-device', `virtio-net-pci,netdev=${STANDBY.netdevId},id=${STANDBY.deviceId},mac=${sb.mac},bus=${STANDBY.bus}`);
     }
     if (withNic) nic.push(...bootArgs(this.device(vm, host)));
     const image = this.job.image!;
@@ -78,15 +88,28 @@ export class Vms {
       agentSocket: path.join(dir, 'agent.sock'),
       agentPortName: DEFAULTS.agent.portName,
       rootPorts: DEFAULTS.interconnect.rootPorts,
+      sandbox: true,
       extraArgs: [...cfg.vm.extraArgs, ...nic],
     };
   }
 
-  /** Host taps a VM needs on a host: the interconnect stand-in (a NIC) and the failover standby. */
-  taps(vm: VmState, bridge: string, withDevice: boolean): Array<{ tap: string; bridge: string }> {
-    const taps: Array<{ tap: string; bridge: string }> = [];
+  /** The failover adapter's standby NIC of a VM (tap, MAC). */
+  standby(vm: VmState): { tap: string; mac: string } {
+    const lj = this.layerJob();
+    return lj ? { tap: standbyTap(lj, vm.index), mac: vmMacFor(lj, vm.index, 'standby') } : { tap: STANDBY.tap(vm.index), mac: vmMac(this.job.macSeed, vm.index, 'standby') };
+  }
+
+  /**
+   * Host taps a VM needs on a host: the interconnect stand-in (a NIC) and the failover standby. With the
+   * node layer, the host agent asks the node helper for them (it makes every tap of the VM at once).
+   */
+  taps(vm: VmState, bridge: string, withDevice: boolean): TapRequest[] {
+    const failover = this.job.config.migration.quiesce === 'failover';
+    const lj = this.layerJob();
+    if (lj) return [{ tap: vm.tap, bridge, helper: { job: lj, vm: vm.index, ip: vm.ip, standby: failover } }];
+    const taps: TapRequest[] = [];
     if (withDevice && this.job.config.interconnect.type === 'emulated') taps.push({ tap: vm.tap, bridge });
-    if (this.job.config.migration.quiesce === 'failover') taps.push({ tap: STANDBY.tap(vm.index), bridge });
+    if (failover) taps.push({ tap: STANDBY.tap(vm.index), bridge });
     return taps;
   }
 
@@ -108,9 +131,11 @@ export class Vms {
   /** The guest's interconnect configuration (at boot, and again after every move). */
   netConfigArgs(v: VmState): Record<string, unknown> {
     const cfg = this.job.config;
+    const mtu = this.job.cluster?.nodeLayer?.mtu;
     return {
       mac: v.mac, name: cfg.network.guestIfName, address: `${v.ip}/${this.job.prefixLenOverride ?? this.job.cluster!.prefixLen}`, announce: true, waitMs: 15_000,
-      ...(cfg.migration.quiesce === 'failover' ? { standbyMac: vmMac(this.job.macSeed, v.index, 'standby') } : {}),
+      ...(mtu ? { mtu } : {}),
+      ...(cfg.migration.quiesce === 'failover' ? { standbyMac: this.standby(v).mac } : {}),
     };
   }
 
