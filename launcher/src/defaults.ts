@@ -1,4 +1,4 @@
-// Every default symrun uses lives here (ARCHITECTURE.md: "all defaults live in one place").
+// Every default symrun uses lives here (docs/architecture.md, Conventions: "defaults in one place").
 import os from 'node:os';
 import path from 'node:path';
 

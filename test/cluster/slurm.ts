@@ -634,7 +634,7 @@ class Lab implements SlurmLab {
     const t0 = performance.now();
     const S = this.stateDir;
     for (const d of ['etc', 'munge', 'ctl/state', 'nodes', 'work']) fs.mkdirSync(path.join(S, d), { recursive: true });
-    // the munge socket's directory chain must be world-executable (LAB-NOTES)
+    // the munge socket's directory chain must be world-executable (docs/lab-notes.md)
     for (const d of [LAB_ROOT, S, path.join(S, 'munge')]) fs.chmodSync(d, 0o755);
     fs.writeFileSync(path.join(S, 'munge', 'munge.key'), (await import('node:crypto')).randomBytes(128), { mode: 0o400 });
     fs.writeFileSync(this.confFile, slurmConf(this.layout, this.state.opts));

@@ -1,4 +1,4 @@
-// Accelerator probe against the real machine. Here KVM exists but guests hang (LAB-NOTES.md), so auto -> tcg.
+// Accelerator probe against the real machine. Here KVM exists but guests hang (docs/lab-notes.md), so auto -> tcg.
 import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';

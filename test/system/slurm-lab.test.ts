@@ -269,7 +269,7 @@ t.test('prolog, epilog, health check, and cleanupStale after a killed creator', 
   };
   const prolog = write('prolog', `#!/bin/sh\necho "$SLURM_JOB_ID $SLURM_NODELIST \${SLURM_JOB_NODELIST:-unset}" > ${dir}/prolog.$(hostname)\n`);
   const epilog = write('epilog', `#!/bin/sh\necho "$SLURM_JOB_ID" > ${dir}/epilog.$(hostname)\n`);
-  // no PATH and no SLURM_CONF in a health check (LAB-NOTES): absolute paths; /etc/slurm is the lab's
+  // no PATH and no SLURM_CONF in a health check (docs/lab-notes.md): absolute paths; /etc/slurm is the lab's
   const hc = write('healthcheck', `#!/bin/sh\nh=$(/bin/hostname)\n/bin/date +%s%N > ${dir}/hc.$h\nif [ -e ${dir}/sick.$h ]; then /usr/bin/scontrol update NodeName=$h State=DRAIN Reason="healthcheck: sick"; fi\nexit 0\n`);
 
   const lab = await startSlurmLab({ nodes: 2, name, prolog, epilog, healthCheckProgram: hc, healthCheckInterval: 2, temporary: true });

@@ -70,7 +70,7 @@ t.test('sbatch -N1: no task count variables at all', async (t) => {
 
 t.test('a node prolog sees SLURM_NODELIST, not SLURM_JOB_NODELIST', async (t) => {
   const env = envFixture('env-prolog-N3.txt');
-  t.equal(env.SLURM_JOB_NODELIST, undefined, 'as LAB-NOTES says');
+  t.equal(env.SLURM_JOB_NODELIST, undefined, 'as measured on Slurm 22.05 (docs/lab-notes.md)');
   const a = parseSlurmEnv(env);
   t.same(a.nodeList, ['n1', 'n2', 'n3']);
   t.equal(a.numNodes, 3, 'from SLURM_JOB_NUM_NODES');

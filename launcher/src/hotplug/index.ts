@@ -1,6 +1,7 @@
 // PCI hot-plug through QMP (all QMP I/O goes through QmpClient).
-// Order (ARCHITECTURE.md, LAB-NOTES.md): plug = backend then device; unplug = subscribe to DEVICE_DELETED,
-// device_del, wait by id with a deadline, then remove the backend.
+// Order (docs/architecture.md, Conventions): plug = backend then device; unplug = subscribe to DEVICE_DELETED,
+// device_del, wait by id with a deadline, then remove the backend. Measured on QEMU 7.2 q35 (docs/lab-notes.md):
+// ACPI hotplug answers device_del with DEVICE_DELETED in 0.08-0.17 s; native pciehp takes 6.1-6.4 s.
 import { SymError } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
 import { QmpCommandError, type QmpClient } from '../qmp/client.js';

@@ -219,7 +219,7 @@ export function guestAddress(s: Cidr, vmIndex: number): string {
 
 // ---- fixed MAC addresses ----------------------------------------------------------------------
 // Deterministic, locally administered unicast MACs: a re-created namespace gets the same MAC for the
-// same IP, so nobody holds a stale ARP entry (LAB-NOTES). Interfaces with an IP: 02:53:<the 4 IP bytes>.
+// same IP, so nobody holds a stale ARP entry (docs/lab-notes.md). Interfaces with an IP: 02:53:<the 4 IP bytes>.
 // Ports without an IP: 02:54:<subnet octets 2,3>:<role>:<index>.
 
 function hex2(n: number): string {

@@ -1,4 +1,4 @@
-// Pure QMP codec: the only place that builds or parses raw QMP JSON (ARCHITECTURE.md).
+// Pure QMP codec: the only place that builds or parses raw QMP JSON (docs/architecture.md, Wires).
 // No I/O, no timers. The client (client.ts) feeds socket chunks in and gets typed messages out.
 import { SymError } from '../errors.js';
 

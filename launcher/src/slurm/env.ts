@@ -2,7 +2,7 @@
 //
 // Names as set by Slurm 22.05 (man sbatch "OUTPUT ENVIRONMENT VARIABLES"; captured in
 // test/fixtures/slurm/env-*.txt). Fallbacks: node prologs see SLURM_NODELIST, not SLURM_JOB_NODELIST
-// (LAB-NOTES); SLURM_NNODES and SLURM_JOB_NUM_NODES are the same number.
+// (docs/lab-notes.md; test/fixtures/slurm/env-prolog-N3.txt); SLURM_NNODES and SLURM_JOB_NUM_NODES are the same number.
 // CAUTION (measured): after a node of a `--no-kill` job fails, SLURM_JOB_NODELIST stays stale; ask
 // `scontrol show job` (parseJobs) for the current node list.
 import { SymError, EXIT } from '../errors.js';

@@ -1,7 +1,7 @@
 // The coordinator's eye on its nodes in Slurm mode: one batched `scontrol show node -o A,B,...` per
 // interval, each node classified with nodeCondition, and only the changes reported.
 //
-// Why polling: a running job learns of a drain of one of its nodes only this way (LAB-NOTES: strigger
+// Why polling: a running job learns of a drain of one of its nodes only this way (docs/lab-notes.md: strigger
 // --drained waits for the job to end, triggers are checked on a ~16 s timer); one call for all nodes
 // costs 6-20 ms (fork + exec + one RPC to slurmctld), so a 1 s interval is cheap.
 import { execFile } from 'node:child_process';

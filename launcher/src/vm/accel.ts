@@ -1,5 +1,5 @@
 // Accelerator choice. KVM is chosen by 'auto' only if it really runs a guest: on nested hosts /dev/kvm
-// can exist while guests hang (LAB-NOTES.md). The probe result is cached per host boot.
+// can exist while guests hang (as on the project's own machines: docs/lab-notes.md). The probe result is cached per host boot.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
