@@ -44,6 +44,8 @@ export class FakeQmpServer {
   private conns = new Set<FakeConnImpl>();
   private handlers = new Map<string, FakeHandler>();
   private dir: string | undefined;
+  /** re-checked on every call and every connection (waitForCall, waitForConnection) */
+  private waiters = new Set<() => void>();
   readonly opts: FakeQmpServerOptions;
 
   private constructor(opts: FakeQmpServerOptions) {
@@ -94,14 +96,34 @@ export class FakeQmpServer {
   get connectionCount() { return this.conns.size; }
 
   /** Resolves once a call for `command` has been received (or immediately if it already was). */
-  async waitForCall(command: string, timeoutMs = 5000): Promise<FakeCall> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const c = this.calls.find((x) => x.command === command);
-      if (c) return c;
-      if (Date.now() > deadline) throw new Error(`fake QMP: no ${command} call within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
+  waitForCall(command: string, timeoutMs = 5000): Promise<FakeCall> {
+    return this.when(() => this.calls.find((x) => x.command === command), timeoutMs, `no ${command} call`);
+  }
+
+  /** Resolves once a client is connected (or immediately if one is). */
+  waitForConnection(timeoutMs = 5000): Promise<void> {
+    return this.when(() => (this.conns.size > 0 ? true : undefined), timeoutMs, 'no connection').then(() => undefined);
+  }
+
+  /** `get()`'s first defined value, checked now and after every call and connection; no polling. */
+  private when<T>(get: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+    const now = get();
+    if (now !== undefined) return Promise.resolve(now);
+    return new Promise<T>((resolve, reject) => {
+      const check = () => {
+        const v = get();
+        if (v === undefined) return;
+        done();
+        resolve(v);
+      };
+      const timer = setTimeout(() => { done(); reject(new Error(`fake QMP: ${what} within ${timeoutMs} ms`)); }, timeoutMs);
+      const done = () => { clearTimeout(timer); this.waiters.delete(check); };
+      this.waiters.add(check);
+    });
+  }
+
+  private changed(): void {
+    for (const w of [...this.waiters]) w();
   }
 
   async close() {
@@ -113,6 +135,7 @@ export class FakeQmpServer {
   private onConnection(sock: net.Socket) {
     const conn = new FakeConnImpl(sock);
     this.conns.add(conn);
+    this.changed();
     sock.on('close', () => this.conns.delete(conn));
     sock.on('error', () => {});
     if (this.opts.greeting !== false) {
@@ -140,6 +163,7 @@ export class FakeQmpServer {
     }
     const call: FakeCall = { command: msg.execute ?? '', arguments: msg.arguments, id: msg.id };
     this.calls.push(call);
+    this.changed();
     if (call.command === 'qmp_capabilities') {
       conn.negotiated = true;
       conn.reply(call, { return: {} });

@@ -1,33 +1,43 @@
 import t from 'tap';
 import net from 'node:net';
+import { once } from 'node:events';
 import { serveChannel, connectChannel, mac, type RpcPeer } from '../../launcher/src/agent/channel.js';
 import { GuestClient } from '../../launcher/src/agent/guest.js';
 import type { HostFrame } from '../../guest/protocol/index.js';
 
+/** The server side of the next authenticated connection, as a promise (no waiting for it by time). */
+function nextPeer(): { onPeer: (p: RpcPeer) => void; peer: Promise<RpcPeer> } {
+  let resolve!: (p: RpcPeer) => void;
+  const peer = new Promise<RpcPeer>((r) => { resolve = r; });
+  return { onPeer: (p) => { p.start(); resolve(p); }, peer };
+}
+
 t.test('authenticated channel: right secret connects and calls, wrong secret is refused', async (t) => {
-  let server!: RpcPeer;
-  const srv = await serveChannel({ host: '127.0.0.1', secret: 'right', onPeer: (p) => { server = p; p.start(); } });
+  const next = nextPeer();
+  const srv = await serveChannel({ host: '127.0.0.1', secret: 'right', onPeer: next.onPeer });
   t.teardown(() => srv.close());
   const agent = await connectChannel({ host: '127.0.0.1', port: srv.port, secret: 'right', name: 'host1' });
   agent.handle('echo', (p: unknown) => p).start();
-  await new Promise((r) => setTimeout(r, 50));
+  const server = await next.peer;
   t.equal(server.name, 'host1');
   t.same(await server.call('echo', { a: 1 }), { a: 1 });
   await t.rejects(server.call('nope'), { code: 'ESYM_NO_METHOD' });
   await t.rejects(connectChannel({ host: '127.0.0.1', port: srv.port, secret: 'wrong', name: 'evil', timeoutMs: 2000 }), { code: 'ESYM_CHANNEL_AUTH' });
+  const serverSawClose = once(server, 'close');
   agent.close();
-  await new Promise((r) => setTimeout(r, 50));
+  await serverSawClose;
   await t.rejects(server.call('echo'), { code: 'ESYM_CHANNEL_CLOSED' });
 });
 
 t.test('calls that arrive before handlers are registered wait for start()', async (t) => {
-  let server!: RpcPeer;
-  const srv = await serveChannel({ host: '127.0.0.1', secret: 's', onPeer: (p) => { server = p; p.start(); } });
+  const next = nextPeer();
+  const srv = await serveChannel({ host: '127.0.0.1', secret: 's', onPeer: next.onPeer });
   t.teardown(() => srv.close());
   const agent = await connectChannel({ host: '127.0.0.1', port: srv.port, secret: 's', name: 'h' });
-  await new Promise((r) => setTimeout(r, 30));
+  const server = await next.peer;
+  const arrived = once(agent.sock, 'data'); // after the peer's own reader: the call is queued by then
   const pending = server.call('late', {});
-  await new Promise((r) => setTimeout(r, 50));
+  await arrived;
   agent.handle('late', () => 'ok').start();
   t.equal(await pending, 'ok');
   agent.close();
@@ -98,10 +108,11 @@ t.test('server close() cuts connections whose peers never close, and names them'
 });
 
 t.test('server close() waits for peers that do close within the grace', async (t) => {
-  const srv = await serveChannel({ host: '127.0.0.1', secret: 's4', onPeer: (p) => p.start() });
+  const next = nextPeer();
+  const srv = await serveChannel({ host: '127.0.0.1', secret: 's4', onPeer: next.onPeer });
   const agent = await connectChannel({ host: '127.0.0.1', port: srv.port, secret: 's4', name: 'h1' });
   agent.start();
-  await new Promise((r) => setTimeout(r, 30));
+  await next.peer; // the server holds the connection as a named peer
   const r = await srv.close({ graceMs: 2000 });
   t.same(r.cut, [], 'a peer that answers the FIN is not cut');
   t.ok(agent.closed, 'the agent saw its channel close');

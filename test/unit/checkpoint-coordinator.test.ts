@@ -1,7 +1,8 @@
 // Checkpoints (coordinator/checkpoint.ts) against fake host and guest agents: the whole protocol with
 // real files (temp dir, manifest, rename, prune), a save that fails on one VM (everything rolls back,
-// every VM runs again), refusals, and the interval timer.
+// every VM runs again), refusals, and the interval timer (on a fake clock: @sinonjs/fake-timers).
 import t from 'tap';
+import FakeTimers from '@sinonjs/fake-timers';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +17,9 @@ import { FileJournal } from '../../launcher/src/protocol/journal.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
 import type { SymrunConfig } from '../../launcher/src/config/types.js';
 import type { OpEvent } from '../../launcher/src/protocol/executor.js';
+import { Pulse } from '../fixtures/wait.js';
+
+const pulse = new Pulse();
 
 interface Fake {
   host: CheckpointHost;
@@ -60,7 +64,7 @@ function fake(o: { intervalMs?: number; keep?: number; journal?: FileJournal } =
         case 'vm.plug': f.plugged[n] = true; return {};
         case 'ckpt.save': {
           f.paused[n] = true;
-          await new Promise((r) => setTimeout(r, 5));
+          await new Promise((r) => setImmediate(r)); // the saves of all VMs overlap
           if (f.failSaveOn === n) {
             fs.writeFileSync(`${p.file}.part`, 'partial');
             throw Object.assign(new Error('migration failed: Unable to write to command: Broken pipe'), { code: 'ESYM_MIGRATION_FAILED' });
@@ -91,12 +95,14 @@ function fake(o: { intervalMs?: number; keep?: number; journal?: FileJournal } =
   const gate = new QuiesceGate(job);
   f.host = {
     access: job, config: () => config, app: () => ({ app: ['./ring'], cwd: dir }), state: () => f.jobState, gate: () => gate,
-    migrating: () => f.migrating, journal: () => o.journal, sessions: () => ({ mpirun: { vm: "vm1", sid: "s1", rankVm: ["vm1", "vm2"] }, rsh: [] }), emit: (e) => f.events.push(e),
+    migrating: () => f.migrating, journal: () => o.journal, sessions: () => ({ mpirun: { vm: "vm1", sid: "s1", rankVm: ["vm1", "vm2"] }, rsh: [] }), emit: (e) => { f.events.push(e); pulse.beat(); },
   };
   return f;
 }
 
 t.test('a checkpoint: every phase through the agents, files verified, VMs back to running, --keep', async (t) => {
+  const clock = FakeTimers.install({ toFake: ['Date'] }); // checkpoint names carry the time in ms
+  t.teardown(() => clock.uninstall());
   const f = fake();
   const c = new Checkpoints(f.host);
   const first = await c.checkpoint({ reason: 'test' }).done;
@@ -114,7 +120,7 @@ t.test('a checkpoint: every phase through the agents, files verified, VMs back t
   t.ok(f.events.some((e) => e.kind === 'checkpoint' && e.phase === 'save' && e.event === 'end'));
   t.ok(first.frozenMs !== undefined && first.frozenMs >= 0);
 
-  await new Promise((r) => setTimeout(r, 5)); // names carry the time in ms
+  clock.tick(5); // names carry the time in ms
   const second = await c.checkpoint({}).done;
   t.equal(second.outcome, 'done');
   t.same(second.pruned, [first.name], 'keep 1: the older one goes once the new one is complete');
@@ -162,17 +168,23 @@ t.test('refusals: no dir, job not running, migration in flight, one at a time, m
 });
 
 t.test('the interval timer takes checkpoints while the job runs; stop() waits for one in flight', async (t) => {
+  const clock = FakeTimers.install({ toFake: ['setInterval', 'clearInterval', 'Date'] });
+  t.teardown(() => clock.uninstall());
   const f = fake({ intervalMs: 40, keep: 2 });
   const c = new Checkpoints(f.host);
   const timer = c.startTimer();
-  const end = Date.now() + 10_000;
-  while (c.list().filter((x) => x.result?.outcome === 'done').length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  const done = () => c.list().filter((x) => x.result?.outcome === 'done').length;
+  for (let i = 1; i <= 2; i++) {
+    clock.tick(40); // one interval: a checkpoint starts
+    await pulse.until(() => done() >= i, `periodic checkpoint ${i}`);
+  }
+  clock.tick(40); // a third one starts and is in flight when the timer stops
   await timer.stop();
   const n = c.list().length;
   t.ok(c.list().filter((x) => x.result?.outcome === 'done').length >= 2, 'two periodic checkpoints');
   t.ok(c.list().every((x) => x.result), 'nothing in flight after stop()');
   t.ok(c.list().every((x) => /^every/.test(x.reason ?? '')), 'reason recorded');
-  await new Promise((r) => setTimeout(r, 150));
+  clock.tick(10 * 40); // ten more intervals
   t.equal(c.list().length, n, 'no checkpoint after stop()');
   t.ok((await listCheckpoints(f.root)).filter((e) => e.status === 'complete').length <= 2, 'keep 2');
 });

@@ -9,6 +9,9 @@ import { parseFaults } from '../../launcher/src/coordinator/faults.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
 import type { OpEvent } from '../../launcher/src/protocol/executor.js';
 import type { MigrationConfig } from '../../launcher/src/config/types.js';
+import { Pulse } from '../fixtures/wait.js';
+
+const pulse = new Pulse();
 
 interface Fake {
   job: JobAccess;
@@ -50,7 +53,7 @@ function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number } 
           return { uri: `tcp:${host}:4444`, pid: 1 };
         case 'vm.devices': return [{ qdevId: DEFAULTS.interconnect.deviceId }];
         case 'mig.perform':
-          await new Promise<void>((r) => f.releasePerform.set(p.name, r));
+          await new Promise<void>((r) => { f.releasePerform.set(p.name, r); pulse.beat(); });
           if (f.failPerform) throw Object.assign(new Error('reply lost'), { code: 'ESYM_CHANNEL_TIMEOUT' });
           return { status: 'completed', transferredBytes: 1, remainingBytes: 0, totalBytes: 1 };
         case 'mig.finish': return { status: 'running' };
@@ -77,10 +80,8 @@ function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number } 
   return f;
 }
 
-const until = async (fn: () => boolean, what: string) => {
-  for (let i = 0; i < 500 && !fn(); i++) await new Promise((r) => setTimeout(r, 5));
-  if (!fn()) throw new Error(`timed out waiting for ${what}`);
-};
+/** Waits for a migration to reach its fake mig.perform (which beats), not for a span of time. */
+const until = (fn: () => boolean, what: string): Promise<void> => pulse.until(fn, what);
 
 t.test('destination: a free spare first; busy and unknown hosts are refused with the field named', async (t) => {
   const f = fakeJob();

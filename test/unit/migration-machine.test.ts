@@ -11,6 +11,7 @@ type MachineEvent = ProtocolEvent<Phase>;
 type PhasePorts = Ports<MigrationForward | MigrationRollback>;
 const { step, initialState, replay } = MIGRATION;
 import { FileJournal, readJournal } from '../../launcher/src/protocol/journal.js';
+import { within } from '../fixtures/wait.js';
 
 /** Drive the machine: every `run` effect is answered by outcome(phase) until a terminal state. */
 function drive(outcome: (phase: Phase, attempt: number) => 'ok' | string, opts: { cancelAt?: Phase } = {}): { phases: Phase[]; state: MachineState; aborts: Phase[] } {
@@ -120,10 +121,11 @@ t.test('replay of journaled events rebuilds the state', async (t) => {
   t.same(s.marks, { prepared: true, quiesced: true, unplugged: true, performing: true, finished: false });
 });
 
-function fakePorts(calls: string[], fail: Partial<Record<string, string>> = {}, hold?: { phase: string; release: Promise<void> }): PhasePorts {
+function fakePorts(calls: string[], fail: Partial<Record<string, string>> = {}, hold?: { phase: string; release: Promise<void>; entered?: () => void }): PhasePorts {
   const mk = (p: string) => async (signal: AbortSignal) => {
     calls.push(p);
     if (hold?.phase === p) {
+      hold.entered?.();
       await Promise.race([hold.release, new Promise((_, rej) => signal.addEventListener('abort', () => rej(signal.reason), { once: true }))]);
     }
     if (fail[p]) throw Object.assign(new Error(fail[p]), { code: 'ESYM_TEST' });
@@ -159,9 +161,11 @@ t.test('executor: journal is written before each phase runs; events carry durati
 t.test('executor: cancel aborts the running step through its signal and rolls back', async (t) => {
   const calls: string[] = [];
   let release!: () => void;
-  const ex = new Executor({ op: 'm2', machine: MIGRATION, ports: fakePorts(calls, {}, { phase: 'perform', release: new Promise<void>((r) => (release = r)) }) });
+  let entered!: () => void;
+  const inPerform = new Promise<void>((r) => (entered = r));
+  const ex = new Executor({ op: 'm2', machine: MIGRATION, ports: fakePorts(calls, {}, { phase: 'perform', release: new Promise<void>((r) => (release = r)), entered }) });
   const done = ex.start();
-  while (!calls.includes('perform')) await new Promise((r) => setTimeout(r, 5));
+  await within(inPerform, 5_000, 'the perform step');
   t.equal(ex.cancel(), true, 'cancel accepted');
   t.equal(ex.cancel(), false, 'a second cancel is a no-op');
   const r = await done;

@@ -7,6 +7,7 @@ import {
 } from '../../launcher/src/migration/qemu.js';
 import { DEFAULTS } from '../../launcher/src/defaults.js';
 import { FakeQmpServer } from '../fakes/qmp-server.js';
+import { within } from '../fixtures/wait.js';
 
 const MiB = 1024 * 1024;
 
@@ -288,16 +289,18 @@ t.test('waitMigration: timeout, abort (no migrate_cancel sent), MIGRATION event 
 
   const ac = new AbortController();
   const reason = new Error('coordinator gave up');
-  setTimeout(() => ac.abort(reason), 50);
-  const a = await waitMigration(qmp, { intervalMs: 10_000, signal: ac.signal }).catch((e) => e);
+  // abort while it waits for the next poll: right after the first sample (once the wait has begun)
+  const a = await waitMigration(qmp, { intervalMs: 10_000, signal: ac.signal, onProgress: () => setImmediate(() => ac.abort(reason)) }).catch((e) => e);
   t.equal(a, reason, 'rejects with signal.reason');
   t.notOk(srv.calls.some((c) => c.command === 'migrate_cancel'), 'did not cancel');
 
   let done = false;
-  srv.on('query-migrate', () => ({ return: { status: done ? 'completed' : 'active' } }));
+  let queried!: () => void;
+  const firstQuery = new Promise<void>((r) => (queried = r));
+  srv.on('query-migrate', () => { queried(); return { return: { status: done ? 'completed' : 'active' } }; });
   const t0 = Date.now();
   const w = waitMigration(qmp, { intervalMs: 30_000 });
-  await new Promise((r) => setTimeout(r, 50));
+  await within(firstQuery, 5_000, 'the first query-migrate'); // answered 'active': the next poll is 30 s away
   done = true;
   srv.emitEvent('MIGRATION', { status: 'completed' });
   t.equal((await w).status, 'completed');

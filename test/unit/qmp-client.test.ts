@@ -46,8 +46,10 @@ t.test('connect gives up with ESYM_QMP_CONNECT / ESYM_QMP_TIMEOUT', async (t) =>
   t.teardown(() => srv.close());
   await t.rejects(QmpClient.connect(srv.socketPath, { timeoutMs: 300 }), { code: 'ESYM_QMP_TIMEOUT' });
   const ac = new AbortController();
-  setTimeout(() => ac.abort(new Error('stop now')), 100);
-  await t.rejects(QmpClient.connect(srv.socketPath, { timeoutMs: 5000, signal: ac.signal }), { message: 'stop now' });
+  const connecting = QmpClient.connect(srv.socketPath, { timeoutMs: 5000, signal: ac.signal });
+  await srv.waitForConnection(); // connected, waiting for the greeting that never comes
+  ac.abort(new Error('stop now'));
+  await t.rejects(connecting, { message: 'stop now' });
 });
 
 t.test('id matching with out-of-order replies and events in between', async (t) => {
@@ -101,7 +103,8 @@ t.test('abort signal rejects a call with the abort reason', async (t) => {
   srv.on('hang', () => ({ noReply: true }));
   const ac = new AbortController();
   const p = qmp.execute('hang', undefined, { signal: ac.signal });
-  setTimeout(() => ac.abort(new Error('user cancelled')), 50);
+  await srv.waitForCall('hang'); // the call is out, its reply will never come
+  ac.abort(new Error('user cancelled'));
   await t.rejects(p, { message: 'user cancelled' });
 });
 
@@ -172,8 +175,7 @@ t.test('greeting with garbage fails connect with a protocol error', async (t) =>
   const srv = await FakeQmpServer.start({ greeting: false });
   t.teardown(() => srv.close());
   const p = QmpClient.connect(srv.socketPath, { timeoutMs: 2000 });
-  const waitConn = async () => { while (srv.connectionCount === 0) await new Promise((r) => setTimeout(r, 5)); };
-  await waitConn();
+  await srv.waitForConnection();
   srv.sendRaw('{"hello": "world"}');
   await t.rejects(p, { code: 'ESYM_QMP_PROTOCOL' });
 });

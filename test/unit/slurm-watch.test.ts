@@ -8,6 +8,7 @@ import { NodeWatcher, type NodeChange } from '../../launcher/src/slurm/watch.js'
 import { DrainPolicy, planMoves, type NodeInfo } from '../../launcher/src/coordinator/policy.js';
 import { SymError } from '../../launcher/src/errors.js';
 import type { OpEvent, OpResult } from '../../launcher/src/protocol/executor.js';
+import { within } from '../fixtures/wait.js';
 
 const fx = (f: string) => fs.readFileSync(path.join(repoRoot(), 'test', 'fixtures', 'slurm', f), 'utf8');
 const line = (text: string, name: string) => text.split('\n').find((l) => l.startsWith(`NodeName=${name} `))!;
@@ -34,9 +35,11 @@ t.test('watcher: one batched call, only changes reported, baseline ok', async (t
 t.test('watcher: errors are counted and passed on, polling goes on', async (t) => {
   let n = 0;
   const errors: string[] = [];
-  const w = new NodeWatcher({ nodes: () => ['n1'], intervalMs: 10, run: async () => { n++; if (n < 3) throw new Error('slurmctld down'); return line(idle, 'n1'); }, onChange: () => undefined, onError: (e) => errors.push(e.message) });
+  let fourth!: () => void;
+  const fourPolls = new Promise<void>((r) => { fourth = r; });
+  const w = new NodeWatcher({ nodes: () => ['n1'], intervalMs: 10, run: async () => { n++; if (n === 4) fourth(); if (n < 3) throw new Error('slurmctld down'); return line(idle, 'n1'); }, onChange: () => undefined, onError: (e) => errors.push(e.message) });
   w.start();
-  while (n < 4) await new Promise((r) => setTimeout(r, 5));
+  await within(fourPolls, 5_000, 'a fourth poll'); // it began: the third (the first to succeed) has ended
   await w.stop();
   t.same(errors, ['slurmctld down', 'slurmctld down']);
   t.equal(w.stats.errors, 2);
@@ -61,6 +64,7 @@ t.test('policy: migrates to spares, says when none is left, not before the job r
   const events: OpEvent[] = [];
   const said: string[] = [];
   const resolvers: Array<(r: OpResult) => void> = [];
+  const dones: Array<Promise<OpResult>> = [];
   const p = new DrainPolicy({
     vmsOn: (h) => Object.keys(hostOf).filter((v) => hostOf[v] === h),
     isMigrating: (vm) => started.some((s) => s.vm === vm) && resolvers.length > 0,
@@ -69,7 +73,9 @@ t.test('policy: migrates to spares, says when none is left, not before the job r
       if (spares === 0) throw new SymError('ESYM_NO_SPARE', { message: 'no free host' });
       spares--;
       started.push(req);
-      return { op: `m${started.length}`, done: new Promise<OpResult>((r) => resolvers.push(r)) };
+      const done = new Promise<OpResult>((r) => resolvers.push(r));
+      dones.push(done);
+      return { op: `m${started.length}`, done };
     },
     event: (e) => events.push(e),
     say: (m) => said.push(m),
@@ -87,7 +93,7 @@ t.test('policy: migrates to spares, says when none is left, not before the job r
   t.equal(said.filter((s) => /no spare/.test(s)).length, 1, 'said once');
   hostOf.vm3 = 'n4';
   resolvers.shift()!({ op: 'm1', outcome: 'done', leftovers: [], phasesMs: {}, totalMs: 1 } as unknown as OpResult);
-  await new Promise((r) => setTimeout(r, 1));
+  await dones[0]; // after the policy's own handler of that outcome (registered first, so run first)
   p.onChanges([{ ...ch('n3', 'ok', 'MIXED'), previous: 'fail' }]);
   t.equal(hostOf.vm3, 'n4', 'undrain does not move back');
   t.equal(started.length, 1, 'vm2 still waits (no spare: n3 is free now but the fake has none)');
@@ -102,6 +108,7 @@ t.test('policy: a VM moved off successfully can be moved again by later incident
   const hostOf: Record<string, string> = { vm2: 'n2' };
   const nodes = ['n2', 'n4'];
   const started: string[] = [];
+  let lastDone: Promise<OpResult> = Promise.resolve({} as OpResult);
   const p = new DrainPolicy({
     vmsOn: (h) => Object.keys(hostOf).filter((v) => hostOf[v] === h),
     isMigrating: () => false,
@@ -110,7 +117,8 @@ t.test('policy: a VM moved off successfully can be moved again by later incident
       started.push(`${req.vm}@${hostOf[req.vm]}`);
       const to = nodes.find((n) => n !== hostOf[req.vm])!;
       hostOf[req.vm] = to;
-      return { op: `m${started.length}`, done: Promise.resolve({ op: `m${started.length}`, outcome: 'done', leftovers: [], phasesMs: {}, totalMs: 1 } as unknown as OpResult) };
+      lastDone = Promise.resolve({ op: `m${started.length}`, outcome: 'done', leftovers: [], phasesMs: {}, totalMs: 1 } as unknown as OpResult);
+      return { op: `m${started.length}`, done: lastDone };
     },
     event: () => undefined,
     say: () => undefined,
@@ -119,7 +127,7 @@ t.test('policy: a VM moved off successfully can be moved again by later incident
   for (let i = 0; i < 3; i++) {
     const from = hostOf.vm2!;
     p.onChanges([ch(from, 'drain', 'ok')]);
-    await new Promise((r) => setTimeout(r, 1));
+    await lastDone; // the policy has taken the outcome of the move it started (its handler runs first)
     p.onChanges([ch(from, 'ok', 'drain')]); // resumed: a spare again
   }
   t.same(started, ['vm2@n2', 'vm2@n4', 'vm2@n2'], 'three drains, three moves');

@@ -1,18 +1,22 @@
 // symrun watchd (slurm/watchd.ts: one poll of every node, changes fanned out to subscribers over the
 // authenticated channel) and the coordinator's side of it (slurm/feed.ts: watcher when it answers, own
-// polling when not), with a fake scontrol.
+// polling when not), with a fake scontrol. No sleeps: every wait is for an event (a fake scontrol call,
+// a notification, a line said, a closed connection: test/fixtures/wait.ts), and "nothing more comes" is
+// shown by letting watchd poll again and flushing the connection with a round trip.
 import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { serveChannel, connectChannel, type RpcPeer } from '../../launcher/src/agent/channel.js';
 import { WatchDaemon, startWatchd, initKeyFile, readKeyFile, parseWatchdAddress, parseJobNodes, type SubscribeResult, type WatchdStats } from '../../launcher/src/slurm/watchd.js';
 import { NodeFeed, type NodeFeedOptions } from '../../launcher/src/slurm/feed.js';
 import type { NodeChange } from '../../launcher/src/slurm/watch.js';
+import { Pulse } from '../fixtures/wait.js';
 
 const SECRET = 'k'.repeat(64);
+const pulse = new Pulse();
+const until = (pred: () => boolean, ms = 5_000, what = 'condition'): Promise<void> => pulse.until(pred, what, ms);
 
 /** A fake cluster: node -> State (and Reason); `scontrol show node -o [LIST]` output. */
 class FakeSlurm {
@@ -27,27 +31,34 @@ class FakeSlurm {
   }
   run = async (names: string[]): Promise<string> => {
     this.calls.push(names);
+    pulse.beat();
     if (this.fail) throw new Error(this.fail);
     const want = names.length ? new Set(names) : undefined;
     return [...this.states].filter(([n]) => !want || want.has(n))
       .map(([n, s]) => `NodeName=${n} Arch=x86_64 CPUTot=2 State=${s.state} Partitions=lab${s.reason ? ` Reason=${s.reason} [root@2026-11-22T03:40:00]` : ''}`).join('\n') + '\n';
   };
+  /** Resolves once scontrol has been run `n` more times (n >= 2: a poll begun after now has ended). */
+  calledMore(n: number): Promise<void> {
+    const k = this.calls.length + n;
+    return until(() => this.calls.length >= k, 5_000, `${n} more scontrol calls`);
+  }
 }
 
-async function until(pred: () => boolean, ms = 5_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
+/**
+ * Whatever watchd sends for the current node states has arrived: a poll begun after now has ended and
+ * fanned out (two more scontrol calls), and each connection is flushed by a round trip (one ordered stream).
+ */
+async function settle(slurm: FakeSlurm, peers: RpcPeer[]): Promise<void> {
+  await slurm.calledMore(2);
+  await Promise.all(peers.map((p) => p.call('watch.stats', {})));
 }
 
 interface Sub { peer: RpcPeer; changes: NodeChange[][]; closed: boolean }
 async function subscriber(port: number, name: string, nodes: string[], secret = SECRET): Promise<Sub & { first: SubscribeResult }> {
   const peer = await connectChannel({ host: '127.0.0.1', port, secret, name, timeoutMs: 2_000 });
   const s: Sub = { peer, changes: [], closed: false };
-  peer.on('event', (n: string, d: { changes: NodeChange[] }) => { if (n === 'watch.changes') s.changes.push(d.changes); });
-  peer.on('close', () => { s.closed = true; });
+  peer.on('event', (n: string, d: { changes: NodeChange[] }) => { if (n === 'watch.changes') s.changes.push(d.changes); pulse.beat(); });
+  peer.on('close', () => { s.closed = true; pulse.beat(); });
   peer.start();
   const first = await peer.call<SubscribeResult>('watch.subscribe', { nodes });
   return { ...s, first, get changes() { return s.changes; }, get closed() { return s.closed; } };
@@ -68,9 +79,10 @@ t.test('watchd: one scontrol call per poll for all nodes, whatever the subscribe
   t.equal(a.first.intervalMs, 40);
 
   const before = slurm.calls.length;
-  await sleep(200);
+  const pollsBefore = w.daemon.stats().polls;
+  await slurm.calledMore(3);
   const polls = slurm.calls.length - before;
-  t.ok(polls >= 2 && polls <= 7, `about one call per interval with 3 subscribers (${polls} in 200 ms)`);
+  t.equal(polls, w.daemon.stats().polls - pollsBefore, `one scontrol call per poll with 3 subscribers (${polls} calls)`);
   t.ok(slurm.calls.every((names) => names.length === 0), 'every call asks for all nodes (no names)');
 
   slurm.set('n2', 'MIXED+DRAIN', 'maint');
@@ -83,7 +95,7 @@ t.test('watchd: one scontrol call per poll for all nodes, whatever the subscribe
   slurm.set('n3', 'DOWN+NOT_RESPONDING');
   slurm.set('n6', 'IDLE+DRAIN');
   await until(() => b.changes.length > 0, 2_000, 'n3 change');
-  await sleep(100);
+  await settle(slurm, [a.peer, b.peer, c.peer]);
   t.same(b.changes.flat().map((x) => [x.node, x.condition]), [['n3', 'down']]);
   t.equal(a.changes.length, 1, 'job-a: nothing for n3/n6');
   t.ok(!c.changes.flat().some((x) => x.node === 'n6'), 'n6 goes to nobody');
@@ -107,7 +119,7 @@ t.test('watchd: re-subscribe replaces the node list; a bad request is refused; a
   slurm.set('n1', 'IDLE+DRAIN');
   slurm.set('n2', 'IDLE+FAIL');
   await until(() => a.changes.length > 0);
-  await sleep(100);
+  await settle(slurm, [a.peer]);
   t.same(a.changes.flat().map((x) => [x.node, x.condition]), [['n2', 'fail']], 'only the new list');
   await t.rejects(a.peer.call('watch.subscribe', { nodes: 'n1' }), { code: 'ESYM_WATCHD_REQUEST' });
   await t.rejects(a.peer.call('watch.subscribe', { nodes: ['n1; rm -rf /'] }), { code: 'ESYM_WATCHD_REQUEST' });
@@ -122,7 +134,7 @@ t.test('watchd: a dead subscriber is forgotten, a slow one is dropped, the other
   // the "slow" subscriber's socket is corked on watchd's side: what is sent to it stays queued, as for
   // a subscriber that stopped reading once the kernel buffers are full
   const peers = new Map<string, RpcPeer>();
-  const srv = await serveChannel({ host: '127.0.0.1', port: 0, secret: SECRET, onPeer: (p) => { peers.set(p.name, p); daemon.attach(p); } });
+  const srv = await serveChannel({ host: '127.0.0.1', port: 0, secret: SECRET, onPeer: (p) => { peers.set(p.name, p); daemon.attach(p); p.on('close', pulse.beat); } });
   daemon.start();
   t.teardown(async () => { await daemon.stop(); await srv.close(); });
   const all = ['n1', 'n2', 'n3', 'n4'];
@@ -166,7 +178,7 @@ t.test('watchd: subscribe waits for the first poll; stop() closes every subscrib
   const r = await peer.call<SubscribeResult>('watch.subscribe', { nodes: ['n1'] });
   t.equal(r.nodes[0]?.condition, 'ok');
   let closed = false;
-  peer.on('close', () => { closed = true; });
+  peer.on('close', () => { closed = true; pulse.beat(); });
   const t0 = Date.now();
   await w.stop();
   t.ok(Date.now() - t0 < 1_500, 'stops at once');
@@ -194,11 +206,22 @@ t.test('key file: created 0600 once, never overwritten; too short refused; addre
 
 // ---- the coordinator's side ----------------------------------------------------------------------
 
-interface FeedHarness { feed: NodeFeed; changes: NodeChange[][]; said: string[]; ownCalls: () => number; own: FakeSlurm }
+interface FeedHarness {
+  feed: NodeFeed; changes: NodeChange[][]; said: string[]; ownCalls: () => number; own: FakeSlurm;
+  /** the feed's connections to watchd, newest last (a round trip on one flushes what watchd sent) */
+  peers: RpcPeer[];
+  /** attempts to reach watchd so far */
+  attempts: () => number;
+  /** node lists the feed subscribed with (answered) */
+  subscribes: string[][];
+}
 function feedFor(port: number, nodes: string[], o: { own?: FakeSlurm; retryMs?: number; checkMs?: number; staleMs?: number; secret?: string; nodesFn?: () => string[]; allocation?: NodeFeedOptions['allocation'] } = {}): FeedHarness {
   const own = o.own ?? new FakeSlurm(6);
   const changes: NodeChange[][] = [];
   const said: string[] = [];
+  const peers: RpcPeer[] = [];
+  const subscribes: string[][] = [];
+  let attempts = 0;
   const feed = new NodeFeed({
     nodes: o.nodesFn ?? (() => nodes),
     intervalMs: 30,
@@ -206,15 +229,28 @@ function feedFor(port: number, nodes: string[], o: { own?: FakeSlurm; retryMs?: 
     readKey: () => o.secret ?? SECRET,
     name: 'test-job',
     run: own.run,
-    onChange: (c) => changes.push(c),
-    say: (m) => said.push(m),
+    onChange: (c) => { changes.push(c); pulse.beat(); },
+    say: (m) => { said.push(m); pulse.beat(); },
+    connect: async (c) => {
+      attempts++;
+      pulse.beat();
+      const p = await connectChannel(c);
+      const call = p.call.bind(p);
+      p.call = (async (method: string, params?: unknown, co?: { timeoutMs?: number; signal?: AbortSignal }) => {
+        const r = await call(method, params, co);
+        if (method === 'watch.subscribe') { subscribes.push((params as { nodes: string[] }).nodes); pulse.beat(); }
+        return r;
+      }) as typeof p.call;
+      peers.push(p);
+      return p;
+    },
     connectTimeoutMs: 1_000,
     retryMs: o.retryMs ?? 60_000,
     checkMs: o.checkMs ?? 5_000,
     staleMs: o.staleMs ?? 10_000,
-    ...(o.allocation ? { allocation: o.allocation } : {}),
+    ...(o.allocation ? { allocation: { ...o.allocation, onChange: (n: string[]) => { o.allocation!.onChange(n); pulse.beat(); } } } : {}),
   });
-  return { feed, changes, said, own, ownCalls: () => own.calls.length };
+  return { feed, changes, said, own, ownCalls: () => own.calls.length, peers, attempts: () => attempts, subscribes };
 }
 
 t.test('coordinator feed: changes come from watchd, no own polling', async (t) => {
@@ -232,7 +268,7 @@ t.test('coordinator feed: changes come from watchd, no own polling', async (t) =
   slurm.set('n4', 'IDLE+DRAIN');
   await until(() => h.changes.length > 1, 2_000, 'n1 change');
   t.same(h.changes[1]!.map((c) => [c.node, c.condition]), [['n1', 'fail']]);
-  await sleep(150);
+  await settle(slurm, [h.peers.at(-1)!]);
   t.equal(h.changes.length, 2, 'n4 is not the job\'s');
   t.equal(h.ownCalls(), 0, 'the job did not call scontrol');
   const st = h.feed.status();
@@ -274,14 +310,15 @@ t.test('coordinator feed: watchd dies mid-job -> own polling, no change lost or 
   await until(() => h.feed.source === 'poll', 2_000, 'fallback');
   await until(() => slurm.calls.some((c, i) => i >= callsBefore && c.length === 3), 2_000, 'own poll');
   t.match(h.said[1], new RegExp(`^node watcher 127\\.0\\.0\\.1:${port} unreachable \\(lost: connection closed\\): polling slurmctld myself every 0\\.03 s$`));
-  await sleep(100);
+  await slurm.calledMore(2); // own polls only (watchd is gone): one begun after now has ended
   t.equal(h.changes.length, 1, 'n2 drain is not reported again by the own poller');
   slurm.set('n3', 'MIXED+DRAIN', 'second');
   slurm.set('n2', 'MIXED');
   await until(() => h.changes.length >= 2, 2_000, 'changes via own polling');
-  await sleep(100);
+  await slurm.calledMore(2);
   t.same(h.changes.slice(1).flat().map((c) => [c.node, c.condition, c.previous]).sort(), [['n2', 'ok', 'drain'], ['n3', 'drain', 'ok']]);
-  await sleep(400); // a retry fails (nothing listens): still one message
+  const tried = h.attempts();
+  await until(() => h.attempts() >= tried + 2, 5_000, 'two more attempts to reach watchd'); // one failed (nothing listens), the next was scheduled
   t.equal(h.said.length, 2, 'said once, not per retry');
   t.equal(h.feed.source, 'poll');
 
@@ -289,9 +326,8 @@ t.test('coordinator feed: watchd dies mid-job -> own polling, no change lost or 
   w = await startWatchd({ host: '127.0.0.1', port, secret: SECRET, intervalMs: 30, run: slurm.run });
   await until(() => h.feed.source === 'watcher', 3_000, 'back to the watcher');
   t.match(h.said[2], /reachable again: using it/);
-  await sleep(50);
   const n = h.feed.status().polls;
-  await sleep(200);
+  await slurm.calledMore(4); // watchd polled 4 times (>= 90 ms): the own poller (every 30 ms) would have run meanwhile
   t.equal(h.feed.status().polls, n, 'own polling stopped');
   t.match(h.feed.status().watcher, { connects: 2, fallbacks: 1, state: 'connected' });
   const k = h.changes.length;
@@ -316,7 +352,7 @@ t.test('coordinator feed: wrong key, a stale watchd, and a changed node list', a
   t.teardown(() => h.feed.stop());
   await until(() => h.feed.source === 'watcher', 2_000, 'watcher');
   nodes = ['n1', 'n5']; // e.g. a replacement node after a restart
-  await sleep(150);
+  await until(() => h.subscribes.some((l) => l.includes('n5')), 2_000, 're-subscription with n5');
   slurm.set('n5', 'IDLE+DRAIN');
   await until(() => h.changes.length > 0, 2_000, 'n5 via re-subscription');
   t.same(h.changes[0]!.map((c) => c.node), ['n5']);
@@ -342,7 +378,7 @@ t.test('squeue "%A %N" parsing: ranges expanded, heterogeneous components merged
 /** A fake `squeue -h -t RUNNING -o "%A %N"`: job id -> node list expression. */
 function fakeJobs(jobs: Record<string, string>): { run: () => Promise<string>; calls: () => number; jobs: Record<string, string> } {
   let n = 0;
-  return { jobs, calls: () => n, run: async () => { n++; return Object.entries(jobs).map(([j, l]) => `${j} ${l}`).join('\n') + '\n'; } };
+  return { jobs, calls: () => n, run: async () => { n++; pulse.beat(); return Object.entries(jobs).map(([j, l]) => `${j} ${l}`).join('\n') + '\n'; } };
 }
 
 t.test('watchd: the node list of each subscriber\'s job, sent when it changes; no squeue while nobody gives a job', async (t) => {
@@ -351,18 +387,20 @@ t.test('watchd: the node list of each subscriber\'s job, sent when it changes; n
   const w = await startWatchd({ host: '127.0.0.1', port: 0, secret: SECRET, intervalMs: 30, jobIntervalMs: 40, run: slurm.run, runJobs: sq.run });
   t.teardown(() => w.stop());
   const plain = await subscriber(w.server.port, 'no-job', ['n1']);
-  await sleep(150);
+  await slurm.calledMore(5); // >= 120 ms of watchd's 30 ms polls: its 40 ms job timer has fired meanwhile
+  await w.daemon.pollJobs(); // and once more now
   t.equal(sq.calls(), 0, 'no subscriber with a job: squeue is not called');
   const allocs: Array<{ job: string; nodes: string[] }> = [];
   const a = await subscriber(w.server.port, 'job-7', ['n1', 'n2', 'n3']);
-  a.peer.on('event', (n: string, d: { job: string; nodes: string[] }) => { if (n === 'watch.allocation') allocs.push(d); });
+  a.peer.on('event', (n: string, d: { job: string; nodes: string[] }) => { if (n === 'watch.allocation') allocs.push(d); pulse.beat(); });
   await a.peer.call('watch.subscribe', { nodes: ['n1', 'n2', 'n3'], job: '7' });
   await until(() => allocs.length === 1, 2_000, 'first allocation');
   t.same(allocs[0], { job: '7', nodes: ['n1', 'n2', 'n3'] }, 'the job\'s nodes, once watchd has read them');
   const again = await a.peer.call<SubscribeResult>('watch.subscribe', { nodes: ['n1', 'n2', 'n3'], job: '7' });
   t.same(again.allocation, ['n1', 'n2', 'n3'], 'a subscribe answers the known allocation');
   const polls = sq.calls();
-  await sleep(200);
+  await until(() => sq.calls() >= polls + 2, 2_000, 'two more squeue reads');
+  await a.peer.call('watch.stats', {}); // what those reads sent has arrived
   t.ok(sq.calls() > polls, 'squeue is read every job interval');
   t.equal(allocs.length, 1, 'unchanged: nothing sent');
   sq.jobs['7'] = 'n[1-3],n6';
