@@ -17,6 +17,7 @@ const PURE = [
   '^launcher/src/image/modules\\.ts$',
   '^launcher/src/error-codes\\.ts$',
   '^launcher/src/wire/',
+  '^launcher/src/node/(names|nft|wire)\\.ts$',
   '^guest/protocol/',
 ];
 
@@ -29,10 +30,11 @@ const IO = [
 // Layers, lowest first: a module may import its own layer and the ones below, never one above.
 const L = 'launcher/src';
 const FOUNDATION = [`^${L}/(error-codes|errors|defaults)\\.ts$`, `^${L}/(util|wire|protocol)/`, '^guest/protocol/'];
-const PARTS = [`^${L}/(qmp|config|mpi|stage|image|local)/`];
+const PARTS = [`^${L}/(qmp|config|mpi|stage|image|local)/`, `^${L}/slurm/(hostlist|scontrol|env|index)\\.ts$`];
 const MACHINERY = [`^${L}/(vm|hotplug|migration|checkpoint)/`];
-const AGENTS = [`^${L}/agent/`];
-const CLUSTER = [`^${L}/slurm/`];
+// node/: the root node layer (prolog, epilog, node helper) and its client in the host agent
+const AGENTS = [`^${L}/agent/`, `^${L}/node/`];
+const CLUSTER = [`^${L}/slurm/(?!(hostlist|scontrol|env|index)\\.ts$)`];
 const COORDINATOR = [`^${L}/coordinator/`];
 const COMMANDS = [`^${L}/cli/`, `^${L}/(main|cli)\\.ts$`];
 const ABOVE = (...layers) => layers.flat();
