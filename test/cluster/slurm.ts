@@ -828,6 +828,8 @@ class Lab implements SlurmLab {
     const t0 = performance.now();
     if (alive(this.state.nodes[node])) await this.crash(node);
     const bootedAt = Math.floor(Date.now() / 1000) * 1000;
+    // a reboot empties /run (tmpfs): the node layer's records of this node go with it
+    if (this.state.opts.nodeLayer) fs.rmSync(path.join(this.stateDir, 'node-state', node), { recursive: true, force: true });
     await this.startNode(node);
     // registered = slurmctld has the new slurmd's start time and no longer flags it NOT_RESPONDING
     // (the state may still be DOWN or DRAIN: an admin's DOWN/DRAIN survives a restart)

@@ -43,7 +43,9 @@ export async function stageOut(job: JobContext): Promise<void> {
     const r = await h.done;
     const data = Buffer.concat(chunks);
     if (r.status !== 0 || data.length === 0) continue;
-    const res = await tarExtractSafe(Readable.from([data]), cwd, { maxBytes: job.config.share.maxBytes, uid: st.uid, gid: st.gid });
+    // as root, the files become the job directory's owner's; as its user, they are the user's already
+    const owner = process.getuid?.() === 0 ? { uid: st.uid, gid: st.gid } : {};
+    const res = await tarExtractSafe(Readable.from([data]), cwd, { maxBytes: job.config.share.maxBytes, ...owner });
     if (res.files.length) job.say(`${v.name}: ${res.files.length} file(s) written by the job copied back to ${cwd}`);
   }
 }
