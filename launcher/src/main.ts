@@ -13,6 +13,7 @@ import { registerCheckpoint } from './cli/checkpoint.js';
 import { registerRestart } from './cli/restart.js';
 import { registerWatchd } from './cli/watchd.js';
 import { registerNode } from './cli/node.js';
+import { registerNodeDevices } from './cli/node-devices.js';
 import { runJob } from './cli/runjob.js';
 
 const EXAMPLES = `
@@ -335,6 +336,7 @@ missing (error code ESYM_NO_JOB, as JSON on stderr with --json); 4 if the job ca
   registerRestart(program, right, (n) => { exit = n; });
   registerWatchd(program, (n) => { exit = n; });
   registerNode(program, (n) => { exit = n; });
+  registerNodeDevices(program, (n) => { exit = n; });
 
   program
     .command('recover')
