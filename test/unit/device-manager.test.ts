@@ -204,3 +204,31 @@ t.test('ethernet and IB pools in one node: every VF, once', async (t) => {
   t.same(l.vfs.filter((v) => v.type === 'infiniband').map((v) => v.pci), ['0000:5e:00.1', '0000:5e:00.2']);
   t.same([l.node, l.nodeIndex, l.problems, l.bad, l.strayClaims], ['n7', 7, [], [], []]);
 });
+
+t.test('list as a user who may not read the claim directory: VFs without claims, said so', async (t) => {
+  const b = bench(t);
+  await b.manager().claim({ job: '5', uid: 0, gid: 0, slots: 1 });
+  const { ClaimStore } = await import('../../launcher/src/device/claims.js');
+  class Unreadable extends ClaimStore {
+    override list(): never { throw Object.assign(new Error(`EACCES: permission denied, scandir '${this.dir}/vf'`), { code: 'EACCES' }); }
+  }
+  const l = b.manager({ store: new Unreadable(b.stateDir) }).list();
+  t.equal(l.vfs.length, 10);
+  t.notOk(l.vfs.some((v) => v.claim), 'no claim shown');
+  t.equal(l.claimsHidden, `the claims in ${b.stateDir} are readable by root only`);
+  t.equal(b.manager().list().claimsHidden, undefined);
+});
+
+t.test('a claimed VF that no longer exists (VFs removed): release drops the claim and says so', async (t) => {
+  const b = bench(t);
+  const m = b.manager();
+  await m.claim({ job: '6', uid: 1001, gid: 1001, slots: 1 });
+  fs.rmSync(path.join(b.root, 'sys/bus/pci/devices/0000:3b:02.0'));
+  fs.rmSync(path.join(b.root, 'sys/devices/pci0000:00/0000:3b:02.0'), { recursive: true });
+  const writes = b.io.writes().length;
+  const r = await m.release('6');
+  t.same(r.left, []);
+  t.match(r.released[0]!.notes, ['0000:3b:02.0 no longer exists (VFs removed?): nothing to give back, the claim is dropped']);
+  t.equal(b.io.writes().length, writes + 1, 'only /dev/vfio/31 was taken back');
+  t.same(files(path.join(b.stateDir, 'vf')), []);
+});

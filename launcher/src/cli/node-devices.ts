@@ -73,6 +73,7 @@ function showList(l: Listing, stale?: Map<string, string>): string {
   }
   for (const c of l.strayClaims) rows.push(`  claim of ${c.pci} by job ${c.job}: that device is in no pool${stale?.has(c.pci) ? ` STALE (${stale.get(c.pci)})` : ''}`);
   for (const b of l.bad) rows.push(`  bad record ${b.file}: ${b.reason}`);
+  if (l.claimsHidden) rows.push(`  claims not shown: ${l.claimsHidden}`);
   for (const p of l.problems) rows.push(`  problem: pool ${p.pool}: ${p.device} ${p.problem}`);
   return rows.join('\n') + '\n';
 }

@@ -19,12 +19,13 @@
 // release(job): for each claim of that job only (re-read from its file just before acting): refuse while a
 // process holds /dev/vfio/<group>; give the node back to root (unless another claim of the same job is in
 // that group); give the VF back to its previous driver; reset MAC/trust/spoofchk; remove the claim and its
-// slot. A claim that cannot be undone stays (the epilog reports it and Slurm drains the node); a crashed
+// slot (a VF that no longer exists has nothing to give back: its claim is dropped with a note). A claim
+// that cannot be undone stays (the epilog reports it and Slurm drains the node); a crashed
 // claimer's half-done claim is undone the same way: every step of release is idempotent.
 import { SymError, EXIT } from '../errors.js';
 import { bindVfio, restoreDriver, VFIO_DRIVER, type SysfsWrite } from './bind.js';
 import { ClaimStore, newNonce, type Claim, type StepHook, type BadRecord } from './claims.js';
-import { driverLoaded, groupMembers, hasIommu, readFunction, readPf, type PciFunction } from './discover.js';
+import { devPath, driverLoaded, groupMembers, hasIommu, readFunction, readPf, type PciFunction } from './discover.js';
 import { vfioHolders, vfioNode, type Holder } from './holders.js';
 import { MAX_SLOT, vfMac, vfNodeGuid, vfPortGuid } from './identity.js';
 import { groupError, groupVerdict, type GroupProblem } from './iommu.js';
@@ -123,6 +124,8 @@ export interface Listing {
   strayClaims: Claim[];
   bad: BadRecord[];
   problems: PoolProblem[];
+  /** set when the caller may not read the claims (not root): VFs are listed without them */
+  claimsHidden?: string;
 }
 
 export interface CheckResult {
@@ -197,6 +200,8 @@ export class DeviceManager {
     const done: ClaimedVf[] = [];
     const mine: Claim[] = [];
     const notes: string[] = [];
+    // who holds which /dev/vfio node: one /proc scan per call (it reads every fd of every process)
+    const holders = vfioHolders(this.io);
     try {
       for (let i = 0; i < req.slots; i++) {
         const slot = this.store.reserveSlot(req.job, MAX_SLOT);
@@ -206,7 +211,7 @@ export class DeviceManager {
         let taken = 0;
         try {
           for (const cand of candidates) {
-            const got = this.tryCandidate(req, cand, slot, nodeIndex, refused);
+            const got = this.tryCandidate(req, cand, slot, nodeIndex, holders, refused);
             if (got === null) taken++;
             else if (got) { claim = got; break; }
           }
@@ -249,7 +254,7 @@ export class DeviceManager {
   }
 
   /** A claim of cand, null if someone else holds it, undefined if refused (reason pushed). */
-  private tryCandidate(req: ClaimRequest, cand: PoolVf, slot: number, nodeIndex: number, refused: Refusal[]): Claim | null | undefined {
+  private tryCandidate(req: ClaimRequest, cand: PoolVf, slot: number, nodeIndex: number, holders: Map<number, Holder[]>, refused: Refusal[]): Claim | null | undefined {
     const pci = cand.vf.address;
     const owner = this.claimOf(pci);
     if (owner !== undefined) return null;
@@ -257,7 +262,7 @@ export class DeviceManager {
     if (!f) { refused.push({ pci, reason: 'has disappeared' }); return undefined; }
     const verdict = groupVerdict(f, f.iommuGroup !== undefined ? this.members(f.iommuGroup) : [], (a) => this.claimOf(a), req.job);
     if (!verdict.ok) { refused.push({ pci, group: verdict.group, ...verdict.problems[0]!, reason: groupError(pci, verdict).message.replace(/^VF \S+ /, '') }); return undefined; }
-    const held = vfioHolders(this.io).get(f.iommuGroup!);
+    const held = holders.get(f.iommuGroup!);
     if (held?.length) { refused.push({ pci, reason: `its /dev/vfio/${f.iommuGroup} is held open by pid ${held.map((h) => `${h.pid}${h.comm ? ` (${h.comm})` : ''}`).join(', ')} outside every claim` }); return undefined; }
     const id = { job: Number(req.job), node: nodeIndex, slot };
     const claim: Claim = {
@@ -355,13 +360,16 @@ export class DeviceManager {
         }
       }
     }
-    try {
-      const r = restoreDriver(this.io, cur.pci, cur.boundFrom ?? undefined, cur.overrideFrom ?? undefined);
-      actions.push(...r.writes.map(showWrite));
-    } catch (e) {
-      return { pci: cur.pci, reason: (e as Error).message, fix: (e as SymError).fix ?? 'see dmesg' };
-    }
-    if (cur.stage !== 'claimed' || cur.type === 'ethernet') {
+    if (!this.io.exists(devPath(cur.pci))) {
+      // the VF is gone (its PF's sriov_numvfs was lowered, the PF removed): nothing left to restore
+      notes.push(`${cur.pci} no longer exists (VFs removed?): nothing to give back, the claim is dropped`);
+    } else {
+      try {
+        const r = restoreDriver(this.io, cur.pci, cur.boundFrom ?? undefined, cur.overrideFrom ?? undefined);
+        actions.push(...r.writes.map(showWrite));
+      } catch (e) {
+        return { pci: cur.pci, reason: (e as Error).message, fix: (e as SymError).fix ?? 'see dmesg' };
+      }
       let pfIf: string | undefined;
       try { pfIf = this.pfInterface(cur.pf); } catch (e) { notes.push((e as Error).message); }
       if (pfIf) await this.runPlanned(vfResetCommands(this.cfg.binaries.ip, pfIf, cur.vfIndex, cur.type), actions, notes);
@@ -394,7 +402,15 @@ export class DeviceManager {
 
   list(): Listing {
     const resolved = resolvePools(this.io, this.cfg.devices.pools);
-    const st = this.store.list();
+    let st: ReturnType<ClaimStore['list']>;
+    let hidden: string | undefined;
+    try {
+      st = this.store.list();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EACCES') throw e;
+      st = { claims: [], bad: [], slots: [], temps: [] };
+      hidden = `the claims in ${this.store.dir} are readable by root only`;
+    }
     const byPci = new Map(st.claims.map((c) => [c.pci, c]));
     const vfs: ListedVf[] = resolved.vfs.map(({ pool, vf, type }) => {
       const c = byPci.get(vf.address);
@@ -409,6 +425,7 @@ export class DeviceManager {
     return {
       node: this.cfg.node.name, ...(this.cfg.node.index !== undefined ? { nodeIndex: this.cfg.node.index } : {}), stateDir: this.store.dir,
       vfs, strayClaims: st.claims.filter((c) => !inPool.has(c.pci)), bad: st.bad, problems: resolved.problems,
+      ...(hidden ? { claimsHidden: hidden } : {}),
     };
   }
 
