@@ -63,8 +63,8 @@ t.test('inputs are checked before anything is touched; claim and release need ro
   for (const [f, code, field] of bad) await t.rejects(devicesClaim(f, deps), { code, field }, JSON.stringify(f));
   await t.rejects(devicesRelease({ job: '4711', pci: '3b:02.0' }, deps), { code: 'ESYM_DEVICE_ARGS', field: '--pci', fix: 'write it as 0000:3b:02.0' });
   const user = { ...deps, euid: 1001 };
-  await t.rejects(devicesClaim({ job: '4711', uid: '1001', slots: '1' }, user), { code: 'ESYM_DEVICE_NOT_ROOT', exitCode: 3 });
-  await t.rejects(devicesRelease({ job: '4711' }, user), { code: 'ESYM_DEVICE_NOT_ROOT' });
+  await t.rejects(devicesClaim({ job: '4711', uid: '1001', slots: '1' }, user), { code: 'ESYM_NEEDS_ROOT', exitCode: 3 });
+  await t.rejects(devicesRelease({ job: '4711' }, user), { code: 'ESYM_NEEDS_ROOT' });
   t.equal(await devicesList({ json: true }, user), 0, 'list is for everyone');
   t.same(b.io.writes(), [], 'nothing was written');
   t.notOk(fs.existsSync(path.join(b.stateDir, 'vf')) && fs.readdirSync(path.join(b.stateDir, 'vf')).length, 'no claim');

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { decodeVfMac, MAX_JOB_MAC, MAX_NODE_INDEX, MAX_SLOT, vfMac, vfNodeGuid, vfPortGuid } from '../../launcher/src/device/identity.js';
-import { vmMac } from '../../launcher/src/coordinator/job.js';
+import { vmMac } from '../../launcher/src/coordinator/job/interconnect.js';
 import { macForIp, macForPort } from '../../launcher/src/local/names.js';
 
 t.test('MAC layout: worked examples and the fixed bits', async (t) => {

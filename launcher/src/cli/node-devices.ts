@@ -51,7 +51,7 @@ left claims behind.`;
 
 function managerFor(deps: NodeDevicesDeps, mutating: boolean, what: string): DeviceManager {
   if (mutating && deps.euid !== 0) {
-    throw new SymError('ESYM_DEVICE_NOT_ROOT', { message: `symrun node devices ${what} binds devices and changes /dev/vfio ownership: it runs as root (Slurm prolog/epilog), not as uid ${deps.euid}`, fix: 'run it from the Slurm prolog/epilog (root); users get their VFs through the job', exitCode: EXIT.environment });
+    throw new SymError('ESYM_NEEDS_ROOT', { message: `symrun node devices ${what} binds devices and changes /dev/vfio ownership: it runs as root (Slurm prolog/epilog), not as uid ${deps.euid}`, fix: 'run it from the Slurm prolog/epilog (root); users get their VFs through the job', exitCode: EXIT.environment });
   }
   // as root (the real euid), the node config must be root's and not writable by others (loadNodeConfig)
   const cfg = loadNodeConfig({ env: deps.env });
