@@ -1,5 +1,4 @@
-// Claims: the store's atomic records, real concurrency (claimer processes racing on one fake node) and
-// crashes (a claimer SIGKILLed at each step of a claim, then the epilog's release).
+// Claims: the store's atomic records, and real concurrency: claimer processes racing on one fake node.
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -10,7 +9,7 @@ import { bench, spawnClaimer, type Claimer } from '../fixtures/sysfs/harness.js'
 import { ethernetNode } from '../fixtures/sysfs/machines.js';
 
 const files = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
-const FABRIC = { fabric: { pfs: ['0000:3b:00.0', '0000:3b:00.1'] } };
+const ONE_PF = { fabric: { pfs: ['0000:3b:00.0'] } };
 
 function claimRec(over: Partial<Claim> = {}): Claim {
   return {
@@ -88,17 +87,17 @@ async function race(cs: Claimer[]): Promise<Array<Record<string, any>>> {
   return out;
 }
 
-t.test('10 claimer processes race for 8 VFs: exactly 8 win, each a different VF; the 2 losers leave nothing', async (t) => {
-  const b = bench(t, ethernetNode(), FABRIC);
-  const cs = Array.from({ length: 10 }, (_, i) => spawnClaimer(b, { job: String(101 + i), uid: 2000 + i, gid: 2000 + i, slots: 1 }));
+t.test('6 claimer processes race for 4 VFs: exactly 4 win, each a different VF; the 2 losers leave nothing', async (t) => {
+  const b = bench(t, ethernetNode(), ONE_PF);
+  const cs = Array.from({ length: 6 }, (_, i) => spawnClaimer(b, { job: String(101 + i), uid: 2000 + i, gid: 2000 + i, slots: 1 }));
   const out = await race(cs);
   const won = out.filter((o) => o.result).map((o) => o.result);
   const lost = out.filter((o) => o.error);
-  t.equal(won.length, 8, '8 claims');
+  t.equal(won.length, 4, '4 claims');
   t.equal(lost.length, 2, '2 refusals');
   t.same(lost.map((o) => o.error.code), ['ESYM_DEVICE_NONE_FREE', 'ESYM_DEVICE_NONE_FREE']);
   const pcis = won.map((r) => r.claimed[0].pci);
-  t.equal(new Set(pcis).size, 8, 'no VF twice');
+  t.equal(new Set(pcis).size, 4, 'no VF twice');
   t.same(files(path.join(b.stateDir, 'vf')), [...pcis].sort(), 'one claim file per winner');
   for (const r of won) {
     const c = JSON.parse(fs.readFileSync(path.join(b.stateDir, 'vf', r.claimed[0].pci), 'utf8'));
@@ -108,21 +107,21 @@ t.test('10 claimer processes race for 8 VFs: exactly 8 win, each a different VF;
   }
   t.same(files(path.join(b.stateDir, 'slot')), won.map((r) => `${r.job}.0`).sort(), 'losers hold no slot');
   t.same(files(path.join(b.stateDir, 'tmp')), []);
-  t.equal(new Set(won.map((r) => r.claimed[0].mac)).size, 8, 'eight different MACs');
+  t.equal(new Set(won.map((r) => r.claimed[0].mac)).size, 4, 'four different MACs');
 });
 
-t.test('6 processes x 2 VFs race for 8: all-or-nothing claims never share a VF', async (t) => {
-  const b = bench(t, ethernetNode(), FABRIC);
+t.test('4 processes x 2 VFs race for 4: all-or-nothing claims never share a VF', async (t) => {
+  const b = bench(t, ethernetNode(), ONE_PF);
   const before = snapshotTree(b.root);
-  const cs = Array.from({ length: 6 }, (_, i) => spawnClaimer(b, { job: String(201 + i), uid: 3000 + i, gid: 3000 + i, slots: 2 }));
+  const cs = Array.from({ length: 4 }, (_, i) => spawnClaimer(b, { job: String(201 + i), uid: 3000 + i, gid: 3000 + i, slots: 2 }));
   const out = await race(cs);
   const won = out.filter((o) => o.result).map((o) => o.result);
-  t.ok(won.length >= 1 && won.length <= 4, `${won.length} of 6 got two VFs`);
-  t.equal(out.filter((o) => o.error).length, 6 - won.length);
+  t.ok(won.length >= 1 && won.length <= 2, `${won.length} of 4 got two VFs`);
+  t.equal(out.filter((o) => o.error).length, 4 - won.length);
   const pcis = won.flatMap((r) => r.claimed.map((c: { pci: string }) => c.pci));
   t.equal(new Set(pcis).size, pcis.length, 'no VF in two claims');
   t.same(files(path.join(b.stateDir, 'vf')), [...pcis].sort(), 'every claim on disk belongs to a winner: losers rolled back');
-  for (const v of ['0000:3b:02.0', '0000:3b:02.1', '0000:3b:02.2', '0000:3b:02.3', '0000:3b:0a.0', '0000:3b:0a.1', '0000:3b:0a.2', '0000:3b:0a.3']) {
+  for (const v of ['0000:3b:02.0', '0000:3b:02.1', '0000:3b:02.2', '0000:3b:02.3']) {
     t.equal(readFunction(b.io, v)!.driver, pcis.includes(v) ? 'vfio-pci' : 'iavf', `${v}: ${pcis.includes(v) ? 'claimed' : 'back on iavf'}`);
   }
   for (const r of won) await b.manager().release(r.job);
