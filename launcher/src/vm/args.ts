@@ -24,6 +24,12 @@ export interface VmSpec {
    * Spawning stays allowed: checkpoints save through `migrate exec:cat > FILE` (QEMU 7.2 has no file: URI).
    */
   sandbox?: boolean;
+  /**
+   * Start QEMU with SIGTERM blocked: Slurm signals every process of a cancelled job at once (scancel, a
+   * time limit), and QEMU would end its guest before symrun has copied the ranks' files out of it.
+   * symrun stops QEMU itself (QMP quit), and SIGKILL (Slurm's, after KillWait) still ends it.
+   */
+  holdTerm?: boolean;
   extraArgs: string[];
 }
 

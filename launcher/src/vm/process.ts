@@ -46,6 +46,9 @@ function cachedDetect(binary: string): Promise<QemuInfo> {
   return p;
 }
 
+const PERL = '/usr/bin/perl';
+const BLOCK_TERM = 'use POSIX; sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGTERM)) or die "sigprocmask: $!"; exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\n"';
+
 function delay(ms: number): Promise<void> { return new Promise((r) => setTimeout(r, ms)); }
 
 export async function startVm(spec: VmSpec, opts: StartVmOptions = {}): Promise<VmProcess> {
@@ -58,7 +61,10 @@ export async function startVm(spec: VmSpec, opts: StartVmOptions = {}): Promise<
   if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new SymError('ESYM_ABORTED', { message: `start of VM ${spec.name} cancelled` });
 
   const stderrFd = fs.openSync(paths.stderrLog, 'a');
-  const child = spawn(qemu.binary, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  // SIGTERM blocked across exec (libuv's spawn unblocks every signal, so a tiny perl exec does it;
+  // perl-base is part of every Debian system; without perl QEMU starts as is)
+  const [file, argv] = spec.holdTerm && fs.existsSync(PERL) ? [PERL, ['-e', BLOCK_TERM, qemu.binary, ...args]] : [qemu.binary, args];
+  const child = spawn(file, argv, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderrTail = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderrTail = (stderrTail + d.toString('utf8')).slice(-4096);

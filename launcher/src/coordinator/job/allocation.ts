@@ -52,7 +52,8 @@ export class Allocation {
       name: `symrun ${job.id}${cluster.slurmJobId ? ` (Slurm job ${cluster.slurmJobId})` : ''} pid ${process.pid}`,
       onChange: (changes) => policy.onChanges(changes),
       ...(cluster.slurmJobId ? { allocation: { job: cluster.slurmJobId, intervalMs: SLURM_DEFAULTS.allocationCheckMs, run: () => currentAllocationNodes(process.env), onChange: (nodes: string[]) => void this.apply(nodes) } } : {}),
-      onError: (e) => { if (e.message !== lastError) job.say(`watching the nodes: ${e.message}`); lastError = e.message; },
+      // (an interrupted job: Slurm signalled the polls too; nothing to say about them)
+      onError: (e) => { if (job.opts.signal?.aborted || ending(job.state)) return; if (e.message !== lastError) job.say(`watching the nodes: ${e.message}`); lastError = e.message; },
       say: (m) => job.say(m),
     });
     this.feed = feed;

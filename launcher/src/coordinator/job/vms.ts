@@ -89,6 +89,7 @@ export class Vms {
       agentPortName: DEFAULTS.agent.portName,
       rootPorts: DEFAULTS.interconnect.rootPorts,
       sandbox: true,
+      holdTerm: true,
       extraArgs: [...cfg.vm.extraArgs, ...nic],
     };
   }
