@@ -1,0 +1,93 @@
+// `symrun exec VM -- CMD [ARGS]`: a command in a guest of the running job, over the control socket, with
+// stdin, a pseudo-terminal (-t), window size and signals forwarded.
+import os from 'node:os';
+import type { Command } from 'commander';
+import { SymError, EXIT, isSymError } from '../errors.js';
+import { findJob } from './jobref.js';
+
+async function execCommand(vm: string, cmd: string[], flags: { job?: string; interactive?: boolean; tty?: boolean }): Promise<number> {
+  if (!cmd.length) throw new SymError('ESYM_USAGE', { message: 'no command given', fix: 'symrun exec VM -- COMMAND [ARGS]', exitCode: EXIT.usage });
+  const j = await findJob(flags.job);
+  const peer = await j.connect();
+  // the guests have the job's directory (staged), not the caller's: run there only if we are inside it
+  const st = (await peer.call('status', {}, { timeoutMs: 10_000 })) as { cwd?: string };
+  const here = process.cwd();
+  const cwd = st.cwd && (here === st.cwd || here.startsWith(st.cwd.endsWith('/') ? st.cwd : `${st.cwd}/`)) ? here : undefined;
+  const tty = !!flags.tty && !!process.stdin.isTTY;
+  if (flags.tty && !tty) process.stderr.write('symrun: warning: -t ignored: stdin is not a terminal\n');
+  const pty = tty ? { cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 } : undefined;
+  const forwardStdin = !!flags.interactive || tty;
+  let sid = '';
+  let settled = false;
+  const early: Array<[string, any]> = [];
+  const onStdin = (d: Buffer) => peer.notify('exec.in', { sid, data: d.toString('base64') });
+  const onStdinEnd = () => peer.notify('exec.in', { sid, eof: true });
+  const onResize = () => peer.notify('exec.resize', { sid, cols: process.stdout.columns, rows: process.stdout.rows });
+  let signalled = 0;
+  // the first signal goes to the remote command; a second one ends symrun exec (the command may go on)
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signalled === 1) peer.notify('exec.signal', { sid, sig });
+    else process.exit(128 + (os.constants.signals[sig] ?? 1));
+  };
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  // restore the terminal and stop reading stdin, or the process would never exit
+  const cleanup = () => {
+    if (tty) try { process.stdin.setRawMode(false); } catch { /* stdin gone */ }
+    process.stdin.off('data', onStdin);
+    process.stdin.off('end', onStdinEnd);
+    if (forwardStdin) process.stdin.pause();
+    process.stdout.off('resize', onResize);
+    for (const s of sigs) process.off(s, onSignal);
+  };
+  return new Promise<number>((resolve, reject) => {
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      fn();
+      peer.close();
+    };
+    peer.on('event', (name: string, d: any) => {
+      if (!sid) { early.push([name, d]); return; }
+      handle(name, d);
+    });
+    const handle = (name: string, d: any) => {
+      // one control connection carries one exec; the coordinator can send output of a command that
+      // fails at once (e.g. not found) before it knows the session id, with sid '' (see job.ts serveControl)
+      if (d?.sid !== sid && d?.sid !== '') return;
+      if (name === 'exec.out') (d.fd === 2 ? process.stderr : process.stdout).write(Buffer.from(d.data, 'base64'));
+      if (name === 'exec.exit') finish(() => resolve(Number(d.status)));
+    };
+    peer.on('close', () => finish(() => reject(new SymError('ESYM_JOB_GONE', { message: `job ${j.id} ended during exec`, exitCode: EXIT.runtime }))));
+    peer.call<{ sid: string }>('exec.start', { vm, argv: cmd, pty, cwd }).then((r) => {
+      sid = r.sid;
+      // without a terminal, Ctrl-C/SIGTERM go to the remote command (with one, the pty sends ^C itself)
+      if (!tty) for (const s of sigs) process.on(s, onSignal);
+      if (forwardStdin) {
+        if (tty) process.stdin.setRawMode(true);
+        process.stdin.on('data', onStdin);
+        process.stdin.on('end', onStdinEnd);
+        process.stdin.resume();
+        if (tty) process.stdout.on('resize', onResize);
+      } else peer.notify('exec.in', { sid, eof: true });
+      for (const [n, d] of early.splice(0)) handle(n, d);
+    }, (e) => finish(() => reject(isSymError(e) && e.code === 'ESYM_NO_VM' ? new SymError('ESYM_NO_VM', { message: e.message, field: 'VM', value: vm, fix: e.fix, exitCode: EXIT.usage }) : e)));
+  });
+}
+
+export function registerExec(program: Command, cmd: string[], setExit: (n: number) => void): void {
+  program
+    .command('exec <vm>')
+    .description('run a command in a guest of the running job: symrun exec VM -- CMD [ARGS]')
+    .option('--job <id>', 'job id (default: the only running job)')
+    .option('-i, --interactive', 'forward stdin')
+    .option('-t, --tty', 'allocate a pseudo-terminal')
+    .addHelpText('after', `
+The command runs in the guest in the current directory if that is (inside) the job's directory, else in /.
+Exit status: the command's (128+N for a signal; 127 if not found); 2 if no job is running, --job names
+none, or VM is not a VM of the job; 4 if the job ends (or cannot be reached) during exec.`)
+    .action(async (vm: string, f: { job?: string; interactive?: boolean; tty?: boolean }) => {
+      setExit(await execCommand(vm, cmd, f));
+    });
+
+}
