@@ -1,0 +1,63 @@
+// Interfaces as the guest sees them, and `ip` driven in one process per change (every exec costs ~0.1 s
+// under TCG, and the ranks may be frozen while it runs). Values from the host are checked before use.
+import fs from 'node:fs';
+import { execFile } from 'node:child_process';
+import type { InterfaceReport } from '../protocol/index.js';
+import { AgentError, execFileP, readSys } from './util.js';
+
+export async function interfaces(): Promise<InterfaceReport[]> {
+  const out: InterfaceReport[] = [];
+  let addrs: Record<string, string[]> = {};
+  try {
+    const { stdout } = await execFileP('ip', ['-j', 'addr', 'show']);
+    for (const i of JSON.parse(stdout) as Array<{ ifname: string; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }>) {
+      addrs[i.ifname] = (i.addr_info ?? []).filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`);
+    }
+  } catch {
+    addrs = {};
+  }
+  for (const name of fs.readdirSync('/sys/class/net')) {
+    out.push({ name, mac: readSys(`/sys/class/net/${name}/address`), up: readSys(`/sys/class/net/${name}/operstate`) === 'up', addresses: addrs[name] ?? [] });
+  }
+  return out;
+}
+
+export /** The report of interface NAME from `ip -json addr show` output (`shown`), sysfs for the rest. */
+async function reportOf(name: string, shown: string): Promise<InterfaceReport> {
+  // (an `ip` whose batch mode prints `addr show` without addresses: ask once more, the slow way)
+  const addresses = inetAddrs(shown).get(name) ?? (await interfaces()).find((i) => i.name === name)?.addresses;
+  if (!addresses || !fs.existsSync(`/sys/class/net/${name}`)) throw new AgentError('ENODEV', `interface ${name} vanished`);
+  return { name, mac: readSys(`/sys/class/net/${name}/address`), up: readSys(`/sys/class/net/${name}/operstate`) === 'up', addresses };
+}
+
+export /** An MTU from the host (checked: a guest applies only a sane value). */
+function checkMtu(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 576 || v > 65520) throw new AgentError('EINVAL', `bad MTU ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** `ip -json -batch -`: the commands in one process (it stops at the first that fails); its JSON output. */
+export function ipBatch(cmds: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('ip', ['-json', '-batch', '-'], { timeout: 15_000 }, (err, stdout, stderr) => {
+      if (err) reject(new AgentError('EIO', `ip: ${String(stderr).trim() || err.message} (commands: ${cmds.join('; ')})`));
+      else resolve(String(stdout));
+    });
+    child.stdin!.end(cmds.join('\n') + '\n');
+  });
+}
+
+/** inet addresses per interface from `ip -json addr show` output (one JSON array per show command). */
+export function inetAddrs(json: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const line of json.split('\n')) {
+    const t = line.trim();
+    if (!t.startsWith('[')) continue;
+    for (const i of JSON.parse(t) as Array<{ ifname: string; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }>) {
+      if (i.addr_info) out.set(i.ifname, i.addr_info.filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`));
+    }
+  }
+  return out;
+}
+
