@@ -2,6 +2,8 @@
 // -C = --config, and placement errors before anything starts.
 import t from 'tap';
 import { normalizeArgs, typedAs, main } from '../../launcher/src/main.js';
+import { loadConfig } from '../../launcher/src/config/index.js';
+import { checkExtraArgs } from '../../launcher/src/coordinator/hosts.js';
 
 /** Run main(argv) and collect what it writes on stderr. */
 async function run(argv: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number; stderr: string }> {
@@ -68,4 +70,19 @@ t.test('placement errors stop symrun before anything starts (exit 2, option as t
   t.match(c.stderr, /--ntasks 5 asks for more ranks than the 3 slots of 3 VMs \(--npernode 1 per VM\)/);
   const d = await run(['-np', '7', '--npernode', '2', '--', 'true'], slurm);
   t.match(d.stderr, /-np 7 asks for more ranks than the 6 slots of 3 VMs \(--npernode 2 per VM\)/);
+});
+
+t.test('--local 0 is a usage error naming --local (it was once taken for "not given": exit 4)', async (t) => {
+  const r = await run(['--local', '0', '--', 'true'], noSlurm);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /--local must be at least 1/);
+  t.match(r.stderr, /field: --local/);
+});
+
+t.test('vm.extraArgs on a site node: refused naming the field unless node.conf allows them', async (t) => {
+  const base = loadConfig({ overrides: { local: 1 } });
+  const withArgs = { ...base, vm: { ...base.vm, extraArgs: ['-monitor', 'stdio'] } };
+  t.throws(() => checkExtraArgs(withArgs, false), { code: 'ESYM_EXTRA_ARGS', field: 'vm.extraArgs', value: '-monitor stdio', exitCode: 2 });
+  t.doesNotThrow(() => checkExtraArgs(withArgs, true), 'the site allows them');
+  t.doesNotThrow(() => checkExtraArgs(base, false), 'none given: nothing to refuse');
 });

@@ -30,6 +30,10 @@ function overridesFrom(f: RunFlags): ConfigOverrides {
 export async function runCommand(flags: RunFlags, app: string[], argv: readonly string[] = []): Promise<number> {
   const names = placementNames(argv);
   checkCpusPerTask(flags.cpusPerTask, names.cpusPerTask);
+  if (flags.local !== undefined && /^\s*0+\s*$/.test(flags.local)) {
+    // (local: 0 in a config file means "not local"; on the command line it can only be a mistake)
+    throw new SymError('ESYM_USAGE', { message: '--local must be at least 1 (the number of hosts to emulate on this machine)', field: '--local', value: flags.local, fix: '--local N with N >= 1, or leave it out inside a Slurm allocation', exitCode: EXIT.usage });
+  }
   const loaded = loadConfig({ file: flags.config, overrides: overridesFrom(flags), optionNames: names });
   // -N, -n, --ntasks-per-node, -c (and the allocation's SLURM_* defaults) -> VMs, slots, vCPUs: before any VM boots
   const placed = resolvePlacement(loaded, { env: process.env, origin: (p) => configOrigin(loaded, p) });

@@ -179,6 +179,7 @@ export async function createSlurmHosts(opts: SlurmHostsOpts): Promise<HostSet & 
   // agents on the node network); without it (jobs run as root), the site's VM bridge carries the node's
   const layer = nodeLayer(alloc.jobId, nodeName);
   if (!layer && process.getuid?.() !== 0) throw noNodeLayer(alloc.jobId, nodeName);
+  if (layer) checkExtraArgs(opts.config, layer.cfg.allowExtraArgs);
   const bridge = layer ? layer.record.network!.bridge : opts.config.network.bridge ?? SLURM_DEFAULTS.bridge;
   const subnet = slurmGuestSubnet(opts.config.network.subnet, alloc.jobId);
   const [nodes, coordinatorIp] = await Promise.all([allocationNodes(env, opts.signal), layer ? Promise.resolve(layer.record.network!.local) : bridgeAddress(bridge)]);
@@ -215,6 +216,21 @@ export async function createSlurmHosts(opts: SlurmHostsOpts): Promise<HostSet & 
     destroy: async (): Promise<void> => { /* the host agents (srun steps) are stopped by the job; Slurm cleans the rest */ },
   };
   return set;
+}
+
+/**
+ * vm.extraArgs on a site's nodes: QEMU runs as the user either way, so this is the site's policy, not a
+ * privilege boundary: what the site set for every VM (-sandbox, the network, the devices) holds unless
+ * the site allows more (SYMRUN_ALLOW_EXTRA_ARGS=yes in node.conf).
+ */
+export function checkExtraArgs(config: SymrunConfig, allowed: boolean): void {
+  if (allowed || config.vm.extraArgs.length === 0) return;
+  throw new SymError('ESYM_EXTRA_ARGS', {
+    message: `this site does not allow vm.extraArgs (QEMU options of your own) for jobs on its nodes`,
+    field: 'vm.extraArgs', value: config.vm.extraArgs.join(' '),
+    fix: 'remove vm.extraArgs from your symrun.yaml, or ask the site to set SYMRUN_ALLOW_EXTRA_ARGS=yes in /etc/symrun/node.conf (docs/site-install.md)',
+    exitCode: EXIT.usage,
+  });
 }
 
 /** A job of an ordinary user on a node the prolog did not prepare: what to do about it. */
