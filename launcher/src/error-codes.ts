@@ -121,6 +121,8 @@ export const ERROR_CODES = {
   ESYM_NODE_SETUP: { exit: 'environment', means: 'the root node layer could not prepare or clean this node for a job' },
   ESYM_NODE_DENIED: { exit: 'usage', means: 'the node helper refused a request (not the job\'s owner, or not a job of this node)' },
   ESYM_EXTRA_ARGS: { exit: 'usage', means: 'vm.extraArgs given on a site that does not allow QEMU options of users\' own (SYMRUN_ALLOW_EXTRA_ARGS in node.conf)' },
+  ESYM_REPORT_INPUT: { exit: 'usage', means: 'symrun report: the events file cannot be read or holds no event' },
+  ESYM_REPORT_OUTPUT: { exit: 'usage', means: 'symrun report: the SVG cannot be written' },
   ESYM_NODE_LAYER: { exit: 'environment', means: 'this node has no symrun node layer for the job (the site installs it: docs/site-install.md)' },
   ESYM_NO_AGENT: { exit: 'runtime', means: 'no host agent is connected on that host' },
   ESYM_NO_APP: { exit: 'usage', means: 'no program was given' },

@@ -15,6 +15,7 @@ import { registerRestart } from './cli/restart.js';
 import { registerWatchd } from './cli/watchd.js';
 import { registerNode } from './cli/node.js';
 import { registerNodeDevices } from './cli/node-devices.js';
+import { registerReport } from './cli/report.js';
 
 export { normalizeArgs, typedAs } from './cli/args.js';
 
@@ -37,6 +38,7 @@ Examples:
   symrun checkpoint [--dir DIR] [--keep N]       save every VM of the running job (docs/checkpoint.md)
   symrun checkpoints DIR                         list checkpoints: complete / incomplete / corrupt
   symrun restart DIR [--from NAME] --local 3     resume a job from its checkpoint (new allocation)
+  symrun report ev.jsonl [-o timeline.svg]       a job's --events as a timeline picture and a summary
 
 Exit status: the application's (first non-zero rank; 128+N for a signal); 127 if the program is
 missing; 2 for bad usage or configuration; 3 for a missing part of the environment; 4 for a
@@ -70,6 +72,7 @@ export async function main(argv: string[]): Promise<number> {
   registerNodeDevices(program, (n) => { exit = n; });
   registerRecover(program, (n) => { exit = n; });
   registerConfig(program);
+  registerReport(program);
 
   try {
     await program.parseAsync(left, { from: 'user' });

@@ -1,11 +1,14 @@
 // Slurm mode: a drain of a node that runs a VM moves that VM to the spare while the job runs
 // (proactive migration), the ring keeps running and ends OK, the batch job ends COMPLETED.
-// Prints the drain -> migration-started latency and the node watcher's poll cost.
+// Prints the drain -> migration-started latency and the node watcher's poll cost. `symrun report` draws
+// the job's events: the drain and the move are in the picture.
 import t from 'tap';
+import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startSlurmLab, type SlurmLab } from '../cluster/slurm.js';
 import { need, needRoot } from '../fixtures/symrun-env.js';
-import { submitRingJob, waitRing, status, readEvents, type StatusJson, jobEnded, endRing } from '../fixtures/slurm-ring.js';
+import { submitRingJob, waitRing, status, readEvents, type StatusJson, jobEnded, endRing, symrunPath } from '../fixtures/slurm-ring.js';
 
 needRoot('the Slurm lab and the VMs need root');
 for (const [c, p] of [['slurmctld', 'slurm-wlm'], ['mpicc', 'libopenmpi-dev'], ['qemu-system-x86_64', 'qemu-system-x86']] as const) need(c, p);
@@ -63,4 +66,16 @@ t.test('drain n2 -> vm2 migrated to the spare n4; ring OK; job COMPLETED', async
   t.match(out, /ring OK: ranks=3/, 'ring OK');
   const gap = /maxgap_ms[=: ]+([0-9.]+)/.exec(out)?.[1];
   t.comment(`MEASURE ring maxgap_ms ${gap}`);
+
+  // the picture of what happened: symrun report on the job's own events
+  const svgFile = `${job.events}.svg`;
+  const rep = spawnSync(symrunPath, ['report', job.events, '-o', svgFile, '--json'], { encoding: 'utf8' });
+  t.equal(rep.status, 0, `symrun report exits 0 (${rep.stderr})`);
+  const sum = JSON.parse(rep.stdout) as { operations: Array<{ op: string; outcome?: string }>; nodeEvents: Array<{ host: string; label: string }> };
+  t.ok(sum.operations.some((o) => o.op === pol?.data?.op && o.outcome === 'done'), 'report: the drain migration, done');
+  t.ok(sum.nodeEvents.some((n) => n.host === 'n2' && /DRAIN/.test(n.label)), 'report: n2 drained');
+  const svg = fs.readFileSync(svgFile, 'utf8');
+  t.match(svg, new RegExp(`class="mark" data-kind="node" data-row="host:n2"`), 'SVG: a node mark on n2\'s row');
+  for (const p of ['prepare', 'perform', 'finish', 'reconfigure', 'resume']) t.match(svg, new RegExp(`data-op="${pol?.data?.op}" data-phase="${p}"`), `SVG: the migration's ${p} bar`);
+  t.match(svg, /data-kind="vm" data-op="vm2" data-phase="vm2" data-row="host:n4"/, 'SVG: vm2 on n4 after the move');
 });

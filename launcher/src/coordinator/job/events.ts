@@ -35,7 +35,8 @@ export class EventSink {
  * where the loss is handled.
  */
 export function terminalLine(e: OpEvent): string | undefined {
-  if (e.kind === 'policy' || (e.kind === 'restart' && e.event === 'action')) return undefined;
+  // the job's own phases are said where they happen (and in the --json summary)
+  if (e.kind === 'policy' || e.kind === 'job' || (e.kind === 'restart' && e.event === 'action')) return undefined;
   if (!['end', 'fail', 'result', 'action', 'cancel'].includes(e.event)) return undefined;
   const d = e.data ?? {};
   const what = e.event === 'result'

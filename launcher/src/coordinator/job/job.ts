@@ -35,6 +35,7 @@ import { Restarts } from './restarts.js';
 import { Allocation } from './allocation.js';
 import { cleanStaleRunDirs, newJobId, recoverable, writeOwner, writeRecovery, type RecoveryState } from './rundir.js';
 import { nodeLayer } from '../../node/layer.js';
+import { opEvent } from '../../protocol/events.js';
 
 export interface JobResult { exitCode: number; jobId: string; phases: Record<string, number>; firstOutputMs?: number }
 
@@ -104,14 +105,21 @@ export class Job implements JobContext {
     if (!this.opts.quiet) this.err.write(`symrun: ${msg}\n`);
   }
 
+  /** One phase of the job's own life (image, hosts, boot, run, ...): timed, and an event (symrun report draws it). */
   async phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const t = performance.now();
+    this.event(opEvent('job', this.id, name, 'begin'));
+    let failed: unknown;
     try {
       return await fn();
+    } catch (e) {
+      failed = e;
+      throw e;
     } finally {
       const ms = Math.round(performance.now() - t);
       this.phases[name] = ms;
       this.opts.onPhase?.(name, ms);
+      this.event(failed === undefined ? opEvent('job', this.id, name, 'end', undefined, ms) : opEvent('job', this.id, name, 'fail', { error: (failed as Error)?.message ?? String(failed) }, ms));
     }
   }
 
@@ -238,6 +246,7 @@ export class Job implements JobContext {
     const names: string[] = [];
     for (let i = 1; i <= this.vmHostCount; i++) names.push(this.vmSet.add(`vm${i}`, i, cluster.hosts[i - 1]!.name).name);
     this.say(`job ${this.id}: booting ${names.length} VMs (${accel.accel}, ${cfg.vm.memoryMiB} MiB, ${cfg.vm.cpus} vCPU) on ${names.length} hosts${cfg.spares ? ` + ${cfg.spares} spare` : ''}`);
+    this.event(opEvent('job', this.id, 'boot', 'action', { action: 'placed', vms: Object.fromEntries(names.map((n) => [n, this.vms.get(n)!.host])), spares: cluster.hosts.slice(names.length).map((h) => h.name) }));
     await this.phase('boot', () => Promise.all(names.map((n) => this.vmSet.boot(n))));
     this.checkAbort();
 
@@ -323,6 +332,7 @@ export class Job implements JobContext {
     const len = Number(/\/(\d+)$/.exec(String(m.vms[0]!.network.address ?? ''))?.[1]);
     if (len) this.prefixLenOverride = len;
     this.say(`job ${this.id}: restarting job ${m.jobId} from checkpoint ${m.name} (${m.createdAt}): ${m.vms.length} VMs on ${[...placement.values()].join(', ')}${cluster.hosts.length > m.vms.length ? ` + ${cluster.hosts.length - m.vms.length} spare` : ''}`);
+    this.event(opEvent('job', this.id, 'restore', 'action', { action: 'placed', vms: Object.fromEntries(placement), spares: cluster.hosts.slice(m.vms.length).map((h) => h.name) }));
     const { mpi } = await this.phase('restore', () => this.restarts.restoreFrom(ck, placement));
     this.checkAbort();
     return this.runToEnd(mpi);
