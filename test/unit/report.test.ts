@@ -107,3 +107,17 @@ t.test('symrun report: writes the SVG, prints the summary; bad input exits 2 nam
   t.match(errs.join(''), /junk\.jsonl holds no symrun event \(2 lines that are not events\)/);
   t.match(errs.join(''), /ESYM_REPORT_INPUT/);
 });
+
+t.test('a restart places the VMs anew: the report moves them where the job says', async (t) => {
+  const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+  const evs: ReportEvent[] = [
+    { ts: at(0), op: 'j1', kind: 'job', phase: 'boot', event: 'action', data: { action: 'placed', vms: { vm1: 'n1', vm2: 'n2' }, spares: ['n3'] } },
+    { ts: at(5), op: '-', kind: 'restart', phase: 'new', event: 'action', data: { action: 'host-lost', host: 'n2', why: 'DOWN' } },
+    { ts: at(6), op: 'j1', kind: 'job', phase: 'restart-1', event: 'action', data: { action: 'placed', vms: { vm1: 'n1', vm2: 'n3' } } },
+    { ts: at(9), op: 'r1', kind: 'restart', phase: 'done', event: 'result', ms: 3000, data: { outcome: 'done', checkpoint: 'c1' } },
+  ];
+  const tl = buildTimeline(evs);
+  t.same(tl.bars.filter((b) => b.op === 'vm2').map((b) => [b.row, b.start, b.end]), [['host:n2', Date.parse(at(0)), Date.parse(at(6))], ['host:n3', Date.parse(at(6)), Date.parse(at(9))]]);
+  t.same(tl.bars.filter((b) => b.op === 'vm1').length, 1, 'vm1 stays (one bar, not restarted on the same host as a new one)');
+  t.match(renderSvg(tl), /data-kind="node" data-row="host:n2"><path[^>]*><title>n2 lost: DOWN</);
+});

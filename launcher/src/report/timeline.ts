@@ -88,6 +88,7 @@ export function buildTimeline(events: readonly ReportEvent[], skipped = 0): Time
   const resident = new Map<string, Bar>();
   const place = (vm: string, host: string, at: number) => {
     const cur = resident.get(vm);
+    if (cur && cur.row === `host:${host}`) return; // still there
     if (cur) { cur.end = at; cur.state = 'done'; }
     addRow(`host:${host}`, host, 'host');
     const b: Bar = { row: `host:${host}`, kind: 'vm', op: vm, phase: vm, start: at, end: t1, state: 'open', label: vm };

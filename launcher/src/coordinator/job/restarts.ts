@@ -148,6 +148,8 @@ export class Restarts {
     this.count++;
     const entry: RestartLogEntry = { at: new Date().toISOString(), hosts: loss.hosts, why: loss.why, moved: plan.moved };
     this.log.push(entry);
+    // where every VM runs from now on (symrun report moves them there)
+    job.event(opEvent('job', job.id, `restart-${this.count}`, 'action', { action: 'placed', vms: Object.fromEntries(plan.placement) }));
     const t0 = performance.now();
     if (!picked) {
       if (!cfg.checkpoint.restartFromStart) {
