@@ -18,6 +18,7 @@ const PURE = [
   '^launcher/src/error-codes\\.ts$',
   '^launcher/src/wire/',
   '^launcher/src/node/(names|nft|wire)\\.ts$',
+  '^launcher/src/report/(timeline|svg|summary)\\.ts$',
   '^guest/protocol/',
 ];
 
@@ -30,10 +31,11 @@ const IO = [
 // Layers, lowest first: a module may import its own layer and the ones below, never one above.
 const L = 'launcher/src';
 const FOUNDATION = [`^${L}/(error-codes|errors|defaults)\\.ts$`, `^${L}/(util|wire|protocol)/`, '^guest/protocol/'];
-const PARTS = [`^${L}/(qmp|config|mpi|stage|image|local)/`, `^${L}/slurm/(hostlist|scontrol|env|index)\\.ts$`];
+const PARTS = [`^${L}/(qmp|config|mpi|stage|image|local|report)/`, `^${L}/slurm/(hostlist|scontrol|env|index)\\.ts$`];
 const MACHINERY = [`^${L}/(vm|hotplug|migration|checkpoint)/`];
-// node/: the root node layer (prolog, epilog, node helper) and its client in the host agent
-const AGENTS = [`^${L}/agent/`, `^${L}/node/`];
+// node/: the root node layer (prolog, epilog, node helper) and its client in the host agent; device/: the
+// node's passthrough devices (discovery, claims, vfio binding), root work of the same layer
+const AGENTS = [`^${L}/agent/`, `^${L}/node/`, `^${L}/device/`];
 const CLUSTER = [`^${L}/slurm/(?!(hostlist|scontrol|env|index)\\.ts$)`];
 const COORDINATOR = [`^${L}/coordinator/`];
 const COMMANDS = [`^${L}/cli/`, `^${L}/(main|cli)\\.ts$`];
