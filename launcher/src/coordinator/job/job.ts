@@ -212,7 +212,7 @@ export class Job implements JobContext {
     const [closure, snap] = await this.phase('closure', () =>
       Promise.all([
         restore ? Promise.resolve({ files: [] as string[] } as Awaited<ReturnType<typeof programClosure>>) : programClosure([program.hostPath], { imageFiles: files }),
-        cfg.share.cwd && !restore ? snapshotDir(this.opts.cwd, { maxBytes: cfg.share.maxBytes, exclude: [...cfg.share.exclude, ...checkpointExclude(this.opts.cwd, cfg.checkpoint.dir)] }) : Promise.resolve(undefined),
+        cfg.share.cwd && !restore ? snapshotDir(this.opts.cwd, { maxBytes: cfg.share.maxBytes, exclude: [...cfg.share.exclude, ...checkpointExclude(this.opts.cwd, cfg.checkpoint.dir), ...eventsExclude(this.opts.cwd, this.opts.eventsFile)] }) : Promise.resolve(undefined),
       ]),
     );
     const caches = snap?.skipped.filter((e) => e.cache).map((e) => `${e.path}/`) ?? [];
@@ -491,6 +491,18 @@ async function checkpointImage(ck: PickedCheckpoint, configured: string, onProgr
     fix: 'restart where the checkpoint\'s image is (the image cache must be shared or the same), or rebuild the same image (same symrun version and inputs)',
     exitCode: EXIT.environment,
   });
+}
+
+/**
+ * The --events file inside the job's directory is symrun's output, not the job's input: never staged in
+ * (the job writes it while staging, so the guests' stale copy would look newer than the stage marker and
+ * be copied back over the real one at the end).
+ */
+export function eventsExclude(cwd: string, file: string | undefined): string[] {
+  if (!file) return [];
+  const rel = path.relative(path.resolve(cwd), path.resolve(cwd, file));
+  if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) return [];
+  return [`/${rel.split(path.sep).join('/')}`];
 }
 
 /** A checkpoint directory inside the job's directory is not staged into the guests (it holds their memory). */
