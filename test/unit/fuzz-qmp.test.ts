@@ -4,7 +4,13 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { QmpDecoder, QmpProtocolError, decodeMessage, encodeCommand, type QmpMessage } from '../../launcher/src/qmp/codec.js';
-import { fuzzParams, caught, hostileString } from '../fixtures/fuzz.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import net from 'node:net';
+import path from 'node:path';
+import { QmpClient } from '../../launcher/src/qmp/client.js';
+import { SymError } from '../../launcher/src/errors.js';
+import { fuzzParams, caught, caughtAsync, hostileString } from '../fixtures/fuzz.js';
 
 const json = fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.parse(JSON.stringify(v)) as unknown);
 const obj = fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => k !== '__proto__'), json, { maxKeys: 4 });
@@ -98,4 +104,45 @@ t.test('QMP: good lines before a bad one in the same chunk are not lost', async 
     got.push(...e.messages);
     if (got.length !== lines.length) throw new Error(`${lines.length} good lines, ${got.length} messages kept`);
   }), fuzzParams());
+});
+
+// ---------- client framing: a QMP peer that turns hostile after the handshake ----------
+t.test('QMP client: hostile replies settle the call with a SymError (or its value), never hang or throw elsewhere', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fuzz-qmpc-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  let k = 0;
+  const reply = fc.oneof(
+    hostileString('{}[]":,returnerroreventid\r\n', 40),
+    fc.tuple(json, fc.boolean()).map(([v, lf]) => JSON.stringify({ return: v, id: '__ID__' }) + (lf ? '\r\n' : '')),
+    fc.constantFrom('{"error":{"class":"GenericError","desc":"no"},"id":"__ID__"}\r\n', '{"return":{},"id":"other"}\r\n', '{"QMP":{}}\r\n', '{"event":"STOP"}\r\n', 'x'.repeat(5000) + '\n'),
+  );
+  await fc.assert(fc.asyncProperty(fc.array(reply, { minLength: 1, maxLength: 3 }), fc.array(fc.nat(), { maxLength: 4 }), async (replies, cuts) => {
+    const sock = path.join(dir, `q${k++}.sock`);
+    const server = net.createServer((c) => {
+      c.write('{"QMP":{"version":{"qemu":{"major":10,"minor":0,"micro":0},"package":""},"capabilities":[]}}\r\n');
+      let buf = '';
+      c.on('data', (d) => {
+        buf += d.toString();
+        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+          const cmd = JSON.parse(buf.slice(0, nl)) as { execute: string; id: string };
+          buf = buf.slice(nl + 1);
+          if (cmd.execute === 'qmp_capabilities') { c.write(`{"return":{},"id":${JSON.stringify(cmd.id)}}\r\n`); continue; }
+          const wire = Buffer.from(replies.join('').replaceAll('__ID__', cmd.id));
+          for (const ch of chunks(wire, cuts)) c.write(ch);
+        }
+      });
+      c.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(sock, r));
+    try {
+      const qmp = await QmpClient.connect(sock, { timeoutMs: 2000, maxLineBytes: 1024 });
+      qmp.on('warning', () => {});
+      qmp.on('error', () => {});
+      const e = await caughtAsync(() => qmp.execute('query-status', undefined, { timeoutMs: 300 }));
+      await qmp.close();
+      if (e !== undefined && !(e instanceof SymError && e.code.startsWith('ESYM_QMP'))) throw e;
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  }), fuzzParams(0.1));
 });
