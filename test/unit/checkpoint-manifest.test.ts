@@ -6,7 +6,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import {
   CKPT_FORMAT, CKPT_FORMAT_VERSION, checkpointName, createTempDir, writeManifest, publish, verifyCheckpoint, listCheckpoints,
-  pruneCheckpoints, checkSpace, estimateBytes, hashFile, symrunVersion, isTempName, type CheckpointManifest,
+  pruneCheckpoints, checkSpace, estimateBytes, hashFile, symrunVersion, isTempName, MANIFEST_FILE, type CheckpointManifest,
 } from '../../launcher/src/checkpoint/manifest.js';
 import type { VmSpec } from '../../launcher/src/vm/index.js';
 
@@ -159,4 +159,27 @@ t.test('space check: estimate = guest RAM per VM; too little space is a clear er
   const ok = checkSpace(root, 1024);
   t.ok(ok.freeBytes > 1024);
   t.throws(() => checkSpace(root, Number.MAX_SAFE_INTEGER), { code: 'ESYM_CKPT_NO_SPACE', message: /not enough disk space for the checkpoint in .*: about .* needed \(guest RAM per VM\), .* free/ });
+});
+
+t.test('regression (found by fast-check): state files that are not regular files in the checkpoint are corrupt, not read', async (t) => {
+  const made: string[] = [];
+  const empty = crypto.createHash('sha256').digest('hex');
+  t.teardown(() => { for (const d of made) fs.rmSync(d, { recursive: true, force: true }); });
+  for (const file of ['zero', '', 'sub', 'link']) {
+    const outer = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-nonreg-'));
+    made.push(outer);
+    const dir = path.join(outer, 'ckpt');
+    fs.mkdirSync(path.join(dir, 'sub'), { recursive: true });
+    fs.writeFileSync(path.join(outer, 'outside'), '');
+    fs.symlinkSync('/dev/zero', path.join(dir, 'zero'));
+    fs.symlinkSync('../outside', path.join(dir, 'link'));
+    fs.writeFileSync(path.join(dir, MANIFEST_FILE), JSON.stringify({ format: CKPT_FORMAT, formatVersion: CKPT_FORMAT_VERSION, jobId: 'j', createdAt: 'x', vms: [{ name: 'vm1', file, size: 0, sha256: empty }] }));
+    const r = await Promise.race([
+      verifyCheckpoint(dir),
+      new Promise<'hang'>((resolve) => { const tm = setTimeout(() => resolve('hang'), 5000); tm.unref(); }),
+    ]).catch((e: unknown) => e);
+    t.not(r, 'hang', `${JSON.stringify(file)}: no hang`);
+    t.ok(!(r instanceof Error), `${JSON.stringify(file)}: no exception (${String(r)})`);
+    t.equal((r as { status?: string }).status, 'corrupt', `${JSON.stringify(file)}: corrupt`);
+  }
 });

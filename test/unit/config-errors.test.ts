@@ -1,6 +1,7 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
 import { loadConfig } from '../../launcher/src/config/index.js';
 import { SymError, EXIT, renderError } from '../../launcher/src/errors.js';
 import { fixture, yamlFile, thrown } from '../fixtures/config/helpers.js';
@@ -329,4 +330,19 @@ t.test('unreadable file', { skip: process.getuid?.() === 0 ? 'root reads anythin
   const e = thrown(() => loadConfig({ file: f, env: noEnv }));
   isConfigError(t, e, 'ESYM_CONFIG_UNREADABLE');
   t.match(e.fix, 'permissions');
+});
+
+t.test('regression (found by fast-check): an alias bomb is ESYM_CONFIG_SYNTAX, not a ReferenceError', async (t) => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'cfg-bomb-'));
+  t.teardown(() => fs.rmSync(d, { recursive: true, force: true }));
+  const file = path.join(d, 'symrun.yaml');
+  fs.writeFileSync(file, 'a0: &a0 ["lol"]\na1: &a1 [*a0, *a0]\na2: &a2 [*a1, *a1]\na3: &a3 [*a2, *a2]\na4: &a4 [*a3, *a3]\nvm:\n  extraArgs: *a4\n');
+  try {
+    loadConfig({ file, env: { HOME: d }, cwd: d });
+    t.fail('accepted');
+  } catch (e) {
+    t.ok(e instanceof SymError, 'SymError');
+    t.equal((e as SymError).code, 'ESYM_CONFIG_SYNTAX');
+    t.match((e as SymError).message, /aliases/);
+  }
 });

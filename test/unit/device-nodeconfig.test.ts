@@ -95,3 +95,10 @@ t.test('YAML syntax, a missing file, an unsafe file', async (t) => {
   t.match(unsafe.message, /is writable by group or others \(mode 666\): root will not follow it/);
   t.match(unsafe.fix, /chown root:root .* && chmod 0644/);
 });
+
+t.test('regression (found by fast-check): an alias bomb in node.yaml is ESYM_NODE_CONFIG_SYNTAX, not a ReferenceError', async (t) => {
+  const f = file(t, 'x0: &a0 ["0000:3b:00.0"]\nx1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0]\nx2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1]\ndevices:\n  pools:\n    p:\n      pfs: *a2\n');
+  const e = err(() => load(f));
+  t.equal(e.code, 'ESYM_NODE_CONFIG_SYNTAX');
+  t.match(e.message, /aliases/);
+});

@@ -34,3 +34,8 @@ t.test('class codes', async (t) => {
   t.equal(classKind(0x010802), 'other');
   t.equal(classKind(undefined), 'other');
 });
+
+t.test('regression (found by fast-check): overlapping cpu ranges cannot add up past 65536 CPUs', async (t) => {
+  t.equal(parseCpuList('0-65535,'.repeat(200) + '0'), undefined, '200 x 0-65535 is malformed, not 13 million entries');
+  t.equal(parseCpuList('0-65535')?.length, 65536, 'the whole range once is fine');
+});

@@ -64,3 +64,15 @@ t.test('decoder rejects oversize lines', async (t) => {
   t.throws(() => d.feed('{"return": "' + 'y'.repeat(100)), { code: 'ESYM_QMP_PROTOCOL' });
   t.same(d.feed('yyyy"}\n{"return": 3}\n'), [{ kind: 'return', id: undefined, value: 3 }]);
 });
+
+t.test('regression (found by fast-check): a good line before an unterminated oversize line in one chunk is kept', async (t) => {
+  const dec = new QmpDecoder({ maxLineBytes: 256 });
+  try {
+    dec.feed('{"QMP":{"version":{"qemu":{"major":0,"minor":0,"micro":0},"package":""},"capabilities":[]}}\n' + 'x'.repeat(300));
+    t.fail('oversize line accepted');
+  } catch (e) {
+    t.ok(e instanceof QmpProtocolError, 'QmpProtocolError');
+    t.equal((e as QmpProtocolError).messages.length, 1, 'the greeting is handed back with the error');
+    t.equal((e as QmpProtocolError).messages[0]?.kind, 'greeting');
+  }
+});

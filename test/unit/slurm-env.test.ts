@@ -109,3 +109,19 @@ t.test('expandCounts', async (t) => {
   t.same(expandCounts('4'), [4]);
   t.same(expandCounts('1(x2),3,2(x1)'), [1, 1, 3, 2]);
 });
+
+function code(e: unknown): string | undefined {
+  return e instanceof SymError ? e.code : undefined;
+}
+function caught(fn: () => unknown): unknown {
+  try { fn(); } catch (e) { return e; }
+  return undefined;
+}
+
+t.test('slurm env: regression: many repeat groups are refused, not expanded (found by fast-check)', async (t) => {
+  const e = caught(() => expandCounts(Array(40).fill('1(x1000000)').join(',')));
+  t.equal(code(e), 'ESYM_BAD_SLURM_ENV', 'SLURM_TASKS_PER_NODE adding up to 40 million entries');
+  const e2 = caught(() => parseSlurmEnv({ SLURM_JOB_ID: '1', SLURM_JOB_NODELIST: 'n1', SLURM_NTASKS_PER_NODE: '1(x1000000)' }));
+  t.ok(e2 === undefined || code(e2) === 'ESYM_BAD_SLURM_ENV', 'SLURM_NTASKS_PER_NODE=1(x1000000) is no RangeError');
+  t.equal(code(caught(() => parseSlurmEnv({ SLURM_JOB_ID: '1', SLURM_JOB_NODELIST: 'n1', SLURM_NTASKS: '99999999999999999999999' }))), 'ESYM_BAD_SLURM_ENV', 'unsafe integer');
+});

@@ -289,11 +289,19 @@ export async function verifyCheckpoint(dir: string, o: { hashes?: boolean; signa
   for (const v of manifest.vms) {
     const f = path.join(dir, v.file);
     let size: number;
-    try { size = fs.statSync(f).size; } catch {
+    let st: fs.Stats;
+    try { st = fs.lstatSync(f); } catch {
       problems.push(`${v.file} (${v.name}) is missing`);
       files.push({ file: v.file, ok: false });
       continue;
     }
+    // never follow a link or read a device: a state file pointing at /dev/zero would be hashed forever
+    if (!st.isFile()) {
+      problems.push(`${v.file} (${v.name}) is not a regular file (${st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a directory' : 'a device, FIFO or socket'})`);
+      files.push({ file: v.file, ok: false });
+      continue;
+    }
+    size = st.size;
     if (size !== v.size) {
       problems.push(`${v.file} (${v.name}) has ${size} bytes, the manifest says ${v.size}`);
       files.push({ file: v.file, size, ok: false });

@@ -77,7 +77,21 @@ export function parseYaml(file: string, text: string): Parsed {
       details: { file, line: pos.line, col: pos.col, yamlCode: e.code, excerpt },
     });
   }
-  return { file, doc, lines, data: doc.toJS({ maxAliasCount: 100 }) };
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // the yaml library refuses alias bombs ("Excessive alias count") and aliases to unknown anchors here
+    throw new SymError('ESYM_CONFIG_SYNTAX', {
+      message: `${file}: YAML aliases cannot be expanded: ${(err as Error).message}`,
+      field: '--config',
+      value: file,
+      fix: `write the values out in ${file} instead of repeating them through aliases (*name); at most 100 alias expansions are accepted`,
+      exitCode: EXIT.usage,
+      cause: err,
+    });
+  }
+  return { file, doc, lines, data };
 }
 
 /** line:col of the key (atKey) or value at path, if the YAML has it. */

@@ -245,7 +245,16 @@ export function loadNodeConfig(opts: LoadNodeConfigOptions = {}): NodeConfig {
       details: { file, line: pos.line, col: pos.col },
     });
   }
-  const raw = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    // the yaml library refuses alias bombs ("Excessive alias count") here
+    throw new SymError('ESYM_NODE_CONFIG_SYNTAX', {
+      message: `${file}: YAML aliases cannot be expanded: ${(e as Error).message}`,
+      field, value: file, fix: `write the values out in ${file} instead of repeating them through aliases (*name); at most 100 alias expansions are accepted`, exitCode: EXIT.usage, cause: e,
+    });
+  }
   const problems = nodeConfigProblems(raw);
   if (problems.length) {
     const first = problems[0]!;

@@ -82,6 +82,7 @@ export function parseCpuList(text: string | undefined): number[] | undefined {
     const a = Number(m[1]);
     const b = m[2] !== undefined ? Number(m[2]) : a;
     if (b < a || b > 65535) return undefined;
+    if (out.length + (b - a + 1) > 65536) return undefined; // overlapping ranges adding up past the CPU limit: malformed
     for (let i = a; i <= b; i++) out.push(i);
   }
   return out;

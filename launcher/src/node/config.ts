@@ -99,7 +99,7 @@ export function parseNodeConfig(text: string, file = 'node.conf'): NodeConfig {
         c.overlayDev = v;
         break;
       case 'nodeAddr':
-        if (v && !/^[0-9]{1,3}(\.[0-9]{1,3}){3}$/.test(v)) throw bad(file, n + 1, key, v, 'an IPv4 address');
+        if (v && (!/^[0-9]{1,3}(\.[0-9]{1,3}){3}$/.test(v) || v.split('.').some((o) => Number(o) > 255))) throw bad(file, n + 1, key, v, 'an IPv4 address (four numbers 0-255, e.g. 10.0.0.5)');
         c.nodeAddr = v;
         break;
       case 'nodeName':

@@ -116,7 +116,9 @@ export class QmpDecoder {
           this.pending = 0;
           // Drop the rest of this oversize line: mark so bytes up to the next newline are skipped.
           this.skipping = true;
-          throw new QmpProtocolError(`QMP line longer than ${this.maxLineBytes} bytes`, { bytes: size, limit: this.maxLineBytes });
+          // thrown below with the messages decoded before it (they are not lost)
+          errorToThrow ??= new QmpProtocolError(`QMP line longer than ${this.maxLineBytes} bytes`, { bytes: size, limit: this.maxLineBytes });
+          break;
         }
         if (buf.length > 0) {
           if (!this.skipping) { this.parts.push(buf); this.pending += buf.length; }

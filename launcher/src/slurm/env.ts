@@ -6,7 +6,7 @@
 // CAUTION (measured): after a node of a `--no-kill` job fails, SLURM_JOB_NODELIST stays stale; ask
 // `scontrol show job` (parseJobs) for the current node list.
 import { SymError, EXIT } from '../errors.js';
-import { expandHostlist } from './hostlist.js';
+import { expandHostlist, MAX_HOSTLIST_NAMES } from './hostlist.js';
 
 export interface SlurmAllocation {
   jobId: string;
@@ -49,6 +49,7 @@ function posInt(env: Env, name: string): number | undefined {
   const v = env[name];
   if (v === undefined || v === '') return undefined;
   if (!/^[0-9]+$/.test(v.trim()) || Number(v) < 1) throw badEnv(name, v, 'must be a whole number of at least 1');
+  if (!Number.isSafeInteger(Number(v.trim()))) throw badEnv(name, v, `is too large (at most ${Number.MAX_SAFE_INTEGER})`);
   return Number(v.trim());
 }
 
@@ -64,6 +65,9 @@ export function expandCounts(value: string, name = 'SLURM_TASKS_PER_NODE'): numb
     const n = Number(m[1]);
     const times = m[2] === undefined ? 1 : Number(m[2]);
     if (times < 1 || times > 1_000_000) throw badEnv(name, value, `has a bad repeat count in "${part}"`);
+    if (out.length + times > MAX_HOSTLIST_NAMES) {
+      throw badEnv(name, value, `expands to more than ${MAX_HOSTLIST_NAMES} entries (one per node)`, 'check the repeat counts "(xN)" for a typo; there is one entry per node of the job');
+    }
     for (let i = 0; i < times; i++) out.push(n);
   }
   return out;
@@ -107,7 +111,7 @@ export function parseSlurmEnv(env: Env = process.env): SlurmAllocation {
     // normally one number; accepted compressed too ("2(x3)"), like SLURM_TASKS_PER_NODE
     const counts = expandCounts(ntpnRaw, 'SLURM_NTASKS_PER_NODE');
     if (counts.some((c) => c < 1)) throw badEnv('SLURM_NTASKS_PER_NODE', ntpnRaw, 'must be a whole number of at least 1');
-    alloc.ntasksPerNode = Math.max(...counts);
+    alloc.ntasksPerNode = counts.reduce((a, b) => Math.max(a, b), 0);
   }
   const cpt = posInt(env, 'SLURM_CPUS_PER_TASK');
   if (cpt !== undefined) alloc.cpusPerTask = cpt;
