@@ -32,6 +32,11 @@ export function mibFrom(text: string | number): { mib: number } | { problem: str
   return { mib: r.bytes / MIB };
 }
 
+/** The error for a size that is not one, naming the field. */
+function sizeError(field: string, text: string | number, r: { problem: string; fix: string }): SymError {
+  return new SymError('ESYM_CONFIG_INVALID', { message: `${field} ${r.problem}: ${JSON.stringify(text)}`, field, value: text, fix: r.fix, exitCode: EXIT.usage });
+}
+
 /**
  * Parse a size into MiB: '512M', '2G', '1.5G', '524288K', '512MiB', or a number (already MiB).
  * Suffixes are binary (M = MiB). The result must be a whole number of MiB.
@@ -39,30 +44,14 @@ export function mibFrom(text: string | number): { mib: number } | { problem: str
  */
 export function parseSize(text: string | number, field: string): number {
   const r = mibFrom(text);
-  if ('problem' in r) {
-    throw new SymError('ESYM_CONFIG_INVALID', {
-      message: `${field} ${r.problem}: ${JSON.stringify(text)}`,
-      field,
-      value: text,
-      fix: r.fix,
-      exitCode: EXIT.usage,
-    });
-  }
+  if ('problem' in r) throw sizeError(field, text, r);
   return r.mib;
 }
 
 /** Like parseSize, but in bytes; a bare number is bytes. */
 export function parseSizeBytes(text: string | number, field: string): number {
   const r = sizeToBytes(text, 1);
-  if ('problem' in r) {
-    throw new SymError('ESYM_CONFIG_INVALID', {
-      message: `${field} ${r.problem}: ${JSON.stringify(text)}`,
-      field,
-      value: text,
-      fix: r.fix,
-      exitCode: EXIT.usage,
-    });
-  }
+  if ('problem' in r) throw sizeError(field, text, r);
   return Math.floor(r.bytes);
 }
 
