@@ -6,7 +6,7 @@ import {
   encodeFrame, parseGuestFrame, parseHostFrame, LineDecoder, ProtocolError, OPS,
   type GuestFrame, type HostFrame,
 } from '../../guest/protocol/index.js';
-import { fuzzParams, caught, hostileString } from '../fixtures/fuzz.js';
+import { fuzzParams, caught, hostileString, chunks } from '../fixtures/fuzz.js';
 
 const id = fc.stringMatching(/^[A-Za-z0-9_.:-]{1,64}$/);
 const seq = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
@@ -37,15 +37,6 @@ const hostFrame: fc.Arbitrary<HostFrame> = fc.oneof(
   fc.record({ t: fc.constant('rsh-exit' as const), rid: id, code: fc.integer({ min: 0, max: 255 }) }),
 ) as fc.Arbitrary<HostFrame>;
 
-/** split a buffer at generated cut points */
-function chunks(buf: Buffer, cuts: number[]): Buffer[] {
-  const at = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let prev = 0;
-  for (const c of at) { out.push(buf.subarray(prev, c)); prev = c; }
-  out.push(buf.subarray(prev));
-  return out;
-}
 
 function onlyProtocolError(e: unknown): void {
   if (e !== undefined && !(e instanceof ProtocolError)) throw e;

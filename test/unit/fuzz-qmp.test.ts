@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { QmpClient } from '../../launcher/src/qmp/client.js';
 import { SymError } from '../../launcher/src/errors.js';
-import { fuzzParams, caught, caughtAsync, hostileString } from '../fixtures/fuzz.js';
+import { fuzzParams, caught, caughtAsync, hostileString, chunks } from '../fixtures/fuzz.js';
 
 const json = fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.parse(JSON.stringify(v)) as unknown);
 const obj = fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => k !== '__proto__'), json, { maxKeys: 4 });
@@ -33,14 +33,6 @@ const qmpLine: fc.Arbitrary<{ line: object; msg: QmpMessage }> = fc.oneof(
   })),
 );
 
-function chunks(buf: Buffer, cuts: number[]): Buffer[] {
-  const at = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let prev = 0;
-  for (const c of at) { out.push(buf.subarray(prev, c)); prev = c; }
-  out.push(buf.subarray(prev));
-  return out;
-}
 
 t.test('QMP: generated lines decode to their messages at any chunking (CRLF as QEMU sends)', async () => {
   fc.assert(fc.property(fc.array(qmpLine, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 10 }), fc.boolean(), (items, cuts, crlf) => {
