@@ -5,8 +5,8 @@
 // one `scontrol show node -o` (every node) per interval, whatever the number of jobs, and sends each
 // subscriber the changes of the nodes it asked for.
 //
-// Protocol, over the authenticated channel of agent/channel.ts (JSON lines over TCP, HMAC challenge with
-// the shared secret of the key file):
+// Protocol, over the authenticated channel of agent/channel.ts (JSON lines over TCP; mutual HMAC
+// handshake with the shared secret of the key file, then sealed frames: docs/channels.md):
 //   call  watch.subscribe {nodes: [names], job?: ID}  -> {nodes: [NodeSnapshot], unknown: [names],
 //                                                intervalMs, lastGoodPollAgeMs, allocation?: [names]}
 //                                                (answered after watchd's first poll)
@@ -373,7 +373,10 @@ export interface Watchd {
 /** Listen on host:port (0 = any free port) with the shared secret, and start polling. */
 export async function startWatchd(opts: WatchDaemonOptions & { host: string; port: number; secret: string }): Promise<Watchd> {
   const daemon = new WatchDaemon(opts);
-  const server = await serveChannel({ host: opts.host, port: opts.port, secret: opts.secret, onPeer: (p) => daemon.attach(p) });
+  const server = await serveChannel({
+    host: opts.host, port: opts.port, secret: opts.secret, onPeer: (p) => daemon.attach(p),
+    onRefused: (e) => opts.log?.('warn', e.message, { code: e.code }),
+  });
   daemon.start();
   return {
     daemon,
