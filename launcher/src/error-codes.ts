@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   ESYM_CONFIG_NOT_FOUND: { exit: 'usage', means: 'the configuration file does not exist' },
   ESYM_CONFIG_SYNTAX: { exit: 'usage', means: 'the configuration file is not valid YAML' },
   ESYM_CONFIG_UNREADABLE: { exit: 'usage', means: 'the configuration file cannot be read' },
+  ESYM_CONTROL_KEY: { exit: 'usage', means: "the job's control key cannot be read (not the job's owner, or a job of an older symrun)" },
   ESYM_COORDINATOR_RESTART: { exit: 'runtime', means: 'a phase in flight when the coordinator died (taken over by symrun recover)' },
   ESYM_DEVICE_ARGS: { exit: 'usage', means: 'an argument of `symrun node devices` is malformed (job id, uid, PCI address, VF count)' },
   ESYM_DEVICE_BIND: { exit: 'runtime', means: 'a VF could not be bound to vfio-pci, or given back to its driver (the file, value and errno say which)' },

@@ -5,8 +5,8 @@
 // channel-crypto.ts) and carries a small RPC:
 //   {t:'call', id, method, params}  -> {t:'result', id, ok, value | error}
 //   {t:'event', name, data}            (either direction, no reply)
-// symrun watchd uses the same channel. The job's control socket (unix, mode 0600) carries the RPC
-// without the handshake. Wire tables and the threat each step answers: docs/channels.md.
+// symrun watchd uses the same channel; the job's control socket (unix) the same handshake and sealing
+// with the job's control key. Wire tables and the threat each step answers: docs/channels.md.
 import net from 'node:net';
 import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
@@ -416,10 +416,13 @@ export async function connectChannel(opts: { host: string; port: number; secret:
   }
 }
 
-/** Unix control socket (no HMAC: protected by file mode 0600 in a 0700 directory). */
-export async function serveUnix(path: string, onPeer: (peer: RpcPeer) => void): Promise<ChannelServer> {
+/**
+ * The job's control socket: a unix socket (mode 0600 in a 0700 run directory) with the same handshake
+ * and sealing as the TCP channel, keyed by the job's control key (`secret`, a file next to the socket).
+ */
+export async function serveUnix(path: string, opts: ServeOptions): Promise<ChannelServer> {
   const conns = new Connections();
-  const server = net.createServer((sock) => { conns.add(sock, 'control client'); onPeer(new RpcPeer(sock)); });  // onPeer must call start()
+  const server = net.createServer(accept(conns, opts, () => `the control socket ${path}`, 'control client'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => resolve());
@@ -428,10 +431,20 @@ export async function serveUnix(path: string, onPeer: (peer: RpcPeer) => void): 
   return { port: 0, address: path, close: (o) => conns.close(server, o?.graceMs ?? 1000) };
 }
 
-export function connectUnix(path: string): Promise<RpcPeer> {
-  return new Promise((resolve, reject) => {
+/** Connect to a job's control socket and prove its control key (`secret`); the job proves it back. */
+export async function connectUnix(path: string, opts: { secret: string; name?: string }): Promise<RpcPeer> {
+  const sock = await new Promise<net.Socket>((resolve, reject) => {
     const s = net.createConnection(path);
-    s.once('connect', () => resolve(new RpcPeer(s).start()));
+    s.once('connect', () => resolve(s));
     s.once('error', (e) => reject(new SymError('ESYM_JOB_UNREACHABLE', { message: `cannot reach the job's control socket ${path}: ${e.message}`, fix: 'check the job is still running (`symrun status`), or pass --job ID' })));
   });
+  sock.on('error', () => {});
+  try {
+    const { rest, session } = await offerHandshake(sock, opts.secret, opts.name ?? `control client (pid ${process.pid})`, `the job's control socket ${path}`);
+    return new RpcPeer(sock, rest, { session, name: 'job' }).start();
+  } catch (e) {
+    sock.destroy();
+    if (e instanceof SymError) throw e;
+    throw new SymError('ESYM_JOB_UNREACHABLE', { message: `the job's control socket ${path} closed during the handshake: ${(e as Error).message}`, fix: 'check the job is still running (`symrun status`)', cause: e });
+  }
 }
