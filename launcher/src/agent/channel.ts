@@ -48,6 +48,8 @@ export class RpcPeer extends EventEmitter {
   private sealer?: FrameSealer;
   private opener?: FrameOpener;
   closed = false;
+  /** who the client is, when the server authenticates each user (ServeOptions.introduce) */
+  identity?: PeerIdentity;
   /** why this side closed the connection (a frame that failed its checks), when it was not a plain close */
   closeReason?: SymError;
   name = '';
@@ -268,14 +270,28 @@ function versionError(where: string, theirs: unknown, side: string): SymError {
  * secret back. Returns the client's name and the session; a refusal is answered on the wire (`denied`,
  * with a reason) and thrown as a SymError for the server's log.
  */
-async function acceptHandshake(sock: net.Socket, secret: string, where: string): Promise<{ name: string; rest: Buffer; session: PeerSession }> {
-  const serverNonce = newNonce();
-  sock.write(line({ t: 'challenge', v: CHANNEL_VERSION, nonce: serverNonce }));
-  const { msg, rest } = await readLine(sock, HANDSHAKE_TIMEOUT_MS);
+async function acceptHandshake(sock: net.Socket, opts: ServeOptions, where: string): Promise<{ name: string; rest: Buffer; session: PeerSession; identity?: PeerIdentity }> {
   const deny = (reason: 'version' | 'auth', e: SymError) => {
     sock.end(line({ t: 'denied', reason, v: CHANNEL_VERSION }));
     return e;
   };
+  let secret = opts.secret ?? '';
+  let identity: PeerIdentity | undefined;
+  if (opts.introduce) {
+    // the client says who it is first (e.g. a MUNGE credential); what it carries is the secret
+    sock.write(line({ t: 'introduce', v: CHANNEL_VERSION }));
+    const { msg: intro } = await readLine(sock, HANDSHAKE_TIMEOUT_MS);
+    if (intro.t !== 'intro') throw deny('auth', new SymError('ESYM_CHANNEL_AUTH', { message: `a client of ${where} sent ${JSON.stringify(String(intro.t)).slice(0, 40)} instead of its introduction (this server authenticates each user)`, fix: 'the client must use the same auth mode as the server (slurm.watcherAuth)' }));
+    if (intro.v !== CHANNEL_VERSION) throw deny('version', versionError(`a client of ${where}`, intro.v, 'server'));
+    try {
+      ({ secret, identity } = await opts.introduce(intro));
+    } catch (e) {
+      throw deny('auth', e instanceof SymError ? e : new SymError('ESYM_CHANNEL_AUTH', { message: `a client of ${where} was not accepted: ${(e as Error).message}` }));
+    }
+  }
+  const serverNonce = newNonce();
+  sock.write(line({ t: 'challenge', v: CHANNEL_VERSION, nonce: serverNonce }));
+  const { msg, rest } = await readLine(sock, HANDSHAKE_TIMEOUT_MS);
   if (msg.t !== 'hello') throw deny('auth', new SymError('ESYM_CHANNEL_AUTH', { message: `a client of ${where} sent ${JSON.stringify(String(msg.t)).slice(0, 40)} instead of the handshake's hello: refused`, fix: 'clients must prove the key first (symrun does; see docs/channels.md)' }));
   if (msg.v !== CHANNEL_VERSION) throw deny('version', versionError(`a client of ${where}`, msg.v, 'server'));
   const name = typeof msg.name === 'string' && msg.name.length <= MAX_NAME ? msg.name : '';
@@ -285,15 +301,20 @@ async function acceptHandshake(sock: net.Socket, secret: string, where: string):
   }
   sock.write(line({ t: 'welcome', v: CHANNEL_VERSION, mac: proof(secret, 'server', name, serverNonce, clientNonce) }));
   const k: SessionKeys = sessionKeys(secret, name, serverNonce, clientNonce);
-  return { name, rest, session: { send: k.s2c, recv: k.c2s } };
+  return { name, rest, session: { send: k.s2c, recv: k.c2s }, identity };
 }
 
 /**
  * Client side of the handshake: answer the challenge, then accept the server only if it proves the
  * secret over both nonces. Plain Errors (the connection broke) may be retried; SymErrors may not.
  */
-async function offerHandshake(sock: net.Socket, secret: string, name: string, where: string): Promise<{ rest: Buffer; session: PeerSession }> {
-  const { msg } = await readLine(sock, HANDSHAKE_TIMEOUT_MS);
+async function offerHandshake(sock: net.Socket, secret: string, name: string, where: string, intro?: Record<string, unknown>): Promise<{ rest: Buffer; session: PeerSession }> {
+  if (intro) sock.write(line({ ...intro, t: 'intro', v: CHANNEL_VERSION }));
+  let { msg } = await readLine(sock, HANDSHAKE_TIMEOUT_MS);
+  if (msg.t === 'introduce') {
+    if (!intro) throw new SymError('ESYM_CHANNEL_AUTH', { message: `${where} authenticates each user (MUNGE) and this side has only a key`, fix: 'set slurm.watcherAuth: munge (or run watchd with --auth key)' });
+    ({ msg } = await readLine(sock, HANDSHAKE_TIMEOUT_MS));
+  }
   if (msg.t !== 'challenge') throw new SymError('ESYM_CHANNEL_AUTH', { message: `${where} did not start the symrun handshake (its first message: ${JSON.stringify(String(msg.t)).slice(0, 40)}): refused`, fix: 'something else listens at that address' });
   if (msg.v !== CHANNEL_VERSION) throw versionError(where, msg.v, 'client');
   const serverNonce = msg.nonce;
@@ -353,8 +374,17 @@ class Connections {
   }
 }
 
+/** Who a client is, as the server's `introduce` established it (e.g. the UID in a MUNGE credential). */
+export interface PeerIdentity { uid: number; gid: number }
+
 export interface ServeOptions {
-  secret: string;
+  /** the shared secret every client proves (the job secret, the control key, watchd's key) */
+  secret?: string;
+  /**
+   * Instead of one secret: the client first sends {t:'intro', v, ...} saying who it is; this checks it
+   * and returns the secret of this connection and the client's identity (watchd --auth munge).
+   */
+  introduce?: (intro: Record<string, unknown>) => Promise<{ secret: string; identity: PeerIdentity }>;
   /** called with the sealed, authenticated peer; it must call start() */
   onPeer: (peer: RpcPeer) => void;
   /** a connection refused in the handshake (wrong key, wrong version), for the server's log */
@@ -366,9 +396,11 @@ function accept(conns: Connections, opts: ServeOptions, where: () => string, una
     sock.on('error', () => {});
     conns.add(sock, unauthenticated);
     try {
-      const { name, rest, session } = await acceptHandshake(sock, opts.secret, where());
+      const { name, rest, session, identity } = await acceptHandshake(sock, opts, where());
       conns.name(sock, name);
-      opts.onPeer(new RpcPeer(sock, rest, { session, name }));
+      const peer = new RpcPeer(sock, rest, { session, name });
+      peer.identity = identity;
+      opts.onPeer(peer);
     } catch (e) {
       if (e instanceof SymError) opts.onRefused?.(e);
       sock.destroy();
@@ -392,7 +424,17 @@ export async function serveChannel(opts: ServeOptions & { host: string; port?: n
 }
 
 /** Host agent side: connect, authenticate both ways; the connection is sealed from then on. */
-export async function connectChannel(opts: { host: string; port: number; secret: string; name: string; timeoutMs?: number }): Promise<RpcPeer> {
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  secret: string;
+  name: string;
+  timeoutMs?: number;
+  /** sent first, for a server that authenticates each user (its fields; `t` and `v` are added) */
+  intro?: Record<string, unknown>;
+}
+
+export async function connectChannel(opts: ConnectOptions): Promise<RpcPeer> {
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
   const where = `the peer at ${opts.host}:${opts.port}`;
   for (;;) {
@@ -403,7 +445,7 @@ export async function connectChannel(opts: { host: string; port: number; secret:
         s.once('connect', () => resolve(s));
         s.once('error', reject);
       });
-      const { rest, session } = await offerHandshake(sock, opts.secret, opts.name, where);
+      const { rest, session } = await offerHandshake(sock, opts.secret, opts.name, where, opts.intro);
       return new RpcPeer(sock, rest, { session, name: 'coordinator' });
     } catch (e) {
       sock?.destroy();
