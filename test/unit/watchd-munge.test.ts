@@ -45,6 +45,10 @@ const as = (port: number, munge: FakeMunge, uid: number, i: number, restrict = '
 t.test('unmunge output: the UID of a good credential; a refused one names MUNGE\'s status', async (t) => {
   t.same(parseUnmunge('STATUS:          Success (0)\nENCODE_HOST:     n1 (10.0.0.1)\nUID:             1000\nGID:             100\nLENGTH:          4\n\nabcd\n'), { uid: 1000, gid: 100, payload: 'abcd' });
   t.throws(() => parseUnmunge('STATUS:          Replayed credential (15)\n'), { code: 'ESYM_WATCHD_MUNGE', message: /refused: Replayed credential \(15\)/ });
+  // as real `unmunge -N` prints them (munge 0.5, a credential decoded twice; one restricted to another user)
+  t.throws(() => parseUnmunge('STATUS:          17\nENCODE_HOST:     127.0.0.1\n'), { message: /refused: replayed credential \(17\)/ });
+  t.throws(() => parseUnmunge('STATUS:          18\n'), { message: /credential for another user .*\(18\)/ });
+  t.same(parseUnmunge('STATUS:          0\nENCODE_HOST:     127.0.0.1\nTTL:             300\nUID:             0\nGID:             0\nUID_RESTRICTION: 0\nLENGTH:          4\n\ncdcd'), { uid: 0, gid: 0, payload: 'cdcd' });
   t.throws(() => parseUnmunge('STATUS:          Success (0)\nUID:             alice\n\nx'), { code: 'ESYM_WATCHD_MUNGE', message: /no numeric UID/ });
 });
 

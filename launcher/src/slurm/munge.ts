@@ -12,6 +12,12 @@ import { SymError, EXIT } from '../errors.js';
 
 export interface MungeIdentity { uid: number; gid: number; payload: string }
 
+/** `unmunge -N` prints STATUS as a number (munge_err_t); the ones a bad subscriber causes, by name (checked on munge 0.5). */
+const MUNGE_STATUS: Record<string, string> = {
+  '8': 'bad credential', '14': 'invalid credential', '15': 'expired credential', '16': 'rewound credential',
+  '17': 'replayed credential', '18': 'credential for another user (only the restricted UID may decode it)',
+};
+
 /** `unmunge -N` output (metadata lines "KEY: VALUE", a blank line, the payload) → identity. */
 export function parseUnmunge(text: string): MungeIdentity {
   const blank = text.indexOf('\n\n');
@@ -24,7 +30,8 @@ export function parseUnmunge(text: string): MungeIdentity {
   }
   const status = meta.get('STATUS') ?? '';
   if (!/^(Success|0)\b/.test(status)) {
-    throw new SymError('ESYM_WATCHD_MUNGE', { message: `the subscriber's MUNGE credential was refused: ${status || 'no STATUS in unmunge output'}`, field: 'credential', value: status, exitCode: EXIT.runtime });
+    const named = MUNGE_STATUS[status] ? `${MUNGE_STATUS[status]} (${status})` : status;
+    throw new SymError('ESYM_WATCHD_MUNGE', { message: `the subscriber's MUNGE credential was refused: ${named || 'no STATUS in unmunge output'}`, field: 'credential', value: status, exitCode: EXIT.runtime });
   }
   const uid = Number(/^(\d+)/.exec(meta.get('UID') ?? '')?.[1] ?? NaN);
   const gid = Number(/^(\d+)/.exec(meta.get('GID') ?? '')?.[1] ?? NaN);
