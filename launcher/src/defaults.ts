@@ -212,6 +212,8 @@ export const SLURM_DEFAULTS = {
   watchdPort: 6825,
   /** the shared secret of watchd and its subscribers (watchd --key; slurm.watcherKey) */
   watchdKeyFile: '/etc/symrun/watchd.key',
+  /** the user symrun watchd runs as (slurm-plugins/watchd/symrun-watchd.service): with auth munge, only it may decode a subscriber's credential (slurm.watcherUser) */
+  watchdUser: 'symrun',
   /** a subscriber that has this much unsent data queued (it does not read) is dropped */
   watchdMaxBufferedBytes: 1024 * 1024,
   /** a connection that has not subscribed within this is closed */

@@ -1,7 +1,7 @@
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { serveChannel, connectChannel, mac, type RpcPeer } from '../../launcher/src/agent/channel.js';
+import { serveChannel, connectChannel, proof, CHANNEL_VERSION, type RpcPeer } from '../../launcher/src/agent/channel.js';
 import { GuestClient } from '../../launcher/src/agent/guest.js';
 import type { HostFrame } from '../../guest/protocol/index.js';
 
@@ -88,7 +88,8 @@ t.test('server close() cuts connections whose peers never close, and names them'
       const first = buf.split('\n')[0]!;
       if (!name) { resolve(s); return; } // stays in the handshake
       const m = JSON.parse(first) as { t: string; nonce?: string };
-      if (m.t === 'challenge') { s.write(JSON.stringify({ t: 'hello', name, mac: mac('s3', String(m.nonce), name) }) + '\n'); buf = ''; }
+      const cn = 'c'.repeat(64);
+      if (m.t === 'challenge') { s.write(JSON.stringify({ t: 'hello', v: CHANNEL_VERSION, name, nonce: cn, mac: proof('s3', 'client', name, String(m.nonce), cn) }) + '\n'); buf = ''; }
       else if (m.t === 'welcome') resolve(s);
     });
   });

@@ -23,7 +23,7 @@ t.test('no file: every default, source "defaults"', async (t) => {
       maxConcurrent: PROTOCOL_DEFAULTS.maxConcurrent, hooks: {},
     },
     checkpoint: { keep: 2, maxRestarts: 3, restartFromStart: false },
-    slurm: { pollIntervalMs: SLURM_DEFAULTS.pollIntervalMs, watcherKey: SLURM_DEFAULTS.watchdKeyFile },
+    slurm: { pollIntervalMs: SLURM_DEFAULTS.pollIntervalMs, watcherKey: SLURM_DEFAULTS.watchdKeyFile, watcherAuth: 'key', watcherUser: SLURM_DEFAULTS.watchdUser },
     local: 0,
     spares: 0,
     hosts: [],
@@ -87,7 +87,7 @@ t.test('every key of the full fixture is read', async (t) => {
       hooks: { quiesce: 'site-quiesce --now', resume: 'site-resume' },
     },
     checkpoint: { dir: path.join(path.dirname(file), 'ckpt'), intervalMs: 600_000, keep: 3, maxRestarts: 3, restartFromStart: false },
-    slurm: { pollIntervalMs: 500, watcherKey: SLURM_DEFAULTS.watchdKeyFile },
+    slurm: { pollIntervalMs: 500, watcherKey: SLURM_DEFAULTS.watchdKeyFile, watcherAuth: 'key', watcherUser: SLURM_DEFAULTS.watchdUser },
     local: 0,
     nodes: 2,
     spares: 2,
@@ -262,6 +262,9 @@ t.test('slurm.watcher: HOST[:PORT] or unset; slurm.watcherKey: a path relative t
   t.equal(loadConfig({ file: yamlFile('slurm:\n  watcher: 10.0.0.1\n'), env: noEnv }).slurm.watcher, '10.0.0.1', 'port may be left out');
   t.throws(() => loadConfig({ file: yamlFile('slurm:\n  watcher: "ctl01:99999"\n'), env: noEnv }), /slurm\.watcher/);
   t.throws(() => loadConfig({ file: yamlFile('slurm:\n  watcher: "http://ctl01"\n'), env: noEnv }), /slurm\.watcher/);
+  const m = loadConfig({ file: yamlFile('slurm:\n  watcherAuth: munge\n  watcherUser: slurm\n'), env: noEnv }).slurm;
+  t.same([m.watcherAuth, m.watcherUser], ['munge', 'slurm'], 'per-user auth');
+  t.throws(() => loadConfig({ file: yamlFile('slurm:\n  watcherAuth: password\n'), env: noEnv }), /slurm\.watcherAuth/);
 });
 
 t.test('checkpoint: dir (relative to the file, or to cwd for --checkpoint-dir), interval, keep', async (t) => {

@@ -343,7 +343,7 @@ t.test('coordinator feed: wrong key, a stale watchd, and a changed node list', a
   const bad = feedFor(w.server.port, ['n1'], { secret: 'z'.repeat(64) });
   bad.feed.start();
   await until(() => bad.feed.source === 'poll', 2_000, 'wrong key -> poll');
-  t.match(bad.said[0], /unreachable \(it refused our key: slurm\.watcherKey is not the key watchd uses\)/);
+  t.match(bad.said[0], /unreachable \(it refused us, or did not prove itself \(.*wrong key.*\): check slurm\.watcherAuth/);
   await bad.feed.stop();
 
   let nodes = ['n1'];

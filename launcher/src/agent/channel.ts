@@ -1,17 +1,29 @@
-// Coordinator <-> host agent channel: JSON lines over TCP, authenticated with a per-job secret
-// (HMAC-SHA256 challenge/response; the secret never crosses the wire), then a small RPC:
+// Coordinator <-> host agent channel: JSON lines over TCP. A mutual handshake first: each side sends a
+// nonce and proves the per-job secret with an HMAC over both nonces, its role and the client's name
+// (the secret never crosses the wire; a peer that cannot prove it is refused: ESYM_CHANNEL_AUTH). Then
+// every message is sealed (AES-256-GCM with per-direction session keys and a frame counter:
+// channel-crypto.ts) and carries a small RPC:
 //   {t:'call', id, method, params}  -> {t:'result', id, ok, value | error}
 //   {t:'event', name, data}            (either direction, no reply)
-// Also used, without TCP auth, over the job's control socket (unix, mode 0600).
+// symrun watchd uses the same channel; the job's control socket (unix) the same handshake and sealing
+// with the job's control key. Wire tables and the threat each step answers: docs/channels.md.
 import net from 'node:net';
-import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { LineDecoder } from '../../../guest/protocol/index.js';
 import { SymError, isErrorCode } from '../errors.js';
+import { CHANNEL_VERSION, FrameOpener, FrameSealer, isNonce, newNonce, proof, proofMatches, sessionKeys, type SessionKeys } from './channel-crypto.js';
 
-export const CHANNEL_VERSION = 1;
+export { CHANNEL_VERSION, proof } from './channel-crypto.js';
+/** The largest message (its JSON text); a sealed line is its base64, a third longer. */
 const MAX_LINE = 64 * 1024 * 1024;
+const MAX_SEALED_LINE = Math.ceil(MAX_LINE / 3) * 4 + 256;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const MAX_NAME = 256;
+
+/** Session keys for one end of an authenticated connection: what it sends with, what it receives with. */
+export interface PeerSession { send: Buffer; recv: Buffer }
 
 type Msg = Record<string, unknown> & { t: string };
 export type Handler = (params: any, peer: RpcPeer) => Promise<unknown> | unknown;
@@ -32,8 +44,14 @@ export class RpcPeer extends EventEmitter {
   private pending = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer?: NodeJS.Timeout; method: string }>();
   private nextId = 0;
   private handlers = new Map<string, Handler>();
-  private decoder = new LineDecoder(MAX_LINE);
+  private decoder: LineDecoder;
+  private sealer?: FrameSealer;
+  private opener?: FrameOpener;
   closed = false;
+  /** who the client is, when the server authenticates each user (ServeOptions.introduce) */
+  identity?: PeerIdentity;
+  /** why this side closed the connection (a frame that failed its checks), when it was not a plain close */
+  closeReason?: SymError;
   name = '';
   private started = false;
   private queued: Msg[] = [];
@@ -44,8 +62,14 @@ export class RpcPeer extends EventEmitter {
    * Messages are held until start(): register handlers first, so no early call finds none. Any duplex
    * stream carries the channel (a socket, or a child's stdio: `symrun status --job` through srun).
    */
-  constructor(readonly sock: net.Socket | Duplex, initial?: Buffer) {
+  constructor(readonly sock: net.Socket | Duplex, initial?: Buffer, opts: { session?: PeerSession; name?: string } = {}) {
     super();
+    if (opts.name) this.name = opts.name;
+    if (opts.session) {
+      this.sealer = new FrameSealer(opts.session.send);
+      this.opener = new FrameOpener(opts.session.recv, opts.name || 'peer');
+    }
+    this.decoder = new LineDecoder(opts.session ? MAX_SEALED_LINE : MAX_LINE);
     (sock as net.Socket).setNoDelay?.(true);
     if (initial?.length) this.onData(initial);
     sock.on('data', (d) => this.onData(d));
@@ -74,8 +98,15 @@ export class RpcPeer extends EventEmitter {
     return this;
   }
 
+  /** Whether messages are sealed (an authenticated connection) or plain (a child's stdio). */
+  get sealed(): boolean {
+    return !!this.sealer;
+  }
+
   send(m: Msg): void {
-    if (!this.closed) this.sock.write(JSON.stringify(m) + '\n');
+    if (this.closed) return;
+    const text = JSON.stringify(m);
+    this.sock.write((this.sealer ? this.sealer.seal(text) : text) + '\n');
   }
 
   notify(name: string, data: unknown): void {
@@ -119,10 +150,21 @@ export class RpcPeer extends EventEmitter {
       return;
     }
     for (const line of lines) {
+      if (this.closed) return;
       if (!line) continue;
+      let text = line;
+      if (this.opener) {
+        try {
+          text = this.opener.open(line);
+        } catch (e) {
+          this.closeReason = e as SymError;
+          this.close();
+          return;
+        }
+      }
       let m: Msg;
       try {
-        m = JSON.parse(line) as Msg;
+        m = JSON.parse(text) as Msg;
       } catch {
         continue;
       }
@@ -163,21 +205,16 @@ export class RpcPeer extends EventEmitter {
     this.closed = true;
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new SymError('ESYM_CHANNEL_CLOSED', { message: `channel to ${this.name || 'peer'} closed while waiting for ${p.method}` }));
+      p.reject(new SymError('ESYM_CHANNEL_CLOSED', { message: `channel to ${this.name || 'peer'} closed while waiting for ${p.method}${this.closeReason ? ` (${this.closeReason.message})` : ''}` }));
     }
     this.pending.clear();
-    this.emit('close');
+    this.emit('close', this.closeReason);
   }
 }
 
 export function errorToWire(e: unknown): RpcError {
   if (e instanceof SymError) return { code: e.code, message: e.message, fix: e.fix, details: e.details, field: e.field, value: e.value, exitCode: e.exitCode };
   return { code: 'ESYM_REMOTE', message: e instanceof Error ? e.message : String(e) };
-}
-
-/** The handshake's proof of the job secret (exported for tests that speak the handshake by hand). */
-export function mac(secret: string, nonce: string, name: string): string {
-  return crypto.createHmac('sha256', secret).update(`${CHANNEL_VERSION}\n${nonce}\n${name}`).digest('hex');
 }
 
 /** Read one line from a fresh socket (handshake), returning the rest of the buffer. */
@@ -194,6 +231,7 @@ function readLine(sock: net.Socket, timeoutMs: number): Promise<{ msg: Msg; rest
       }
       try {
         const msg = JSON.parse(buf.subarray(0, nl).toString('utf8')) as Msg;
+        if (!msg || typeof msg !== 'object') throw new Error('not an object');
         done(undefined, { msg, rest: buf.subarray(nl + 1) });
       } catch {
         done(new Error('bad handshake'));
@@ -214,6 +252,85 @@ function readLine(sock: net.Socket, timeoutMs: number): Promise<{ msg: Msg; rest
     sock.on('error', onEnd);
     sock.resume();
   });
+}
+
+const line = (m: Msg) => JSON.stringify(m) + '\n';
+const versionOf = (v: unknown) => (typeof v === 'number' ? String(v) : '1 (or none)');
+
+function versionError(where: string, theirs: unknown, side: string): SymError {
+  return new SymError('ESYM_CHANNEL_VERSION', {
+    message: `${where} speaks channel version ${versionOf(theirs)}, this ${side} speaks version ${CHANNEL_VERSION}`,
+    field: 'channel version', value: theirs ?? null,
+    fix: 'run the same symrun installation everywhere the job runs (coordinator, host agents, watchd, the CLI): update the older one',
+  });
+}
+
+/**
+ * Server side of the handshake on a fresh connection: challenge, check the client's proof, prove the
+ * secret back. Returns the client's name and the session; a refusal is answered on the wire (`denied`,
+ * with a reason) and thrown as a SymError for the server's log.
+ */
+async function acceptHandshake(sock: net.Socket, opts: ServeOptions, where: string): Promise<{ name: string; rest: Buffer; session: PeerSession; identity?: PeerIdentity }> {
+  const deny = (reason: 'version' | 'auth', e: SymError) => {
+    sock.end(line({ t: 'denied', reason, v: CHANNEL_VERSION }));
+    return e;
+  };
+  let secret = opts.secret ?? '';
+  let identity: PeerIdentity | undefined;
+  if (opts.introduce) {
+    // the client says who it is first (e.g. a MUNGE credential); what it carries is the secret
+    sock.write(line({ t: 'introduce', v: CHANNEL_VERSION }));
+    const { msg: intro } = await readLine(sock, HANDSHAKE_TIMEOUT_MS);
+    if (intro.t !== 'intro') throw deny('auth', new SymError('ESYM_CHANNEL_AUTH', { message: `a client of ${where} sent ${JSON.stringify(String(intro.t)).slice(0, 40)} instead of its introduction (this server authenticates each user)`, fix: 'the client must use the same auth mode as the server (slurm.watcherAuth)' }));
+    if (intro.v !== CHANNEL_VERSION) throw deny('version', versionError(`a client of ${where}`, intro.v, 'server'));
+    try {
+      ({ secret, identity } = await opts.introduce(intro));
+    } catch (e) {
+      throw deny('auth', e instanceof SymError ? e : new SymError('ESYM_CHANNEL_AUTH', { message: `a client of ${where} was not accepted: ${(e as Error).message}` }));
+    }
+  }
+  const serverNonce = newNonce();
+  sock.write(line({ t: 'challenge', v: CHANNEL_VERSION, nonce: serverNonce }));
+  const { msg, rest } = await readLine(sock, HANDSHAKE_TIMEOUT_MS);
+  if (msg.t !== 'hello') throw deny('auth', new SymError('ESYM_CHANNEL_AUTH', { message: `a client of ${where} sent ${JSON.stringify(String(msg.t)).slice(0, 40)} instead of the handshake's hello: refused`, fix: 'clients must prove the key first (symrun does; see docs/channels.md)' }));
+  if (msg.v !== CHANNEL_VERSION) throw deny('version', versionError(`a client of ${where}`, msg.v, 'server'));
+  const name = typeof msg.name === 'string' && msg.name.length <= MAX_NAME ? msg.name : '';
+  const clientNonce = msg.nonce;
+  if (!name || !isNonce(clientNonce) || !proofMatches(msg.mac, proof(secret, 'client', name, serverNonce, clientNonce))) {
+    throw deny('auth', new SymError('ESYM_CHANNEL_AUTH', { message: `a client of ${where} (calling itself ${JSON.stringify(name.slice(0, 80))}) did not prove the key: refused`, fix: 'it has another job\'s secret or key, or none' }));
+  }
+  sock.write(line({ t: 'welcome', v: CHANNEL_VERSION, mac: proof(secret, 'server', name, serverNonce, clientNonce) }));
+  const k: SessionKeys = sessionKeys(secret, name, serverNonce, clientNonce);
+  return { name, rest, session: { send: k.s2c, recv: k.c2s }, identity };
+}
+
+/**
+ * Client side of the handshake: answer the challenge, then accept the server only if it proves the
+ * secret over both nonces. Plain Errors (the connection broke) may be retried; SymErrors may not.
+ */
+async function offerHandshake(sock: net.Socket, secret: string, name: string, where: string, intro?: Record<string, unknown>): Promise<{ rest: Buffer; session: PeerSession }> {
+  if (intro) sock.write(line({ ...intro, t: 'intro', v: CHANNEL_VERSION }));
+  let { msg } = await readLine(sock, HANDSHAKE_TIMEOUT_MS);
+  if (msg.t === 'introduce') {
+    if (!intro) throw new SymError('ESYM_CHANNEL_AUTH', { message: `${where} authenticates each user (MUNGE) and this side has only a key`, fix: 'set slurm.watcherAuth: munge (or run watchd with --auth key)' });
+    ({ msg } = await readLine(sock, HANDSHAKE_TIMEOUT_MS));
+  }
+  if (msg.t !== 'challenge') throw new SymError('ESYM_CHANNEL_AUTH', { message: `${where} did not start the symrun handshake (its first message: ${JSON.stringify(String(msg.t)).slice(0, 40)}): refused`, fix: 'something else listens at that address' });
+  if (msg.v !== CHANNEL_VERSION) throw versionError(where, msg.v, 'client');
+  const serverNonce = msg.nonce;
+  if (!isNonce(serverNonce)) throw new SymError('ESYM_CHANNEL_AUTH', { message: `${where} sent a malformed challenge (nonce ${JSON.stringify(String(serverNonce)).slice(0, 80)}): refused`, fix: 'something else listens at that address' });
+  const clientNonce = newNonce();
+  sock.write(line({ t: 'hello', v: CHANNEL_VERSION, name, nonce: clientNonce, mac: proof(secret, 'client', name, serverNonce, clientNonce) }));
+  const { msg: w, rest } = await readLine(sock, HANDSHAKE_TIMEOUT_MS);
+  if (w.t === 'denied') {
+    if (w.reason === 'version') throw versionError(where, w.v, 'client');
+    throw new SymError('ESYM_CHANNEL_AUTH', { message: `${where} refused ${name}: wrong key (another job's secret, or an old one)`, fix: 'connect with the key of the job (or watchd) at that address' });
+  }
+  if (w.t !== 'welcome' || !proofMatches(w.mac, proof(secret, 'server', name, serverNonce, clientNonce))) {
+    throw new SymError('ESYM_CHANNEL_AUTH', { message: `${where} did not prove the key (an impostor listening at that address, or another job's coordinator): refused`, fix: 'nothing was sent to it but this side\'s proof; if the real peer moved, give its new address' });
+  }
+  const k = sessionKeys(secret, name, serverNonce, clientNonce);
+  return { rest, session: { send: k.c2s, recv: k.s2c } };
 }
 
 export interface ChannelServer {
@@ -257,33 +374,47 @@ class Connections {
   }
 }
 
-/** Coordinator side: accept authenticated host agents. */
-export async function serveChannel(opts: { host: string; port?: number; secret: string; onPeer: (peer: RpcPeer) => void }): Promise<ChannelServer> {
-  const conns = new Connections();
-  const server = net.createServer(async (sock) => {
+/** Who a client is, as the server's `introduce` established it (e.g. the UID in a MUNGE credential). */
+export interface PeerIdentity { uid: number; gid: number }
+
+export interface ServeOptions {
+  /** the shared secret every client proves (the job secret, the control key, watchd's key) */
+  secret?: string;
+  /**
+   * Instead of one secret: the client first sends {t:'intro', v, ...} saying who it is; this checks it
+   * and returns the secret of this connection and the client's identity (watchd --auth munge).
+   */
+  introduce?: (intro: Record<string, unknown>) => Promise<{ secret: string; identity: PeerIdentity }>;
+  /** called with the sealed, authenticated peer; it must call start() */
+  onPeer: (peer: RpcPeer) => void;
+  /** a connection refused in the handshake (wrong key, wrong version), for the server's log */
+  onRefused?: (e: SymError) => void;
+}
+
+function accept(conns: Connections, opts: ServeOptions, where: () => string, unauthenticated: string) {
+  return async (sock: net.Socket): Promise<void> => {
     sock.on('error', () => {});
-    conns.add(sock, 'unauthenticated peer');
-    const nonce = crypto.randomBytes(16).toString('hex');
-    sock.write(JSON.stringify({ t: 'challenge', nonce, v: CHANNEL_VERSION }) + '\n');
+    conns.add(sock, unauthenticated);
     try {
-      const { msg, rest } = await readLine(sock, 10_000);
-      const name = String(msg.name ?? '');
-      const given = Buffer.from(String(msg.mac ?? ''), 'hex');
-      const want = Buffer.from(mac(opts.secret, nonce, name), 'hex');
-      if (msg.t !== 'hello' || given.length !== want.length || !crypto.timingSafeEqual(given, want)) {
-        sock.end(JSON.stringify({ t: 'denied' }) + '\n');
-        sock.destroy();
-        return;
-      }
-      sock.write(JSON.stringify({ t: 'welcome' }) + '\n');
-      const peer = new RpcPeer(sock, rest);
-      peer.name = name;
+      const { name, rest, session, identity } = await acceptHandshake(sock, opts, where());
       conns.name(sock, name);
+      const peer = new RpcPeer(sock, rest, { session, name });
+      peer.identity = identity;
       opts.onPeer(peer);
-    } catch {
+    } catch (e) {
+      if (e instanceof SymError) opts.onRefused?.(e);
       sock.destroy();
     }
-  });
+  };
+}
+
+/** Coordinator (and watchd) side: accept host agents that prove the secret, proving it back. */
+export async function serveChannel(opts: ServeOptions & { host: string; port?: number }): Promise<ChannelServer> {
+  const conns = new Connections();
+  const server = net.createServer(accept(conns, opts, () => {
+    const a = server.address() as net.AddressInfo | null;
+    return a ? `${a.address}:${a.port}` : opts.host;
+  }, 'unauthenticated peer'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 0, opts.host, () => resolve());
@@ -292,9 +423,20 @@ export async function serveChannel(opts: { host: string; port?: number; secret: 
   return { port: addr.port, address: addr.address, close: (o) => conns.close(server, o?.graceMs ?? 1000) };
 }
 
-/** Host agent side: connect and authenticate. */
-export async function connectChannel(opts: { host: string; port: number; secret: string; name: string; timeoutMs?: number }): Promise<RpcPeer> {
+/** Host agent side: connect, authenticate both ways; the connection is sealed from then on. */
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  secret: string;
+  name: string;
+  timeoutMs?: number;
+  /** sent first, for a server that authenticates each user (its fields; `t` and `v` are added) */
+  intro?: Record<string, unknown>;
+}
+
+export async function connectChannel(opts: ConnectOptions): Promise<RpcPeer> {
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  const where = `the peer at ${opts.host}:${opts.port}`;
   for (;;) {
     let sock: net.Socket | undefined;
     try {
@@ -303,14 +445,8 @@ export async function connectChannel(opts: { host: string; port: number; secret:
         s.once('connect', () => resolve(s));
         s.once('error', reject);
       });
-      const { msg } = await readLine(sock, 10_000);
-      if (msg.t !== 'challenge') throw new Error('no challenge');
-      sock.write(JSON.stringify({ t: 'hello', name: opts.name, mac: mac(opts.secret, String(msg.nonce), opts.name) }) + '\n');
-      const { msg: w, rest } = await readLine(sock, 10_000);
-      if (w.t !== 'welcome') { sock.destroy(); throw new SymError('ESYM_CHANNEL_AUTH', { message: `coordinator at ${opts.host}:${opts.port} refused this agent (wrong job secret)` }); }
-      const peer = new RpcPeer(sock, rest);
-      peer.name = 'coordinator';
-      return peer;
+      const { rest, session } = await offerHandshake(sock, opts.secret, opts.name, where, opts.intro);
+      return new RpcPeer(sock, rest, { session, name: 'coordinator' });
     } catch (e) {
       sock?.destroy();
       if (e instanceof SymError || Date.now() > deadline) {
@@ -322,23 +458,35 @@ export async function connectChannel(opts: { host: string; port: number; secret:
   }
 }
 
-/** Unix control socket (no HMAC: protected by file mode 0600 in a 0700 directory). */
-export async function serveUnix(path: string, onPeer: (peer: RpcPeer) => void): Promise<ChannelServer> {
+/**
+ * The job's control socket: a unix socket (mode 0600 in a 0700 run directory) with the same handshake
+ * and sealing as the TCP channel, keyed by the job's control key (`secret`, a file next to the socket).
+ */
+export async function serveUnix(path: string, opts: ServeOptions): Promise<ChannelServer> {
   const conns = new Connections();
-  const server = net.createServer((sock) => { conns.add(sock, 'control client'); onPeer(new RpcPeer(sock)); });  // onPeer must call start()
+  const server = net.createServer(accept(conns, opts, () => `the control socket ${path}`, 'control client'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => resolve());
   });
-  const fs = await import('node:fs');
   fs.chmodSync(path, 0o600);
   return { port: 0, address: path, close: (o) => conns.close(server, o?.graceMs ?? 1000) };
 }
 
-export function connectUnix(path: string): Promise<RpcPeer> {
-  return new Promise((resolve, reject) => {
+/** Connect to a job's control socket and prove its control key (`secret`); the job proves it back. */
+export async function connectUnix(path: string, opts: { secret: string; name?: string }): Promise<RpcPeer> {
+  const sock = await new Promise<net.Socket>((resolve, reject) => {
     const s = net.createConnection(path);
-    s.once('connect', () => resolve(new RpcPeer(s).start()));
+    s.once('connect', () => resolve(s));
     s.once('error', (e) => reject(new SymError('ESYM_JOB_UNREACHABLE', { message: `cannot reach the job's control socket ${path}: ${e.message}`, fix: 'check the job is still running (`symrun status`), or pass --job ID' })));
   });
+  sock.on('error', () => {});
+  try {
+    const { rest, session } = await offerHandshake(sock, opts.secret, opts.name ?? `control client (pid ${process.pid})`, `the job's control socket ${path}`);
+    return new RpcPeer(sock, rest, { session, name: 'job' }).start();
+  } catch (e) {
+    sock.destroy();
+    if (e instanceof SymError) throw e;
+    throw new SymError('ESYM_JOB_UNREACHABLE', { message: `the job's control socket ${path} closed during the handshake: ${(e as Error).message}`, fix: 'check the job is still running (`symrun status`)', cause: e });
+  }
 }

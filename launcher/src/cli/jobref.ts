@@ -4,6 +4,9 @@
 //     owner: `srun --jobid J --overlap` starts `symrun control-proxy` on the job's batch host, which
 //     opens the job's control socket there and relays the control protocol over srun's stdio. Slurm
 //     authenticates the caller (munge) and refuses another user's job; symrun says so first, by name.
+// Either way the control socket is opened with the job's control key (runDir/control.key, readable by
+// the job's owner only), proven in the channel's handshake: the proxy does that on the batch host, and
+// relays the messages unsealed over srun's stdio (Slurm's own connection, as the same user).
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
@@ -12,6 +15,7 @@ import { Duplex } from 'node:stream';
 import { SymError, EXIT } from '../errors.js';
 import { connectUnix, RpcPeer } from '../agent/channel.js';
 import { listJobs } from '../coordinator/job/index.js';
+import { readControlKey } from '../coordinator/job/control.js';
 import { slurmCommand } from '../coordinator/hosts.js';
 
 export interface JobRef {
@@ -21,7 +25,9 @@ export interface JobRef {
   connect(): Promise<RpcPeer>;
 }
 
-const local = (j: { id: string; control: string }): JobRef => ({ id: j.id, where: 'here', connect: () => connectUnix(j.control) });
+/** The job's control socket, with the key next to it. */
+const openControl = (control: string) => connectUnix(control, { secret: readControlKey(path.dirname(control)) });
+const local = (j: { id: string; control: string }): JobRef => ({ id: j.id, where: 'here', connect: async () => openControl(j.control) });
 
 /** The job `id` (symrun's id, or a Slurm job id), or the only running job on this machine. */
 export async function findJob(id?: string): Promise<JobRef> {
@@ -94,7 +100,7 @@ function viaSrun(slurmId: string, host: string): Promise<RpcPeer> {
 export async function controlProxy(slurmId: string): Promise<number> {
   const j = listJobs().find((x) => x.id === `slurm-${slurmId}`);
   if (!j || !fs.existsSync(j.control)) throw new SymError('ESYM_NO_JOB', { message: `no symrun job of Slurm job ${slurmId} on ${os.hostname()}`, exitCode: EXIT.usage });
-  const job = await connectUnix(j.control);
+  const job = await openControl(j.control);
   const out = new RpcPeer(Duplex.from({ readable: process.stdin, writable: process.stdout }));
   out.relayTo((m) => job.send(m));
   job.relayTo((m) => out.send(m));

@@ -7,6 +7,9 @@ import { SLURM_DEFAULTS } from '../defaults.js';
 import { parseDurationMs } from '../config/load.js';
 import { connectChannel } from '../agent/channel.js';
 import { initKeyFile, parseWatchdAddress, readKeyFile, startWatchd, type WatchdLog } from '../slurm/watchd.js';
+import { mungeEncode } from '../slurm/munge.js';
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 
 export const WATCHD_HELP = `
 Polls every node of the cluster with one \`scontrol show node -o\` per interval and sends each
@@ -15,7 +18,10 @@ slurmctld answers one node-info RPC per interval instead of one per job. A job t
 polls slurmctld itself and tries again later. Runs in the foreground until SIGTERM/SIGINT; logs go
 to stderr. Set up as a service: slurm-plugins/watchd/README.md.
 
-The key file holds the shared secret subscribers authenticate with. Every job user must be able to
+--auth munge (per user): each job introduces its user with a MUNGE credential only watchd's user can
+decode (jobs set slurm.watcherAuth: munge, slurm.watcherUser: the user this runs as); watchd serves a
+user only its own jobs (root and SlurmUser: all). --auth key (the default, for sites without munge):
+the key file holds the shared secret subscribers authenticate with. Every job user must be able to
 read it where their jobs run (e.g. root:symrun, mode 0640, users in group symrun; or mode 0600 if
 jobs run symrun as root); only watchd's host needs to write it.
 
@@ -28,14 +34,16 @@ Examples:
 Exit status: 0 stopped by a signal (or --init-key / --stats done); 2 bad usage; 3 no key, or the
 address is in use.`;
 
-interface WatchdFlags { listen?: string; key?: string; interval?: string; json?: boolean; initKey?: boolean; stats?: boolean }
+interface WatchdFlags { listen?: string; key?: string; interval?: string; json?: boolean; initKey?: boolean; stats?: boolean; auth?: string; watchdUser?: string }
 
 export function registerWatchd(program: Command, setExit: (n: number) => void): void {
   program
     .command('watchd')
     .description('cluster-wide Slurm node watcher: one scontrol poll for all nodes, node changes sent to the subscribed jobs (slurm.watcher)')
     .option('--listen <host:port>', `address to listen on (default 0.0.0.0:${SLURM_DEFAULTS.watchdPort})`)
-    .option('--key <file>', `the shared secret (default ${SLURM_DEFAULTS.watchdKeyFile})`)
+    .option('--auth <mode>', 'key (one shared key file) or munge (per user, MUNGE credentials)', 'key')
+    .option('--key <file>', `the shared secret with --auth key (default ${SLURM_DEFAULTS.watchdKeyFile})`)
+    .option('--watchd-user <name>', `with --stats --auth munge: the user watchd runs as (default ${SLURM_DEFAULTS.watchdUser})`)
     .option('--interval <time>', `how often to poll slurmctld (default ${SLURM_DEFAULTS.pollIntervalMs / 1000}s)`)
     .option('--json', 'log JSON lines')
     .option('--init-key', 'create the key file (mode 0600) if it does not exist, then exit')
@@ -58,10 +66,13 @@ async function watchdCommand(f: WatchdFlags): Promise<number> {
     return 0;
   }
   const addr = parseWatchdAddress(f.listen ?? `0.0.0.0:${SLURM_DEFAULTS.watchdPort}`);
-  const secret = readKeyFile(keyFile, '--key');
+  const auth = f.auth ?? 'key';
+  if (auth !== 'key' && auth !== 'munge') throw new SymError('ESYM_USAGE', { message: `--auth must be key or munge: ${auth}`, field: '--auth', value: auth, fix: '--auth munge where munged runs on every node, else --auth key', exitCode: EXIT.usage });
+  const secret = auth === 'key' ? readKeyFile(keyFile, '--key') : crypto.randomBytes(32).toString('hex');
   if (f.stats) {
     const host = addr.host === '0.0.0.0' ? '127.0.0.1' : addr.host === '::' ? '::1' : addr.host;
-    const peer = await connectChannel({ host, port: addr.port, secret, name: `stats (pid ${process.pid})`, timeoutMs: 1 }).catch((e: unknown) => {
+    const intro = auth === 'munge' ? { auth: 'munge', cred: await mungeEncode(secret, f.watchdUser ?? SLURM_DEFAULTS.watchdUser) } : undefined;
+    const peer = await connectChannel({ host, port: addr.port, secret, name: `stats (pid ${process.pid})`, timeoutMs: 1, ...(intro ? { intro } : {}) }).catch((e: unknown) => {
       const cause = (e as { cause?: Error }).cause;
       throw new SymError('ESYM_WATCHD_UNREACHABLE', { message: `no watchd at ${host}:${addr.port}: ${cause?.message ?? (e as Error).message}`, fix: 'is it running (systemctl status symrun-watchd)? pass its --listen address', exitCode: EXIT.environment });
     });
@@ -83,7 +94,7 @@ async function watchdCommand(f: WatchdFlags): Promise<number> {
     : (level, msg) => process.stderr.write(`symrun watchd: ${level === 'warn' ? 'warning: ' : ''}${msg}\n`);
   let w;
   try {
-    w = await startWatchd({ host: addr.host, port: addr.port, secret, intervalMs, log });
+    w = await startWatchd({ host: addr.host, port: addr.port, intervalMs, log, ...(auth === 'munge' ? { munge: {}, privilegedUids: slurmUserUid(log) } : { secret }) });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new SymError('ESYM_WATCHD_LISTEN', { message: `cannot listen on ${addr.host}:${addr.port}: ${code ?? (e as Error).message}`, fix: code === 'EADDRINUSE' ? 'another watchd (or program) uses that port: stop it or pass --listen HOST:PORT' : 'pass --listen HOST:PORT with an address of this host', exitCode: EXIT.environment });
@@ -99,3 +110,16 @@ async function watchdCommand(f: WatchdFlags): Promise<number> {
   setTimeout(() => process.exit(0), 500).unref();
   return 0;
 }
+
+/** SlurmUser's UID (`scontrol show config`), which may see every job with --auth munge; [] if unknown. */
+function slurmUserUid(log: WatchdLog): number[] {
+  try {
+    const text = execFileSync('scontrol', ['show', 'config'], { encoding: 'utf8', timeout: SLURM_DEFAULTS.scontrolTimeoutMs });
+    const m = /^SlurmUser\s*=\s*\S*\((\d+)\)/m.exec(text);
+    if (m) return [Number(m[1])];
+  } catch (e) {
+    log('warn', `cannot read SlurmUser (scontrol show config: ${(e as Error).message}): only root may see every job`);
+  }
+  return [];
+}
+

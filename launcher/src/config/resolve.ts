@@ -86,6 +86,8 @@ export function resolveConfig(raw: Record<string, unknown>, source: string, imag
       pollIntervalMs: obj('slurm').pollInterval !== undefined ? parseDurationMs(obj('slurm').pollInterval as string | number) : SLURM_DEFAULTS.pollIntervalMs,
       ...(obj('slurm').watcher !== undefined ? { watcher: obj('slurm').watcher as string } : {}),
       watcherKey: obj('slurm').watcherKey !== undefined ? path.resolve(fileBase, expandHome(obj('slurm').watcherKey as string, env)) : SLURM_DEFAULTS.watchdKeyFile,
+      watcherAuth: (obj('slurm').watcherAuth as 'key' | 'munge' | undefined) ?? 'key',
+      watcherUser: (obj('slurm').watcherUser as string | undefined) ?? SLURM_DEFAULTS.watchdUser,
     },
     local: (raw.local as number | undefined) ?? CONFIG_DEFAULTS.local,
     ...(raw.nodes !== undefined ? { nodes: raw.nodes as number } : {}),

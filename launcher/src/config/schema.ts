@@ -431,7 +431,26 @@ export const CONFIG_SCHEMA = {
           'x-expect': 'the path of the key file `symrun watchd --init-key` wrote',
           description:
             'The shared secret `slurm.watcher` authenticates with (the watchd\'s --key file; it must be readable by the user ' +
-            'the job runs as). Unreadable: the job says so and polls Slurm itself. Relative paths are relative to this file.',
+            'the job runs as). Unreadable: the job says so and polls Slurm itself. Relative paths are relative to this file. ' +
+            'Used with `slurm.watcherAuth: key` only.',
+        },
+        watcherAuth: {
+          type: 'string', enum: ['key', 'munge'],
+          default: 'key',
+          'x-expect': 'key or munge (the --auth of the watchd)',
+          description:
+            'How the job authenticates to `slurm.watcher`: `key`, the shared key file (`slurm.watcherKey`: any holder may subscribe ' +
+            'to any job); `munge`, a MUNGE credential of the job\'s user that only `slurm.watcherUser` can decode, carrying this ' +
+            'connection\'s secret: watchd learns the user from MUNGE and serves it only its own jobs, and proves itself by completing ' +
+            'the handshake with that secret (docs/channels.md). Must match watchd\'s `--auth`.',
+        },
+        watcherUser: {
+          type: 'string', minLength: 1, pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$',
+          default: SLURM_DEFAULTS.watchdUser,
+          'x-expect': 'the user name (or uid) symrun watchd runs as',
+          description:
+            'With `slurm.watcherAuth: munge`: the user watchd runs as (its systemd unit\'s `User=`). Only that user can decode the ' +
+            'job\'s credential, so only a watchd running as it can answer the handshake.',
         },
       },
     },

@@ -82,6 +82,10 @@ export interface SlurmConfig {
   watcher?: string;
   /** key file of that watchd (the shared secret; absolute) */
   watcherKey: string;
+  /** how to authenticate to it: the key file, or a MUNGE credential (per user) */
+  watcherAuth: 'key' | 'munge';
+  /** with munge: the user watchd runs as (only it can decode the credential) */
+  watcherUser: string;
 }
 
 export interface SymrunConfig {

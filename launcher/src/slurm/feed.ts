@@ -15,7 +15,9 @@
 // watchd's watch.allocation (subscribe with the job id), or, while polling, from the job's own
 // `scontrol show job` every allocation.intervalMs. onChange gets the whole list each time (idempotent).
 import { SLURM_DEFAULTS } from '../defaults.js';
-import { connectChannel, type RpcPeer } from '../agent/channel.js';
+import crypto from 'node:crypto';
+import { connectChannel, type ConnectOptions, type RpcPeer } from '../agent/channel.js';
+import { mungeEncode } from './munge.js';
 import type { NodeCondition } from './scontrol.js';
 import { NodeWatcher, type NodeChange, type NodeWatcherOptions, type PollStats } from './watch.js';
 import { parseWatchdAddress, readKeyFile, type NodeSnapshot, type SubscribeResult, type WatchdStats } from './watchd.js';
@@ -27,8 +29,12 @@ export interface NodeFeedOptions {
   nodes: () => string[];
   /** own polling interval (slurm.pollInterval) */
   intervalMs: number;
-  /** slurm.watcher ("HOST:PORT") and slurm.watcherKey; unset = poll only */
-  watcher?: { address: string; keyFile: string };
+  /**
+   * slurm.watcher ("HOST:PORT"), slurm.watcherKey; unset = poll only. auth (slurm.watcherAuth): `key`
+   * (the default) proves the key file's secret; `munge` introduces this job's user with a MUNGE
+   * credential only `user` (slurm.watcherUser: the user watchd runs as) can decode (slurm/munge.ts).
+   */
+  watcher?: { address: string; keyFile: string; auth?: 'key' | 'munge'; user?: string };
   /** this subscriber's name in watchd's log */
   name?: string;
   onChange: (changes: NodeChange[]) => void;
@@ -40,8 +46,9 @@ export interface NodeFeedOptions {
   say: (msg: string) => void;
   // ---- seams for tests
   run?: NodeWatcherOptions['run'];
-  connect?: (o: { host: string; port: number; secret: string; name: string; timeoutMs: number }) => Promise<RpcPeer>;
+  connect?: (o: ConnectOptions & { timeoutMs: number }) => Promise<RpcPeer>;
   readKey?: (file: string) => string;
+  munge?: (payload: string, restrictUser: string) => Promise<string>;
   connectTimeoutMs?: number;
   checkMs?: number;
   staleMs?: number;
@@ -228,10 +235,18 @@ export class NodeFeed {
     this.w.state = 'connecting';
     let peer: RpcPeer | undefined;
     try {
-      const secret = (this.opts.readKey ?? readKeyFile)(this.opts.watcher!.keyFile);
+      const w = this.opts.watcher!;
+      let secret: string;
+      let intro: Record<string, unknown> | undefined;
+      if (w.auth === 'munge') {
+        secret = crypto.randomBytes(32).toString('hex'); // this connection's; watchd learns it from the credential
+        intro = { auth: 'munge', cred: await (this.opts.munge ?? mungeEncode)(secret, w.user ?? SLURM_DEFAULTS.watchdUser) };
+      } else {
+        secret = (this.opts.readKey ?? readKeyFile)(w.keyFile);
+      }
       const timeoutMs = this.opts.connectTimeoutMs ?? SLURM_DEFAULTS.watcherConnectTimeoutMs;
       const connect = this.opts.connect ?? ((o) => connectChannel(o));
-      peer = await withTimeout(connect({ host: a.host, port: a.port, secret, name: this.opts.name ?? `symrun pid ${process.pid}`, timeoutMs: 1 }), timeoutMs, 'connect', (late) => late.close());
+      peer = await withTimeout(connect({ host: a.host, port: a.port, secret, name: this.opts.name ?? `symrun pid ${process.pid}`, timeoutMs: 1, ...(intro ? { intro } : {}) }), timeoutMs, 'connect', (late) => late.close());
       if (this.stopped) { peer.close(); return; }
       const p = peer;
       this.held = [];
@@ -345,7 +360,7 @@ export class NodeFeed {
 
 function describe(e: unknown): string {
   const err = e as { code?: string; message?: string; cause?: { message?: string } };
-  if (err.code === 'ESYM_CHANNEL_AUTH') return 'it refused our key: slurm.watcherKey is not the key watchd uses';
+  if (err.code === 'ESYM_CHANNEL_AUTH') return `it refused us, or did not prove itself (${err.message}): check slurm.watcherAuth and slurm.watcherKey / slurm.watcherUser against watchd's --auth`;
   if (err.code === 'ESYM_CHANNEL_CONNECT' && err.cause?.message) return err.cause.message;
   return err.message ?? String(e);
 }

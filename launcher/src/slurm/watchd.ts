@@ -5,8 +5,8 @@
 // one `scontrol show node -o` (every node) per interval, whatever the number of jobs, and sends each
 // subscriber the changes of the nodes it asked for.
 //
-// Protocol, over the authenticated channel of agent/channel.ts (JSON lines over TCP, HMAC challenge with
-// the shared secret of the key file):
+// Protocol, over the authenticated channel of agent/channel.ts (JSON lines over TCP; mutual HMAC
+// handshake with the shared secret of the key file, then sealed frames: docs/channels.md):
 //   call  watch.subscribe {nodes: [names], job?: ID}  -> {nodes: [NodeSnapshot], unknown: [names],
 //                                                intervalMs, lastGoodPollAgeMs, allocation?: [names]}
 //                                                (answered after watchd's first poll)
@@ -18,6 +18,11 @@
 //                                                one `squeue` for every running job per allocation interval,
 //                                                only while some subscriber gave a job
 //   call  watch.stats {subscribers?: true}  -> WatchdStats
+// Authentication (startWatchd `auth`): `key` (the default): every subscriber proves the one shared key,
+// and may subscribe to anything. `munge`: each subscriber introduces itself with a MUNGE credential
+// that only watchd's user may decode (slurm/munge.ts), carrying the secret of this connection; watchd
+// takes the UID from it, and a subscriber that is not root or SlurmUser must name a job Slurm says is
+// its own (`squeue -h -j JOB -o %U`), and may not ask for watch.stats (ESYM_WATCHD_DENIED).
 // A subscriber that does not read (more than maxBufferedBytes queued for it) is dropped: nothing waits
 // for one subscriber. A connection that has not subscribed after subscribeTimeoutMs is closed.
 import fs from 'node:fs';
@@ -30,6 +35,7 @@ import { execFile } from 'node:child_process';
 import { nodeCondition, type NodeCondition, type SlurmNode } from './scontrol.js';
 import { expandHostlist } from './hostlist.js';
 import { NodeWatcher, type NodeChange } from './watch.js';
+import { mungeDecode, type MungeIdentity } from './munge.js';
 
 /** The current state of one node, as watch.subscribe answers it. */
 export interface NodeSnapshot {
@@ -93,11 +99,17 @@ export interface WatchDaemonOptions {
   maxBufferedBytes?: number;
   subscribeTimeoutMs?: number;
   firstPollTimeoutMs?: number;
+  /** per-user authentication (auth munge): UIDs that may see every job (root is always one) */
+  privilegedUids?: number[];
+  /** the UID that owns a Slurm job (`squeue -h -j JOB -o %U`; tests pass a fake) */
+  jobOwner?: (job: string) => Promise<number>;
 }
 
 interface Subscriber {
   peer: RpcPeer;
   name: string;
+  /** the subscriber's UID, when watchd authenticates each user (auth munge) */
+  uid?: number;
   nodes?: Set<string>;
   /** its Slurm job (watch.allocation), and the node list last sent for it (comma-joined) */
   job?: string;
@@ -116,6 +128,17 @@ export function squeueRunningJobs(timeoutMs: number = SLURM_DEFAULTS.scontrolTim
     execFile('squeue', ['-h', '-t', 'RUNNING', '-o', '%A %N'], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`squeue failed: ${String(stderr).trim() || err.message}`));
       else resolve(String(stdout));
+    });
+  });
+}
+
+/** `squeue -h -j JOB -o %U`: the UID of the job's owner. */
+export function squeueJobOwner(job: string, timeoutMs: number = SLURM_DEFAULTS.scontrolTimeoutMs): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile('squeue', ['-h', '-j', job, '-o', '%U'], { timeout: timeoutMs }, (err, stdout, stderr) => {
+      const uid = Number(String(stdout).trim().split('\n')[0]);
+      if (err || !String(stdout).trim() || !Number.isInteger(uid)) reject(new Error(`squeue -j ${job}: ${String(stderr).trim() || err?.message || 'no such job'}`));
+      else resolve(uid);
     });
   });
 }
@@ -259,7 +282,8 @@ export class WatchDaemon {
       peer.close();
       return;
     }
-    const s: Subscriber = { peer, name: peer.name || 'anonymous', connectedAt: Date.now(), notifications: 0 };
+    const uid = peer.identity?.uid;
+    const s: Subscriber = { peer, name: `${peer.name || 'anonymous'}${uid !== undefined ? ` (uid ${uid})` : ''}`, uid, connectedAt: Date.now(), notifications: 0 };
     this.subs.set(peer, s);
     (peer.sock as { setKeepAlive?: (on: boolean, ms: number) => void }).setKeepAlive?.(true, 15_000);
     s.idleTimer = setTimeout(() => {
@@ -274,7 +298,10 @@ export class WatchDaemon {
       if (this.subs.delete(peer) && s.nodes) this.log('info', `subscriber ${s.name} left`, { subscriber: s.name, subscribers: this.subs.size });
     });
     peer.handle('watch.subscribe', (params: unknown) => this.subscribe(s, params));
-    peer.handle('watch.stats', (params: unknown) => this.stats(!!(params as { subscribers?: unknown } | null)?.subscribers));
+    peer.handle('watch.stats', (params: unknown) => {
+      if (!this.privileged(s)) throw new SymError('ESYM_WATCHD_DENIED', { message: `watch.stats lists every subscriber: only root and SlurmUser may ask (this is uid ${s.uid})`, field: 'watch.stats', value: s.uid, fix: 'run `symrun watchd --stats` as root', exitCode: EXIT.usage });
+      return this.stats(!!(params as { subscribers?: unknown } | null)?.subscribers);
+    });
     peer.start();
   }
 
@@ -287,6 +314,7 @@ export class WatchDaemon {
     if (job !== undefined && (typeof job !== 'string' || !JOB_ID_RE.test(job))) {
       throw new SymError('ESYM_WATCHD_REQUEST', { message: 'watch.subscribe: job must be a Slurm job id', value: JSON.stringify(job)?.slice(0, 40), exitCode: EXIT.usage });
     }
+    if (!this.privileged(s)) await this.checkOwner(s, job as string | undefined);
     if (this.lastGoodPollAt === undefined) {
       const ms = this.opts.firstPollTimeoutMs ?? SLURM_DEFAULTS.watchdFirstPollTimeoutMs;
       let timer: NodeJS.Timeout | undefined;
@@ -315,6 +343,33 @@ export class WatchDaemon {
     }
     this.log('info', `${first ? 'subscriber' : 're-subscribed'} ${s.name}: ${s.nodes.size} nodes${unknown.length ? ` (${unknown.length} unknown to Slurm: ${unknown.slice(0, 5).join(',')}${unknown.length > 5 ? ',...' : ''})` : ''}`, { subscriber: s.name, nodes: s.nodes.size, subscribers: this.subscribed() });
     return { nodes: snap, unknown, intervalMs: this.intervalMs, lastGoodPollAgeMs: Date.now() - this.lastGoodPollAt!, ...(allocation ? { allocation } : {}) };
+  }
+
+  /** key mode (no identity), root, or one of privilegedUids (SlurmUser). */
+  private privileged(s: Subscriber): boolean {
+    return s.uid === undefined || s.uid === 0 || (this.opts.privilegedUids ?? []).includes(s.uid);
+  }
+
+  private owners = new Map<string, number>();
+
+  /** A user's subscriber names a job of its own (Slurm says whose; a job's owner never changes: cached). */
+  private async checkOwner(s: Subscriber, job: string | undefined): Promise<void> {
+    if (job === undefined) {
+      throw new SymError('ESYM_WATCHD_DENIED', { message: `this watchd authenticates each user: a subscribe must name the subscriber's Slurm job (uid ${s.uid} gave none)`, field: 'job', fix: 'subscribe from inside a symrun job (it gives its job id), or as root', exitCode: EXIT.usage });
+    }
+    let owner = this.owners.get(job);
+    if (owner === undefined) {
+      try {
+        owner = await (this.opts.jobOwner ?? squeueJobOwner)(job);
+      } catch (e) {
+        throw new SymError('ESYM_WATCHD_DENIED', { message: `Slurm cannot say whose job ${job} is: ${(e as Error).message}`, field: 'job', value: job, fix: 'subscribe with the id of a running job of yours', exitCode: EXIT.usage });
+      }
+      this.owners.set(job, owner);
+    }
+    if (owner !== s.uid) {
+      this.log('warn', `refused ${s.name}: job ${job} is uid ${owner}'s`, { subscriber: s.name, job, owner });
+      throw new SymError('ESYM_WATCHD_DENIED', { message: `Slurm job ${job} belongs to uid ${owner}, not to this subscriber (uid ${s.uid})`, field: 'job', value: job, fix: 'subscribe to one of your own jobs', exitCode: EXIT.usage });
+    }
   }
 
   private subscribed(): number {
@@ -370,10 +425,34 @@ export interface Watchd {
   stop(): Promise<void>;
 }
 
-/** Listen on host:port (0 = any free port) with the shared secret, and start polling. */
-export async function startWatchd(opts: WatchDaemonOptions & { host: string; port: number; secret: string }): Promise<Watchd> {
+/** A subscriber's introduction (auth munge) → the secret of its connection and its UID. */
+export function mungeIntroduction(decode: (cred: string) => Promise<MungeIdentity>) {
+  return async (intro: Record<string, unknown>): Promise<{ secret: string; identity: { uid: number; gid: number } }> => {
+    const cred = intro.cred;
+    if (intro.auth !== 'munge' || typeof cred !== 'string' || !/^MUNGE:[A-Za-z0-9+/=:._-]{1,4000}$/.test(cred)) {
+      throw new SymError('ESYM_WATCHD_MUNGE', { message: `a subscriber introduced itself without a MUNGE credential (auth ${JSON.stringify(intro.auth)})`, field: 'auth', value: String(intro.auth ?? ''), fix: 'this watchd runs with --auth munge: set slurm.watcherAuth: munge for the jobs' });
+    }
+    const id = await decode(cred);
+    if (!/^[0-9a-f]{64}$/.test(id.payload)) {
+      throw new SymError('ESYM_WATCHD_MUNGE', { message: `the MUNGE credential of uid ${id.uid} carries no session secret (64 hex digits)`, field: 'credential', fix: 'connect with symrun (slurm.watcherAuth: munge)' });
+    }
+    return { secret: id.payload, identity: { uid: id.uid, gid: id.gid } };
+  };
+}
+
+/**
+ * Listen on host:port (0 = any free port) and start polling. Subscribers prove `secret` (auth key), or,
+ * with `munge` (auth munge), introduce themselves with a MUNGE credential (`decode`: unmunge; tests
+ * pass a fake).
+ */
+export async function startWatchd(opts: WatchDaemonOptions & { host: string; port: number; secret?: string; munge?: { decode?: (cred: string) => Promise<MungeIdentity> } }): Promise<Watchd> {
   const daemon = new WatchDaemon(opts);
-  const server = await serveChannel({ host: opts.host, port: opts.port, secret: opts.secret, onPeer: (p) => daemon.attach(p) });
+  const server = await serveChannel({
+    host: opts.host, port: opts.port,
+    ...(opts.munge ? { introduce: mungeIntroduction(opts.munge.decode ?? mungeDecode) } : { secret: opts.secret }),
+    onPeer: (p) => daemon.attach(p),
+    onRefused: (e) => opts.log?.('warn', e.message, { code: e.code }),
+  });
   daemon.start();
   return {
     daemon,

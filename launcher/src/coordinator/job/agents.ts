@@ -46,7 +46,10 @@ export class HostAgents {
   /** Serve the channel on `host` (port: a recovered job's old port) with the job's secret. */
   async listen(host: string, secret: string, port?: number): Promise<void> {
     this.secret = secret;
-    this.server = await serveChannel({ host, port, secret, onPeer: (p) => this.add(p) });
+    this.server = await serveChannel({
+      host, port, secret, onPeer: (p) => this.add(p),
+      onRefused: (e) => this.job.err.write(`symrun: warning: refused a connection to the job channel: ${e.message}\n`),
+    });
   }
 
   private add(p: RpcPeer): void {
@@ -58,7 +61,7 @@ export class HostAgents {
     if (old && old !== p) old.close();
     this.waiters.get(p.name)?.(p);
     p.on('event', (name: string, data: unknown) => this.hooks.onEvent(p, name, data));
-    p.on('close', () => { if (this.peers.get(p.name) === p) this.hooks.onLost(p.name, 'its host agent\'s connection closed'); });
+    p.on('close', (reason?: SymError) => { if (this.peers.get(p.name) === p) this.hooks.onLost(p.name, reason ? `its host agent's connection was closed: ${reason.message}` : 'its host agent\'s connection closed'); });
     p.start();
   }
 

@@ -48,7 +48,7 @@ export class Allocation {
     const feed = new NodeFeed({
       nodes: () => cluster.hosts.map((h) => h.name),
       intervalMs: sc.pollIntervalMs,
-      ...(sc.watcher ? { watcher: { address: sc.watcher, keyFile: sc.watcherKey } } : {}),
+      ...(sc.watcher ? { watcher: { address: sc.watcher, keyFile: sc.watcherKey, auth: sc.watcherAuth, user: sc.watcherUser } } : {}),
       name: `symrun ${job.id}${cluster.slurmJobId ? ` (Slurm job ${cluster.slurmJobId})` : ''} pid ${process.pid}`,
       onChange: (changes) => policy.onChanges(changes),
       ...(cluster.slurmJobId ? { allocation: { job: cluster.slurmJobId, intervalMs: SLURM_DEFAULTS.allocationCheckMs, run: () => currentAllocationNodes(process.env), onChange: (nodes: string[]) => void this.apply(nodes) } } : {}),

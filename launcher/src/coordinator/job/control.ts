@@ -1,9 +1,13 @@
 // The job's control socket (runDir/control.sock, mode 0600 in a 0700 directory): what `symrun status`,
 // `exec`, `migrate`, `cancel` and `checkpoint` ask of the running job. Output of an exec is streamed
 // back on the same connection; a client that goes away hangs up its commands (SIGHUP).
+// A client must prove the job's control key (runDir/control.key, mode 0600, new for every coordinator,
+// written before the socket exists) in the channel's handshake, and the job proves it back; the
+// connection is sealed from then on (agent/channel.ts, docs/channels.md).
 import fs from 'node:fs';
 import path from 'node:path';
-import { SymError } from '../../errors.js';
+import crypto from 'node:crypto';
+import { SymError, EXIT } from '../../errors.js';
 import { serveUnix, type RpcPeer } from '../../agent/channel.js';
 import type { ExecHandle } from '../../agent/guest.js';
 import type { Migrations, MigrateRequest } from '../migrate.js';
@@ -18,11 +22,49 @@ export interface ControlDeps {
   events: EventSink;
 }
 
+export const CONTROL_KEY_FILE = 'control.key';
+
+/** A new control key in runDir/control.key (mode 0600 from its creation; a dead coordinator's is replaced). */
+export function writeControlKey(runDir: string): string {
+  const file = path.join(runDir, CONTROL_KEY_FILE);
+  const key = crypto.randomBytes(32).toString('hex');
+  fs.rmSync(file, { force: true });
+  fs.writeFileSync(file, key + '\n', { mode: 0o600, flag: 'wx' });
+  return key;
+}
+
+/** The control key of the job whose run directory is `runDir` (a client: `symrun status`, the proxy). */
+export function readControlKey(runDir: string): string {
+  const file = path.join(runDir, CONTROL_KEY_FILE);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new SymError('ESYM_CONTROL_KEY', {
+      message: `cannot read the job's control key ${file}: ${code === 'EACCES' ? 'permission denied' : code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+      field: 'control key', value: file,
+      fix: code === 'EACCES' ? 'only the job\'s owner (and root) can talk to a job: run this as its owner' : 'the job was started by an older symrun (no key), or is ending: check `symrun status` with the symrun that started it',
+      exitCode: EXIT.usage,
+    });
+  }
+  const key = text.trim();
+  if (!/^[0-9a-f]{64}$/.test(key)) {
+    throw new SymError('ESYM_CONTROL_KEY', { message: `the job's control key ${file} is not 64 hex digits`, field: 'control key', value: file, fix: 'the file was changed; restart the job\'s coordinator (`symrun recover`) to write a new one', exitCode: EXIT.usage });
+  }
+  return key;
+}
+
 /** Serve the control socket of `job` until teardown. */
 export async function serveControl(job: JobContext, deps: ControlDeps): Promise<void> {
   const sock = path.join(job.runDir, 'control.sock');
   fs.rmSync(sock, { force: true }); // a dead coordinator's (symrun recover)
-  const server = await serveUnix(sock, (p) => attach(job, deps, p));
+  const secret = writeControlKey(job.runDir); // before the socket: a listed job always has its key
+  const server = await serveUnix(sock, {
+    secret,
+    onPeer: (p) => attach(job, deps, p),
+    onRefused: (e) => job.err.write(`symrun: warning: refused a control client: ${e.message}\n`),
+  });
   job.onCleanup('control socket', () => server.close());
 }
 
