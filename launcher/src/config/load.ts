@@ -39,6 +39,7 @@ export interface ConfigOverrides {
   hosts?: string[];
   subnet?: string;
   quiesce?: string;
+  migrationTls?: string;
   checkpointDir?: string;
   checkpointInterval?: string | number;
   keep?: string | number;
@@ -64,6 +65,7 @@ export const OVERRIDE_OPTIONS: Readonly<Record<keyof ConfigOverrides, string>> =
   hosts: '--hosts',
   subnet: '--subnet',
   quiesce: '--quiesce',
+  migrationTls: '--migration-tls',
   checkpointDir: '--checkpoint-dir',
   checkpointInterval: '--checkpoint-interval',
   keep: '--keep',
@@ -89,6 +91,7 @@ const OVERRIDE_PATHS: Readonly<Record<keyof ConfigOverrides, readonly string[]>>
   hosts: ['hosts'],
   subnet: ['network', 'subnet'],
   quiesce: ['migration', 'quiesce'],
+  migrationTls: ['migration', 'tls'],
   checkpointDir: ['checkpoint', 'dir'],
   checkpointInterval: ['checkpoint', 'interval'],
   keep: ['checkpoint', 'keep'],
@@ -750,6 +753,7 @@ function resolveConfig(raw: Record<string, unknown>, source: string, imageBase: 
       ...(mig.deadline !== undefined ? { deadlineMs: parseDurationMs(mig.deadline as string | number) } : {}),
       deadlineActions: [...((mig.deadlineActions as MigrationConfig['deadlineActions'] | undefined) ?? PROTOCOL_DEFAULTS.deadlineActions)],
       maxConcurrent: (mig.maxConcurrent as number | undefined) ?? PROTOCOL_DEFAULTS.maxConcurrent,
+      tls: (mig.tls as MigrationConfig['tls'] | undefined) ?? PROTOCOL_DEFAULTS.migrationTls,
       hooks: { ...(isPlainObject(mig.hooks) ? (mig.hooks as { quiesce?: string; resume?: string }) : {}) },
     },
     checkpoint: {
