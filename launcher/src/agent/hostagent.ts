@@ -285,6 +285,7 @@ export class HostAgent {
     const q = e.proc.qmp;
     const credsId = p.tls ? tlsCredsId(p.tls.op) : undefined;
     let dir: string | undefined;
+    let started = false;
     let settled = false;
     try {
       if (p.tls) {
@@ -295,12 +296,13 @@ export class HostAgent {
       await configureMigration(q, { ...p.tuning, postcopy: p.tuning.postcopy || p.mode === 'postcopy' }, 'src', credsId ? { tlsCreds: credsId } : {});
       if (p.mode === 'stop-copy') await q.execute('stop');
       await startOutgoing(q, p.uri);
+      started = true;
       const r = await this.watchOutgoing(q, p);
       settled = true;
       return r;
     } catch (err) {
       const code = (err as SymError).code;
-      settled = code === 'ESYM_MIGRATION_FAILED' || code === 'ESYM_MIGRATION_CANCELLED' || code === 'ESYM_MIGRATION_START';
+      settled = !started || code === 'ESYM_MIGRATION_FAILED' || code === 'ESYM_MIGRATION_CANCELLED';
       const tlsErr = p.tls && code === 'ESYM_MIGRATION_FAILED'
         ? tlsFailure((err as SymError).details?.progress as MigrationProgress | undefined, { src: this.host, dst: p.uri })
         : undefined;
