@@ -11,8 +11,9 @@
 //    to a file, which must be plain, is not affected). tls-hostname is only used to check x509
 //    certificates: with a PSK it is not needed.
 //  - a key mismatch fails the handshake: the source's query-migrate says `failed` with error-desc
-//    "TLS handshake failed: …" (or the connection is reset by the server), the source keeps running;
-//    the destination logs the error and keeps listening. tlsFailure turns that into ESYM_MIGRATION_TLS.
+//    "TLS handshake failed: The TLS connection was non-properly terminated.", the source keeps running;
+//    the destination logs "TLS handshake failed: An illegal parameter has been received." and keeps
+//    listening (measured; a reset connection is handled the same). tlsFailure makes it ESYM_MIGRATION_TLS.
 import { SymError } from '../errors.js';
 import type { QmpClient } from '../qmp/client.js';
 import type { MigrationProgress } from './qemu.js';
