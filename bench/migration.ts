@@ -37,7 +37,7 @@ const USAGE = `usage: node dist/bench/migration.js [options]
   --repeat R            migrations per job and bare migrations (default 3): medians over R
   --bare-repeat N       bare QEMU migrations for (b) (default R)
   --parts LIST          any of a,b,c,d,e (default a,b,c,d); a and c share the freeze job
-  --tls-memstress-mib N (e) MiB the guest keeps rewriting while it moves plain and TLS (default 64)
+  --tls-memstress-mib N (e) MiB the guest keeps rewriting while it moves plain and TLS (default 16)
   --bandwidth SIZE      (d) bandwidth cap per second, binary units (default 20M = 20 MiB/s)
   --deadline TIME       (d) deadline of the symrun policy (default 30s)
   --deadline-actions L  (d) actions the policy may take, in order (default postcopy,stop-copy)
@@ -87,7 +87,7 @@ function opts() {
         'deadline-actions': { type: 'string', default: 'postcopy,stop-copy' },
         'give-up': { type: 'string', default: '60s' },
         'memstress-mib': { type: 'string', default: '150' },
-        'tls-memstress-mib': { type: 'string', default: '64' },
+        'tls-memstress-mib': { type: 'string', default: '16' },
         'json-out': { type: 'string' },
         'md-out': { type: 'string' },
         accel: { type: 'string' },
