@@ -11,6 +11,7 @@
 //   (d) a guest dirtying memory faster than a capped bandwidth (memstress, 20 MiB/s): QEMU's defaults
 //       (no deadline: give up after a cap, migrate_cancel) vs symrun's deadline policy (deadlineDecision,
 //       acted on exactly as the host agent does)
+//   (e) plain vs TLS-encrypted migration stream, same guest, same run (bench/migration-tls.ts)
 //
 // A benchmark, not a test: it asserts nothing about time; it exits non-zero only if a run itself fails.
 // Needs root (symrun --local creates network namespaces). JSON on stdout, markdown table on stderr.
@@ -30,11 +31,13 @@ import {
 } from '../launcher/src/migration/qemu.js';
 import { symrunBin, spawnSymrun, runSymrun } from '../test/fixtures/symrun-env.js';
 import { buildMemstressInitramfs, findKernel, parseMemstressLog } from '../test/fixtures/memstress/build.js';
+import { tlsVsPlain, tlsSummary, tlsMarkdown, type TlsResult } from './migration-tls.js';
 
 const USAGE = `usage: node dist/bench/migration.js [options]
   --repeat R            migrations per job and bare migrations (default 3): medians over R
   --bare-repeat N       bare QEMU migrations for (b) (default R)
-  --parts LIST          any of a,b,c,d (default a,b,c,d); a and c share the freeze job
+  --parts LIST          any of a,b,c,d,e (default a,b,c,d); a and c share the freeze job
+  --tls-memstress-mib N (e) MiB the guest keeps rewriting while it moves plain and TLS (default 16)
   --bandwidth SIZE      (d) bandwidth cap per second, binary units (default 20M = 20 MiB/s)
   --deadline TIME       (d) deadline of the symrun policy (default 30s)
   --deadline-actions L  (d) actions the policy may take, in order (default postcopy,stop-copy)
@@ -84,6 +87,7 @@ function opts() {
         'deadline-actions': { type: 'string', default: 'postcopy,stop-copy' },
         'give-up': { type: 'string', default: '60s' },
         'memstress-mib': { type: 'string', default: '150' },
+        'tls-memstress-mib': { type: 'string', default: '16' },
         'json-out': { type: 'string' },
         'md-out': { type: 'string' },
         accel: { type: 'string' },
@@ -102,20 +106,22 @@ function opts() {
   const bareRepeat = v['bare-repeat'] === undefined ? repeat : Number(v['bare-repeat']);
   if (!Number.isInteger(bareRepeat) || bareRepeat < 1 || bareRepeat > 50) fail(`--bare-repeat must be an integer 1..50 (got ${v['bare-repeat']})`);
   const parts = new Set(v.parts!.split(',').map((s) => s.trim()).filter(Boolean));
-  for (const p of parts) if (!['a', 'b', 'c', 'd'].includes(p)) fail(`--parts takes a,b,c,d (got ${p})`);
+  for (const p of parts) if (!['a', 'b', 'c', 'd', 'e'].includes(p)) fail(`--parts takes a,b,c,d,e (got ${p})`);
   const actions = v['deadline-actions']!.split(',').map((s) => s.trim()).filter(Boolean) as DeadlineActionKind[];
   for (const a of actions) if (!['postcopy', 'throttle', 'stop-copy'].includes(a)) fail(`--deadline-actions takes postcopy, throttle, stop-copy (got ${a})`);
   if (!actions.length) fail('--deadline-actions needs at least one action');
   if (v.accel !== undefined && !['auto', 'kvm', 'tcg'].includes(v.accel)) fail(`--accel must be auto, kvm or tcg (got ${v.accel})`);
   const memstressMiB = Number(v['memstress-mib']);
   if (!Number.isInteger(memstressMiB) || memstressMiB < 8 || memstressMiB > 400) fail(`--memstress-mib must be an integer 8..400 (got ${v['memstress-mib']})`);
+  const tlsMemstressMiB = Number(v['tls-memstress-mib']);
+  if (!Number.isInteger(tlsMemstressMiB) || tlsMemstressMiB < 8 || tlsMemstressMiB > 400) fail(`--tls-memstress-mib must be an integer 8..400 (got ${v['tls-memstress-mib']})`);
   return {
     repeat, bareRepeat, parts,
     bandwidthBytes: parseSize(v.bandwidth!, '--bandwidth'),
     deadlineMs: parseDuration(v.deadline!, '--deadline'),
     deadlineActions: actions,
     giveUpMs: parseDuration(v['give-up']!, '--give-up'),
-    memstressMiB,
+    memstressMiB, tlsMemstressMiB,
     jsonOut: v['json-out'], mdOut: v['md-out'], accel: v.accel as 'auto' | 'kvm' | 'tcg' | undefined,
   };
 }
@@ -717,6 +723,7 @@ async function main(): Promise<number> {
     const jobs: Record<string, JobRun> = {};
     let bare: BareResult | undefined;
     let nonconv: NonConvResult | undefined;
+    let tls: TlsResult | undefined;
     let shape: VmShape | undefined;
 
     if (o.parts.has('a') || o.parts.has('c') || o.parts.has('b')) {
@@ -739,6 +746,7 @@ async function main(): Promise<number> {
       jobs.baseline = await ringJob('baseline', work, [], 0, o, fz?.windowMs ?? 60_000);
     }
     if (o.parts.has('d')) nonconv = await nonConverging(top, shape, o);
+    if (o.parts.has('e')) tls = await tlsVsPlain(top, { repeat: R, memstressMiB: o.tlsMemstressMiB, memoryMiB: shape.memoryMiB, say });
 
     // ---- summary ----
     const freezeStats = fz ? phaseStats(fz.migrations) : undefined;
@@ -767,7 +775,7 @@ async function main(): Promise<number> {
       failover: jobs.failover ? { migrations: jobs.failover.migrations.filter((m) => m.outcome === 'done').length, maxgapMs: jobs.failover.maxgapMs ?? null, windowMs: jobs.failover.windowMs ?? null, iterations: jobs.failover.iterations ?? null } : null,
       baseline: jobs.baseline ? { migrations: 0, maxgapMs: jobs.baseline.maxgapMs ?? null, windowMs: jobs.baseline.windowMs ?? null, iterations: jobs.baseline.iterations ?? null } : null,
     };
-    const failedRuns = Object.values(jobs).filter((j) => j.error).length + (bare?.error ? 1 : 0) + (nonconv?.error ? 1 : 0) + (nonconv?.cases.filter((c) => c.error && c.gaveUpAtMs === undefined).length ?? 0);
+    const failedRuns = Object.values(jobs).filter((j) => j.error).length + (bare?.error ? 1 : 0) + (nonconv?.error ? 1 : 0) + (nonconv?.cases.filter((c) => c.error && c.gaveUpAtMs === undefined).length ?? 0) + (tls?.error ? 1 : 0);
     const result = {
       benchmark: 'migration',
       date: new Date().toISOString(),
@@ -783,10 +791,11 @@ async function main(): Promise<number> {
         migrate: 'symrun migrate vm2 --job ID --json (to the free spare: host2 → host4 → host2 …; live mode, config defaults: maxBandwidth 10G, downtime-limit 300 ms)',
         bareTuning: bare?.tuning, bareImage: bare?.image?.from,
         nonconv: { bandwidthBytesPerSec: o.bandwidthBytes, memstressMiB: o.memstressMiB, deadlineMs: o.deadlineMs, deadlineActions: o.deadlineActions, giveUpMs: o.giveUpMs, postcopyBandwidthCapped: true },
+        tls: { memstressMiB: o.tlsMemstressMiB },
         symrun: symrunBin,
       },
-      summary: { phases: { freeze: freezeStats, failover: failoverStats }, bare: bareStats, overhead, maxgap, nonconv: nonconv?.cases.map((c) => ({ policy: c.policy, landed: c.landed, timeToLandMs: c.timeToLandMs ?? null, gaveUpAtMs: c.gaveUpAtMs ?? null, actions: c.actions.map((a) => `${a.kind}${a.percent ? `:${a.percent}` : ''}@${a.atMs}ms`) })) },
-      runs: { jobs, bare, nonconv },
+      summary: { phases: { freeze: freezeStats, failover: failoverStats }, bare: bareStats, overhead, maxgap, nonconv: nonconv?.cases.map((c) => ({ policy: c.policy, landed: c.landed, timeToLandMs: c.timeToLandMs ?? null, gaveUpAtMs: c.gaveUpAtMs ?? null, actions: c.actions.map((a) => `${a.kind}${a.percent ? `:${a.percent}` : ''}@${a.atMs}ms`) })), tls: tls ? tlsSummary(tls) : undefined },
+      runs: { jobs, bare, nonconv, tls },
       failedRuns,
     };
     const md = markdown(result);
@@ -876,6 +885,7 @@ function markdown(r: any): string {
     if (reasons.length) L.push('', 'Deadline policy reasons:', '', ...reasons);
     L.push('');
   }
+  if (r.runs.tls) L.push(tlsMarkdown(r.runs.tls));
   const errs: string[] = [];
   for (const [k, j] of Object.entries(r.runs.jobs as Record<string, JobRun>)) if (j.error) errs.push(`- job ${k}: ${j.error.split('\n')[0]}`);
   if (r.runs.bare?.error) errs.push(`- bare: ${r.runs.bare.error.split('\n')[0]}`);

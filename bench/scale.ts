@@ -136,7 +136,7 @@ async function coordinatorPart(n: number, o: { rounds: number; workers: number; 
   const job: JobAccess = {
     id: 'jbench',
     runDir,
-    migration: { mode: 'live', quiesce: 'freeze', maxBandwidthBytes: DEFAULTS.migration.maxBandwidthBytes, multifdChannels: 0, downtimeLimitMs: 300, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions], maxConcurrent: o.maxConcurrent, hooks: {} },
+    migration: { mode: 'live', quiesce: 'freeze', maxBandwidthBytes: DEFAULTS.migration.maxBandwidthBytes, multifdChannels: 0, downtimeLimitMs: 300, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions], maxConcurrent: o.maxConcurrent, tls: PROTOCOL_DEFAULTS.migrationTls, hooks: {} },
     device: () => ({ kind: 'nic', id: DEFAULTS.interconnect.deviceId, netdevId: DEFAULTS.interconnect.netdevId, tap: 't', mac: '52:54:00:00:00:01', model: 'virtio-net-pci', bus: 'rp1' }),
     vm: (name) => vms.get(name),
     vmNames: () => [...vms.keys()],

@@ -187,6 +187,8 @@ export const PROTOCOL_DEFAULTS = {
   agentTermGraceMs: 20_000,
   /** an interrupted job (SIGTERM/SIGINT) still copies the files its ranks wrote back, within this */
   abortStageOutMs: 15_000,
+  /** migration streams are TLS-encrypted with a per-migration PSK (migration.tls) */
+  migrationTls: 'on' as 'on' | 'off',
   /** default migration mode and quiesce adapter */
   mode: 'live' as 'live' | 'postcopy' | 'stop-copy',
   quiesce: 'freeze' as 'freeze' | 'failover' | 'hooks',

@@ -111,6 +111,7 @@ export const ERROR_CODES = {
   ESYM_MIGRATION_START: { exit: 'runtime', means: 'QEMU refused to start the migration' },
   ESYM_MIGRATION_THROTTLE_UNAVAILABLE: { exit: 'runtime', means: 'the guest cannot be throttled (auto-converge off)' },
   ESYM_MIGRATION_TIMEOUT: { exit: 'runtime', means: 'the migration did not complete in time' },
+  ESYM_MIGRATION_TLS: { exit: 'runtime', means: 'the encrypted migration stream could not be set up, or its TLS handshake failed (key mismatch)' },
   ESYM_MIGRATION_TUNING: { exit: 'runtime', means: 'invalid migration tuning' },
   ESYM_MISSING_TOOL: { exit: 'environment', means: 'a host tool symrun --local needs is missing' },
   ESYM_NEEDS_ROOT: { exit: 'environment', means: 'the operation needs root (local mode; symrun node devices claim and release)' },

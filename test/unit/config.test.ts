@@ -20,7 +20,7 @@ t.test('no file: every default, source "defaults"', async (t) => {
     migration: {
       mode: PROTOCOL_DEFAULTS.mode, quiesce: PROTOCOL_DEFAULTS.quiesce, maxBandwidthBytes: DEFAULTS.migration.maxBandwidthBytes,
       multifdChannels: 0, downtimeLimitMs: DEFAULTS.migration.downtimeLimitMs, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions],
-      maxConcurrent: PROTOCOL_DEFAULTS.maxConcurrent, hooks: {},
+      maxConcurrent: PROTOCOL_DEFAULTS.maxConcurrent, tls: 'on', hooks: {},
     },
     checkpoint: { keep: 2, maxRestarts: 3, restartFromStart: false },
     slurm: { pollIntervalMs: SLURM_DEFAULTS.pollIntervalMs, watcherKey: SLURM_DEFAULTS.watchdKeyFile, watcherAuth: 'key', watcherUser: SLURM_DEFAULTS.watchdUser },
@@ -83,7 +83,7 @@ t.test('every key of the full fixture is read', async (t) => {
     share: { cwd: false, maxBytes: 1024 ** 3, exclude: ['.git', '*.o'] },
     migration: {
       mode: 'postcopy', quiesce: 'hooks', maxBandwidthBytes: 2 * 1024 ** 3, multifdChannels: 4, downtimeLimitMs: 200,
-      deadlineMs: 90_000, deadlineActions: ['throttle', 'stop-copy'], maxConcurrent: 3,
+      deadlineMs: 90_000, deadlineActions: ['throttle', 'stop-copy'], maxConcurrent: 3, tls: 'off',
       hooks: { quiesce: 'site-quiesce --now', resume: 'site-resume' },
     },
     checkpoint: { dir: path.join(path.dirname(file), 'ckpt'), intervalMs: 600_000, keep: 3, maxRestarts: 3, restartFromStart: false },
@@ -201,6 +201,16 @@ t.test('overrides apply without a file', async (t) => {
   t.equal(cfg.source, 'defaults');
 });
 
+t.test('migration.tls: on by default, off from the file or --migration-tls; other values name the option', async (t) => {
+  t.equal(loadConfig({ env: noEnv }).migration.tls, 'on');
+  t.equal(loadConfig({ env: noEnv, overrides: { migrationTls: 'off' } }).migration.tls, 'off');
+  t.equal(loadConfig({ file: fixture('full.yaml'), env: noEnv, overrides: { migrationTls: 'on' } }).migration.tls, 'on', 'the option wins over the file');
+  t.throws(() => loadConfig({ env: noEnv, overrides: { migrationTls: 'maybe' } }), { code: 'ESYM_CONFIG_INVALID' });
+  const e: any = (() => { try { loadConfig({ env: noEnv, overrides: { migrationTls: 'maybe' } }); } catch (x) { return x; } })();
+  t.match(JSON.stringify(e), /--migration-tls/);
+  t.match(e.fix, /on, off/);
+});
+
 t.test('overrides do not leak between calls or mutate the input', async (t) => {
   const overrides = { mca: [['a', '1']] as Array<[string, string]>, hosts: ['n1'] };
   loadConfig({ env: noEnv, overrides });
@@ -209,7 +219,7 @@ t.test('overrides do not leak between calls or mutate the input', async (t) => {
 });
 
 t.test('OVERRIDE_OPTIONS names an option for every override', async (t) => {
-  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'checkpointDir', 'checkpointInterval', 'cpus', 'cpusPerTask', 'hosts', 'image', 'keep', 'local', 'maxRestarts', 'mca', 'memory', 'nodes', 'np', 'ntasksPerNode', 'quiesce', 'restartFromStart', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
+  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'checkpointDir', 'checkpointInterval', 'cpus', 'cpusPerTask', 'hosts', 'image', 'keep', 'local', 'maxRestarts', 'mca', 'memory', 'migrationTls', 'nodes', 'np', 'ntasksPerNode', 'quiesce', 'restartFromStart', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
   t.equal(OVERRIDE_OPTIONS.np, '-np');
   t.equal(OVERRIDE_OPTIONS.nodes, '-N');
   t.equal(OVERRIDE_OPTIONS.cpusPerTask, '--cpus-per-task');

@@ -16,6 +16,8 @@ const pulse = new Pulse();
 interface Fake {
   job: JobAccess;
   calls: string[];
+  /** parameters of every host-agent call, in order */
+  params: Array<{ host: string; method: string; p: any }>;
   guestOps: string[];
   events: OpEvent[];
   hostOf: Record<string, string>;
@@ -26,15 +28,15 @@ interface Fake {
   cancelOutcome?: string;
 }
 
-function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number } = {}): Fake {
+function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number; tls?: 'on' | 'off' } = {}): Fake {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mig-coord-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const nHosts = opts.hosts ?? 5;
   const nVms = opts.vms ?? 3;
-  const f: Fake = { calls: [], guestOps: [], events: [], hostOf: {}, releasePerform: new Map(), job: undefined as unknown as JobAccess };
+  const f: Fake = { calls: [], params: [], guestOps: [], events: [], hostOf: {}, releasePerform: new Map(), job: undefined as unknown as JobAccess };
   const migration: MigrationConfig = {
     mode: 'live', quiesce: 'freeze', maxBandwidthBytes: DEFAULTS.migration.maxBandwidthBytes, multifdChannels: 0,
-    downtimeLimitMs: 300, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions], maxConcurrent: opts.maxConcurrent ?? 2, hooks: {},
+    downtimeLimitMs: 300, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions], maxConcurrent: opts.maxConcurrent ?? 2, hooks: {}, tls: opts.tls ?? 'on',
   };
   const vmNames = Array.from({ length: nVms }, (_, i) => `vm${i + 1}`);
   vmNames.forEach((v, i) => (f.hostOf[v] = `h${i + 1}`));
@@ -47,6 +49,7 @@ function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number } 
   const peer = (host: string) => ({
     call: async (method: string, p: any) => {
       f.calls.push(`${host}:${method}${p?.name ? `:${p.name}` : ''}`);
+      f.params.push({ host, method, p });
       switch (method) {
         case 'mig.prepare':
           if (f.failPrepareOn === host) throw Object.assign(new Error(`QEMU on ${host} did not start`), { code: 'ESYM_QEMU_START' });
@@ -156,4 +159,49 @@ t.test('a transfer that completed before the cancel: the destination is stopped 
   const j = f.calls.indexOf('h2:vm.cont:vm2');
   t.ok(i >= 0 && j > i, `destination stopped (${i}) before the source continues (${j})`);
   t.equal(f.hostOf.vm2, 'h2');
+});
+
+t.test('TLS on: both sides get the same op id and a fresh salt per migration, never a key', async (t) => {
+  const f = fakeJob({ maxConcurrent: 1 });
+  const m = new Migrations(f.job, (e) => f.events.push(e), parseFaults(''));
+  const salts: string[] = [];
+  for (const vm of ['vm1', 'vm2']) {
+    const op = m.migrate({ vm });
+    await until(() => f.releasePerform.has(vm), `${vm} in perform`);
+    f.releasePerform.get(vm)!();
+    t.equal((await op.done).outcome, 'done');
+    const prep = f.params.find((c) => c.method === 'mig.prepare' && c.p.spec.name === vm)!;
+    const perf = f.params.find((c) => c.method === 'mig.perform' && c.p.name === vm)!;
+    t.same(prep.p.tls, perf.p.tls, `${vm}: destination and source derive from the same request`);
+    t.equal(prep.p.tls.op, op.op, 'the request names this migration');
+    t.match(prep.p.tls.salt, /^[0-9a-f]{32}$/);
+    t.same(Object.keys(prep.p.tls).sort(), ['op', 'salt'], 'only the op id and the salt cross the wire');
+    t.notOk(JSON.stringify(f.params).includes('keys.psk'), 'no key file content sent');
+    salts.push(prep.p.tls.salt);
+  }
+  t.not(salts[0], salts[1], 'each migration gets its own salt');
+  t.ok(m.list().every((o) => o.tls), 'the operation says it is encrypted');
+});
+
+t.test('TLS off: no TLS request to either side', async (t) => {
+  const f = fakeJob({ tls: 'off' });
+  const m = new Migrations(f.job, (e) => f.events.push(e), parseFaults(''));
+  const op = m.migrate({ vm: 'vm2' });
+  await until(() => f.releasePerform.has('vm2'), 'in perform');
+  f.releasePerform.get('vm2')!();
+  t.equal((await op.done).outcome, 'done');
+  t.notOk(f.params.some((c) => c.p && 'tls' in c.p), 'no tls parameter');
+});
+
+t.test('fault wrong-tls-key@dst: the destination gets another salt than the source', async (t) => {
+  const f = fakeJob();
+  const m = new Migrations(f.job, (e) => f.events.push(e), parseFaults('wrong-tls-key@dst'));
+  const op = m.migrate({ vm: 'vm2' });
+  await until(() => f.releasePerform.has('vm2'), 'in perform');
+  f.releasePerform.get('vm2')!();
+  await op.done;
+  const prep = f.params.find((c) => c.method === 'mig.prepare')!;
+  const perf = f.params.find((c) => c.method === 'mig.perform')!;
+  t.equal(prep.p.tls.op, perf.p.tls.op);
+  t.not(prep.p.tls.salt, perf.p.tls.salt);
 });

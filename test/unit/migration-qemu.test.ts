@@ -42,12 +42,14 @@ t.test('capabilitiesFor: plain precopy resets multifd/postcopy, enables events; 
   }
 });
 
-t.test('parametersFor: bandwidth/downtime on src only, multifd-channels on both', async (t) => {
-  t.same(parametersFor({ maxBandwidthBytes: 10 * 1024 ** 3 }, 'src'), { 'max-bandwidth': 10 * 1024 ** 3 });
-  t.same(parametersFor({ maxBandwidthBytes: 10 * 1024 ** 3 }, 'dst'), {});
-  t.same(parametersFor({ maxBandwidthBytes: 5e8, downtimeLimitMs: 50, multifdChannels: 4 }, 'src'), { 'max-bandwidth': 5e8, 'downtime-limit': 50, 'multifd-channels': 4 });
-  t.same(parametersFor({ maxBandwidthBytes: 5e8, downtimeLimitMs: 50, multifdChannels: 4 }, 'dst'), { 'multifd-channels': 4 });
-  t.same(parametersFor({ maxBandwidthBytes: 5e8, multifdChannels: 0 }, 'src'), { 'max-bandwidth': 5e8 });
+t.test('parametersFor: bandwidth/downtime on src only, multifd-channels on both, tls-creds always', async (t) => {
+  t.same(parametersFor({ maxBandwidthBytes: 10 * 1024 ** 3 }, 'src'), { 'tls-creds': '', 'max-bandwidth': 10 * 1024 ** 3 });
+  t.same(parametersFor({ maxBandwidthBytes: 10 * 1024 ** 3 }, 'dst'), { 'tls-creds': '' });
+  t.same(parametersFor({ maxBandwidthBytes: 5e8, downtimeLimitMs: 50, multifdChannels: 4 }, 'src'), { 'tls-creds': '', 'max-bandwidth': 5e8, 'downtime-limit': 50, 'multifd-channels': 4 });
+  t.same(parametersFor({ maxBandwidthBytes: 5e8, downtimeLimitMs: 50, multifdChannels: 4 }, 'dst'), { 'tls-creds': '', 'multifd-channels': 4 });
+  t.same(parametersFor({ maxBandwidthBytes: 5e8, multifdChannels: 0 }, 'src'), { 'tls-creds': '', 'max-bandwidth': 5e8 });
+  t.same(parametersFor({ maxBandwidthBytes: 5e8 }, 'dst', 'symrun-tls-m1'), { 'tls-creds': 'symrun-tls-m1' }, 'TLS credentials named on the destination');
+  t.same(parametersFor({ maxBandwidthBytes: 5e8 }, 'src', 'symrun-tls-m1'), { 'tls-creds': 'symrun-tls-m1', 'max-bandwidth': 5e8 }, 'and on the source');
 });
 
 t.test('tuning validation', async (t) => {
@@ -222,8 +224,9 @@ t.test('configureMigration: capabilities, then parameters', async (t) => {
   await configureMigration(qmp, { maxBandwidthBytes: 1e10 }, 'dst');
   t.same(calls(srv), [
     ['migrate-set-capabilities', { capabilities: capabilitiesFor({ maxBandwidthBytes: 1e10, multifdChannels: 2 }, 'src') }],
-    ['migrate-set-parameters', { 'max-bandwidth': 1e10, 'multifd-channels': 2 }],
+    ['migrate-set-parameters', { 'tls-creds': '', 'max-bandwidth': 1e10, 'multifd-channels': 2 }],
     ['migrate-set-capabilities', { capabilities: capabilitiesFor({ maxBandwidthBytes: 1e10 }, 'dst') }],
+    ['migrate-set-parameters', { 'tls-creds': '' }],
   ]);
   srv.on('migrate-set-capabilities', () => ({ error: { class: 'GenericError', desc: "There's a migration process in progress" } }));
   const e: any = await configureMigration(qmp, { maxBandwidthBytes: 1e10 }, 'src').catch((e) => e);
@@ -396,6 +399,7 @@ t.test('saveStateToFile: stop, reset capabilities, exec:cat into .part then rena
   const cmds = calls(srv).map((c) => c[0]);
   t.same(cmds.slice(0, 5), ['query-status', 'stop', 'migrate-set-capabilities', 'migrate-set-parameters', 'migrate']);
   t.match(String(srv.calls.find((c) => c.command === 'migrate')!.arguments!.uri), /^exec:cat > '.*\.part' && sync /);
+  t.equal(srv.calls.find((c) => c.command === 'migrate-set-parameters')!.arguments!['tls-creds'], '', 'a state file is never written through TLS (tls-creds reset)');
 });
 
 t.test('completeIncoming: waits for the destination, then resumes it only if it ended paused', async (t) => {

@@ -13,6 +13,8 @@ import { askHelper } from '../node/client.js';
 import { readNodeConfig } from '../node/config.js';
 import { helperSocket } from '../node/record.js';
 import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, completeIncoming, startPostcopy, throttleGuest, setMaxBandwidth, saveStateToFile, shellQuote, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
+import { derivePsk, pskIdentity, tlsDir, writePskFile, removePskDir, type MigrationTlsRequest } from '../migration/psk.js';
+import { tlsCredsId, tlsObjectArgs, addTlsCreds, dropTlsCreds, tlsFailure } from '../migration/tls.js';
 import { ensureTap, deleteTap } from '../local/index.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
 import { SymError } from '../errors.js';
@@ -29,6 +31,9 @@ interface VmEntry {
   helper?: { job: string; vm: number };
   badFrames: number;
   released: boolean;
+  /** per-migration TLS key directories of this VM on this host and QEMU's credentials object for each
+   *  (removed when the migration is over on this side) */
+  tls: Array<{ dir: string; credsId: string }>;
 }
 
 async function releaseTaps(taps: string[]): Promise<void> {
@@ -50,7 +55,11 @@ export class HostAgent {
    * (graceMs) instead of stopping every VM at once: a restarted coordinator (`symrun recover`)
    * re-attaches to the running VMs. Without it, or after the grace, nothing is left behind.
    */
-  constructor(readonly host: string, peer: RpcPeer, private opts: { reconnect?: () => Promise<RpcPeer>; graceMs?: number } = {}) {
+  /**
+   * secret: the per-job secret (migration stream keys are derived from it, migration/psk.ts).
+   * spawnVm: starts QEMU (default vm/index.ts startVm; unit tests pass a fake backed by a fake QMP server).
+   */
+  constructor(readonly host: string, peer: RpcPeer, private opts: { reconnect?: () => Promise<RpcPeer>; graceMs?: number; secret?: string; spawnVm?: (spec: VmSpec) => Promise<VmProcess> } = {}) {
     this.attach(peer);
   }
 
@@ -77,8 +86,8 @@ export class HostAgent {
         return plugNic(e.proc.qmp, { id: d.id, netdevId: d.netdevId, tap: d.tap, mac: d.mac, model: d.model, bus: d.bus }, opts);
       })
       // ---- migration endpoints (the coordinator drives the protocol; see migration/machine.ts) ----
-      .handle('mig.prepare', (p: { spec: VmSpec; taps?: TapRequest[]; tuning: MigrationTuning; listenIp: string }) => this.prepareIncoming(p.spec, p.taps ?? [], p.tuning, p.listenIp))
-      .handle('mig.perform', (p: { name: string; uri: string; tuning: MigrationTuning; mode: MigrationMode; op: string }) => this.perform(p))
+      .handle('mig.prepare', (p: { spec: VmSpec; taps?: TapRequest[]; tuning: MigrationTuning; listenIp: string; tls?: MigrationTlsRequest }) => this.prepareIncoming(p.spec, p.taps ?? [], p.tuning, p.listenIp, p.tls))
+      .handle('mig.perform', (p: { name: string; uri: string; tuning: MigrationTuning; mode: MigrationMode; op: string; tls?: MigrationTlsRequest }) => this.perform(p))
       .handle('mig.action', async (p: { name: string; action: 'postcopy' | 'throttle' | 'stop-copy' | 'bandwidth'; percent?: number; bytesPerSec?: number }) => {
         const q = this.vm(p.name).proc.qmp;
         if (p.action === 'postcopy') await startPostcopy(q);
@@ -152,7 +161,7 @@ export class HostAgent {
     return e;
   }
 
-  async startVm(spec: VmSpec, taps: TapRequest[]): Promise<{ pid: number }> {
+  async startVm(spec: VmSpec, taps: TapRequest[], tls: Array<{ dir: string; credsId: string }> = []): Promise<{ pid: number }> {
     if (this.vms.has(spec.name)) throw new SymError('ESYM_VM_EXISTS', { message: `VM ${spec.name} already runs on ${this.host}` });
     fs.mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
     const made: string[] = [];
@@ -165,14 +174,14 @@ export class HostAgent {
         await ensureTap(t.tap, t.bridge);
         made.push(t.tap);
       }
-      proc = await startVm(spec, {});
+      proc = await (this.opts.spawnVm ?? ((s: VmSpec) => startVm(s, {})))(spec);
     } catch (err) {
       // nothing of a failed start stays on the node
       if (viaHelper) await askHelper(nodeHelperSocket(), 'detach', { job: viaHelper.job, vm: viaHelper.vm }).catch(() => undefined);
       await releaseTaps(made);
       throw err;
     }
-    const e: VmEntry = { spec, proc, stopping: false, taps: made, ...(viaHelper ? { helper: { job: viaHelper.job, vm: viaHelper.vm } } : {}), badFrames: 0, released: false };
+    const e: VmEntry = { spec, proc, stopping: false, taps: made, ...(viaHelper ? { helper: { job: viaHelper.job, vm: viaHelper.vm } } : {}), badFrames: 0, released: false, tls: [...tls] };
     this.vms.set(spec.name, e);
     proc.qmp.on('event', (ev: { event: string; data: unknown }) => this.peer.notify('qmp.event', { vm: spec.name, event: ev.event, data: ev.data }));
     void proc.exited.then((r) => {
@@ -219,14 +228,38 @@ export class HostAgent {
     });
   }
 
-  /** Destination side: QEMU with the same device set as the source now has, waiting for the stream. */
-  async prepareIncoming(spec: VmSpec, taps: TapRequest[], tuning: MigrationTuning, listenIp: string): Promise<{ uri: string; pid: number }> {
-    const { pid } = await this.startVm({ ...spec, incoming: 'defer' }, taps);
+  /** This migration's key file on this host (derived from the job secret: the key never crosses a wire). */
+  private writeKey(vmRunDir: string, tls: MigrationTlsRequest): string {
+    const key = derivePsk(this.opts.secret ?? '', tls);
+    fs.mkdirSync(vmRunDir, { recursive: true, mode: 0o700 });
+    const dir = tlsDir(vmRunDir, tls.op);
+    writePskFile(dir, pskIdentity(tls.op), key);
+    return dir;
+  }
+
+  /**
+   * Destination side: QEMU with the same device set as the source now has, waiting for the stream.
+   * With tls: the server's credentials on its command line, tls-creds set before migrate-incoming.
+   */
+  async prepareIncoming(spec: VmSpec, taps: TapRequest[], tuning: MigrationTuning, listenIp: string, tls?: MigrationTlsRequest): Promise<{ uri: string; pid: number; tls: boolean }> {
+    let extraArgs = spec.extraArgs;
+    let dir: string | undefined;
+    if (tls) {
+      dir = this.writeKey(spec.runDir, tls);
+      extraArgs = [...spec.extraArgs, ...tlsObjectArgs({ id: tlsCredsId(tls.op), endpoint: 'server', dir })];
+    }
+    let pid: number;
+    try {
+      ({ pid } = await this.startVm({ ...spec, extraArgs, incoming: 'defer' }, taps, dir ? [{ dir, credsId: tlsCredsId(tls!.op) }] : []));
+    } catch (e) {
+      if (dir) removePskDir(dir);
+      throw e;
+    }
     const q = this.vm(spec.name).proc.qmp;
-    await configureMigration(q, tuning, 'dst');
+    await configureMigration(q, tuning, 'dst', tls ? { tlsCreds: tlsCredsId(tls.op) } : {});
     // port 0: QEMU binds a free port and reports it (no race between picking and binding)
     const uri = await startIncoming(q, `tcp:${listenIp}:0`);
-    return { uri, pid };
+    return { uri, pid, tls: !!tls };
   }
 
   /** Restart: load a checkpoint's state file into a new QEMU (paused afterwards). */
@@ -247,11 +280,44 @@ export class HostAgent {
   }
 
   /** Source side: start the transfer and report progress until it completes (or fails / is cancelled). */
-  async perform(p: { name: string; uri: string; tuning: MigrationTuning; mode: MigrationMode; op: string }): Promise<MigrationProgress> {
-    const q = this.vm(p.name).proc.qmp;
-    await configureMigration(q, { ...p.tuning, postcopy: p.tuning.postcopy || p.mode === 'postcopy' }, 'src');
-    if (p.mode === 'stop-copy') await q.execute('stop');
-    await startOutgoing(q, p.uri);
+  async perform(p: { name: string; uri: string; tuning: MigrationTuning; mode: MigrationMode; op: string; tls?: MigrationTlsRequest }): Promise<MigrationProgress> {
+    const e = this.vm(p.name);
+    const q = e.proc.qmp;
+    const credsId = p.tls ? tlsCredsId(p.tls.op) : undefined;
+    let dir: string | undefined;
+    let started = false;
+    let settled = false;
+    try {
+      if (p.tls) {
+        dir = this.writeKey(e.spec.runDir, p.tls);
+        e.tls.push({ dir, credsId: credsId! });
+        await addTlsCreds(q, { id: credsId!, endpoint: 'client', dir, username: pskIdentity(p.tls.op) });
+      }
+      await configureMigration(q, { ...p.tuning, postcopy: p.tuning.postcopy || p.mode === 'postcopy' }, 'src', credsId ? { tlsCreds: credsId } : {});
+      if (p.mode === 'stop-copy') await q.execute('stop');
+      await startOutgoing(q, p.uri);
+      started = true;
+      const r = await this.watchOutgoing(q, p);
+      settled = true;
+      return r;
+    } catch (err) {
+      const code = (err as SymError).code;
+      settled = !started || code === 'ESYM_MIGRATION_FAILED' || code === 'ESYM_MIGRATION_CANCELLED';
+      const tlsErr = p.tls && code === 'ESYM_MIGRATION_FAILED'
+        ? tlsFailure((err as SymError).details?.progress as MigrationProgress | undefined, { src: this.host, dst: p.uri })
+        : undefined;
+      throw tlsErr ?? err;
+    } finally {
+      if (dir) {
+        removePskDir(dir);
+        e.tls = e.tls.filter((x) => x.dir !== dir);
+      }
+      // a migration still running (timeout, postcopy paused) keeps its credentials
+      if (credsId && settled) await dropTlsCreds(q, credsId);
+    }
+  }
+
+  private watchOutgoing(q: VmProcess['qmp'], p: { name: string; mode: MigrationMode; op: string }): Promise<MigrationProgress> {
     let switched = false;
     return waitMigration(q, {
       intervalMs: DEFAULTS.migration.pollIntervalMs,
@@ -295,7 +361,13 @@ export class HostAgent {
 
   /** Destination side: the stream is loaded and the VM runs (QEMU keeps it paused if the source was stopped: stop-copy). */
   async finishIncoming(name: string, timeoutMs: number): Promise<{ status: string; resumed: boolean }> {
-    const r = await completeIncoming(this.vm(name).proc.qmp, { resume: true, timeoutMs });
+    const e = this.vm(name);
+    const r = await completeIncoming(e.proc.qmp, { resume: true, timeoutMs });
+    // the stream is in: this side's key and credentials are no longer needed
+    for (const x of e.tls.splice(0)) {
+      removePskDir(x.dir);
+      await dropTlsCreds(e.proc.qmp, x.credsId);
+    }
     if (r.runState !== 'running') {
       throw new SymError('ESYM_MIGRATION_FINISH', { message: `${name} on ${this.host} is ${r.runState} after the transfer`, fix: `see ${this.vm(name).proc.stderrLog}` });
     }
@@ -318,6 +390,7 @@ export class HostAgent {
     if (e.released) return;
     e.released = true;
     e.guest?.destroy();
+    for (const x of e.tls.splice(0)) removePskDir(x.dir);
     await releaseTaps(e.taps);
     if (e.helper) await askHelper(nodeHelperSocket(), 'detach', e.helper).catch(() => undefined);
   }
@@ -340,7 +413,7 @@ async function main(): Promise<void> {
   const connect = (timeoutMs: number) => connectChannel({ host: m[1]!, port: Number(m[2]), secret, name: host, timeoutMs });
   const peer = await connect(30_000);
   const graceMs = Number(process.env.SYMRUN_AGENT_GRACE_MS ?? PROTOCOL_DEFAULTS.agentGraceMs);
-  const agent = new HostAgent(host, peer, { reconnect: () => connect(2_000), graceMs });
+  const agent = new HostAgent(host, peer, { reconnect: () => connect(2_000), graceMs, secret });
   const bye = () => void agent.stopAll().finally(() => process.exit(0));
   // scancel, a time limit or a preemption signal every step of the job at once (SIGTERM, SIGKILL after
   // Slurm's KillWait): the VMs hold what the ranks wrote, so they stay until the coordinator has copied

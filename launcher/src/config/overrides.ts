@@ -19,6 +19,7 @@ export interface ConfigOverrides {
   hosts?: string[];
   subnet?: string;
   quiesce?: string;
+  migrationTls?: string;
   checkpointDir?: string;
   checkpointInterval?: string | number;
   keep?: string | number;
@@ -44,6 +45,7 @@ export const OVERRIDE_OPTIONS: Readonly<Record<keyof ConfigOverrides, string>> =
   hosts: '--hosts',
   subnet: '--subnet',
   quiesce: '--quiesce',
+  migrationTls: '--migration-tls',
   checkpointDir: '--checkpoint-dir',
   checkpointInterval: '--checkpoint-interval',
   keep: '--keep',
@@ -69,6 +71,7 @@ export const OVERRIDE_PATHS: Readonly<Record<keyof ConfigOverrides, readonly str
   hosts: ['hosts'],
   subnet: ['network', 'subnet'],
   quiesce: ['migration', 'quiesce'],
+  migrationTls: ['migration', 'tls'],
   checkpointDir: ['checkpoint', 'dir'],
   checkpointInterval: ['checkpoint', 'interval'],
   keep: ['checkpoint', 'keep'],

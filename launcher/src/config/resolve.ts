@@ -73,6 +73,7 @@ export function resolveConfig(raw: Record<string, unknown>, source: string, imag
       ...(mig.deadline !== undefined ? { deadlineMs: parseDurationMs(mig.deadline as string | number) } : {}),
       deadlineActions: [...((mig.deadlineActions as MigrationConfig['deadlineActions'] | undefined) ?? PROTOCOL_DEFAULTS.deadlineActions)],
       maxConcurrent: (mig.maxConcurrent as number | undefined) ?? PROTOCOL_DEFAULTS.maxConcurrent,
+      tls: (mig.tls as MigrationConfig['tls'] | undefined) ?? PROTOCOL_DEFAULTS.migrationTls,
       hooks: { ...(isPlainObject(mig.hooks) ? (mig.hooks as { quiesce?: string; resume?: string }) : {}) },
     },
     checkpoint: {

@@ -355,6 +355,12 @@ export const CONFIG_SCHEMA = {
           'x-expect': 'a whole number, 1 or more',
           description: 'Migrations in flight at once (e.g. two drained hosts); more wait their turn.',
         },
+        tls: {
+          enum: ['on', 'off'],
+          default: PROTOCOL_DEFAULTS.migrationTls,
+          'x-expect': 'on or off (quoted in YAML 1.1 tools: "off")',
+          description: 'Encrypt and authenticate the QEMU migration stream (TLS with a pre-shared key derived per migration from the job secret, never used twice): nobody on the network can read guest memory or inject VM state. off = plain TCP (trusted network only). Checkpoint files are not affected.',
+        },
         hooks: {
           type: 'object', additionalProperties: false,
           description: 'Commands run inside every guest by the `hooks` quiesce adapter.',

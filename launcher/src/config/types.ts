@@ -59,6 +59,8 @@ export interface MigrationConfig {
   deadlineMs?: number;
   deadlineActions: Array<'postcopy' | 'throttle' | 'stop-copy'>;
   maxConcurrent: number;
+  /** migration streams TLS-encrypted and authenticated with a per-migration PSK */
+  tls: 'on' | 'off';
   hooks: { quiesce?: string; resume?: string };
 }
 

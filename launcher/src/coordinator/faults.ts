@@ -4,6 +4,8 @@
 //   kill-dst-qemu@perform       SIGKILL the destination QEMU at the first progress sample
 //   refuse-device-add@dst|HOST  device_add on the destination names a root port that does not exist:
 //                               QEMU itself refuses it
+//   wrong-tls-key@dst           the destination derives its migration stream key from another salt: the
+//                               TLS handshake fails, the migration rolls back
 //   guest-stall@quiesce         the moving VM's guest agent delays its quiesce answer for 60 s
 //   kill-coordinator@perform    the coordinator SIGKILLs itself at the first progress sample
 //                               (`symrun recover` then picks the job up from the journal)
@@ -15,7 +17,7 @@
 //                               a directory that does not exist: QEMU's own error)
 import { SymError } from '../errors.js';
 
-export const KNOWN_FAULTS = ['kill-dst-qemu', 'refuse-device-add', 'guest-stall', 'kill-coordinator', 'fail-save'] as const;
+export const KNOWN_FAULTS = ['kill-dst-qemu', 'refuse-device-add', 'guest-stall', 'kill-coordinator', 'fail-save', 'wrong-tls-key'] as const;
 
 export interface Faults {
   has(name: string, where: string): boolean;

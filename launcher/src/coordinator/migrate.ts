@@ -11,6 +11,7 @@ import { opEvent, type OpEvent } from '../protocol/events.js';
 import { FileJournal, readJournal } from '../protocol/journal.js';
 import type { MigrationProgress, MigrationTuning } from '../migration/qemu.js';
 import { deadlineDecision } from '../migration/deadline.js';
+import { newTlsRequest } from '../migration/psk.js';
 import type { RpcPeer } from '../agent/channel.js';
 import type { GuestClient } from '../agent/guest.js';
 import type { MigrationConfig } from '../config/types.js';
@@ -64,6 +65,8 @@ export interface OpInfo {
   to: string;
   mode: MigrationMode;
   quiesce: QuiesceAdapter;
+  /** the stream is TLS-encrypted with a per-migration key (migration.tls) */
+  tls: boolean;
   phase: string;
   startedAt: string;
   reason?: string;
@@ -189,7 +192,7 @@ export class Migrations {
     const op = `m${crypto.randomBytes(3).toString('hex')}`;
     const cfg = this.job.migration;
     const info: OpInfo = {
-      op, vm: req.vm, from: v.host, to, mode: req.mode ?? cfg.mode, quiesce: req.quiesce ?? cfg.quiesce,
+      op, vm: req.vm, from: v.host, to, mode: req.mode ?? cfg.mode, quiesce: req.quiesce ?? cfg.quiesce, tls: cfg.tls === 'on',
       phase: 'queued', startedAt: new Date().toISOString(), reason: req.reason, actions: [],
     };
     const deadlineMs = req.deadlineMs ?? cfg.deadlineMs;
@@ -246,7 +249,7 @@ export class Migrations {
       const state = r.state as MigrationState;
       if (r.kind !== 'migrate' || !r.params || state.phase === 'new' || MIGRATION.isTerminal(state.phase)) continue;
       const p = r.params as unknown as OpInfo & { deadlineMs?: number };
-      const info: OpInfo = { op: r.op, vm: p.vm, from: p.from, to: p.to, mode: p.mode, quiesce: p.quiesce, phase: state.phase, startedAt: p.startedAt, reason: `recovered after a coordinator restart (was in ${state.phase})`, actions: [] };
+      const info: OpInfo = { op: r.op, vm: p.vm, from: p.from, to: p.to, mode: p.mode, quiesce: p.quiesce, tls: p.tls ?? this.job.migration.tls === 'on', phase: state.phase, startedAt: p.startedAt, reason: `recovered after a coordinator restart (was in ${state.phase})`, actions: [] };
       const exec = new Executor({ op: r.op, machine: MIGRATION, ports: this.ports(info, { faults: parseFaults('') }), journal: this.journal, from: state, onEvent: (e) => this.emit({ ...e, data: { vm: info.vm, from: info.from, to: info.to, ...(e.data ?? {}) } }) });
       this.ops.set(r.op, { info, exec });
       const done = exec.recover(`the coordinator was restarted during ${state.phase}`).then((res) => { info.result = res; return res; });
@@ -288,14 +291,18 @@ export class Migrations {
       ...(deadlineMs && cfg.deadlineActions.includes('throttle') ? { autoConverge: true } : {}),
     };
     let uri = '';
+    // TLS: both host agents derive the stream key from the job secret, the op id and this salt (psk.ts);
+    // the fault wrong-tls-key@dst gives the destination another salt, hence another key
+    const tls = info.tls ? newTlsRequest(info.op) : undefined;
+    const dstTls = tls && faults.has('wrong-tls-key', 'dst') ? newTlsRequest(info.op) : tls;
     const plug = (host: string, bus?: string) => plugParams(info.vm, job.device(info.vm, host), hostOf(host).bridge, bus);
     const self = this;
 
     return {
       async prepare(signal) {
-        const r = await dst().call<{ uri: string; pid: number }>('mig.prepare', { spec: job.spec(info.vm, info.to, false), taps: job.taps(info.vm, hostOf(info.to).bridge), tuning, listenIp: hostOf(info.to).ip }, { timeoutMs: PROTOCOL_DEFAULTS.prepareTimeoutMs, signal });
+        const r = await dst().call<{ uri: string; pid: number }>('mig.prepare', { spec: job.spec(info.vm, info.to, false), taps: job.taps(info.vm, hostOf(info.to).bridge), tuning, listenIp: hostOf(info.to).ip, ...(dstTls ? { tls: dstTls } : {}) }, { timeoutMs: PROTOCOL_DEFAULTS.prepareTimeoutMs, signal });
         uri = r.uri;
-        return { uri, dstPid: r.pid };
+        return { uri, dstPid: r.pid, tls: info.tls };
       },
       quiesce: (signal) => self.gate.acquire(info.op, info.quiesce, info.vm, signal, faults),
       async unplug(signal) {
@@ -334,7 +341,7 @@ export class Migrations {
         const onAbort = () => { try { void src().call('mig.cancel', { name: info.vm }).catch(() => undefined); } catch { /* source host lost */ } };
         signal.addEventListener('abort', onAbort, { once: true });
         try {
-          const fin = await src().call<MigrationProgress>('mig.perform', { name: info.vm, uri, tuning, mode: info.mode, op: info.op }, { timeoutMs: deadlineMs ? deadlineMs * 3 : DEFAULTS.migration.timeoutMs });
+          const fin = await src().call<MigrationProgress>('mig.perform', { name: info.vm, uri, tuning, mode: info.mode, op: info.op, ...(tls ? { tls } : {}) }, { timeoutMs: deadlineMs ? deadlineMs * 3 : DEFAULTS.migration.timeoutMs });
           if (signal.aborted) throw new CancelledError();
           return { ...fin, actions: info.actions } as unknown as Record<string, unknown>;
         } catch (e) {

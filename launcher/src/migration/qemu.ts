@@ -106,10 +106,14 @@ export function capabilitiesFor(t: MigrationTuning, side: MigrationSide): Array<
   return caps;
 }
 
-/** migrate-set-parameters arguments for one side. Pure. */
-export function parametersFor(t: MigrationTuning, side: MigrationSide): Record<string, unknown> {
+/**
+ * migrate-set-parameters arguments for one side. Pure. `tls-creds` is always set: the id of this side's
+ * tls-creds-psk object (migration/tls.ts) for an encrypted stream, "" for a plain one — the parameter
+ * outlives a migration in QEMU, and a state file (exec:) must never be written through TLS.
+ */
+export function parametersFor(t: MigrationTuning, side: MigrationSide, tlsCreds = ''): Record<string, unknown> {
   checkTuning(t);
-  const p: Record<string, unknown> = {};
+  const p: Record<string, unknown> = { 'tls-creds': tlsCreds };
   if (side === 'src') {
     p['max-bandwidth'] = t.maxBandwidthBytes;
     if (t.downtimeLimitMs !== undefined) p['downtime-limit'] = t.downtimeLimitMs;
@@ -124,13 +128,17 @@ function migrationError(code: ErrorCode, message: string, fix: string, e: unknow
   return new SymError(code, { message: `${message}: ${(e as Error).message}`, fix, details, cause: e });
 }
 
-/** Set capabilities, then parameters, on one side. Must run before migrate / migrate-incoming. */
-export async function configureMigration(qmp: QmpClient, t: MigrationTuning, side: MigrationSide, o: MigrationCallOptions = {}): Promise<void> {
+/**
+ * Set capabilities, then parameters, on one side. Must run before migrate / migrate-incoming.
+ * tlsCreds: the id of this side's tls-creds-psk object (created before), or none for a plain stream.
+ */
+export async function configureMigration(qmp: QmpClient, t: MigrationTuning, side: MigrationSide, o: MigrationCallOptions & { tlsCreds?: string } = {}): Promise<void> {
   const caps = capabilitiesFor(t, side);
-  const params = parametersFor(t, side);
+  const params = parametersFor(t, side, o.tlsCreds);
+  const call = { timeoutMs: o.timeoutMs, signal: o.signal };
   try {
-    await qmp.execute('migrate-set-capabilities', { capabilities: caps }, o);
-    if (Object.keys(params).length) await qmp.execute('migrate-set-parameters', params, o);
+    await qmp.execute('migrate-set-capabilities', { capabilities: caps }, call);
+    await qmp.execute('migrate-set-parameters', params, call);
   } catch (e) {
     throw migrationError('ESYM_MIGRATION_CONFIG', `cannot configure migration on the ${side === 'src' ? 'source' : 'destination'}`,
       'capabilities can only change while no migration runs; check that this QEMU supports them (query-migrate-capabilities)', e, { side, capabilities: caps, parameters: params });
