@@ -1,7 +1,8 @@
 // MPICH programs (docs/mpi.md) with real QEMU and Debian's MPICH: ring.c built with mpicc.mpich runs
 // on 3 VMs through Hydra's mpiexec.hydra (remote hydra_pmi_proxy started through symrun-rsh), its ranks
 // are one MPI job (rank R of 3, not 3 singletons), it survives a live migration of vm2 to the spare
-// mid-run with the right checksum; and asking for Open MPI for it is refused before any VM boots.
+// mid-run with the right checksum; asking for Open MPI for it, or giving it an image without Hydra, is
+// refused before any VM boots.
 import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -28,6 +29,19 @@ t.test('--mpi openmpi for an MPICH program: a usage error naming the field, befo
   t.match(r.stderr, /field: mpi\.implementation \(--mpi\)/);
   t.match(r.stderr, /--mpi mpich or --mpi auto/, 'the fix');
   t.match(r.stderr, /ESYM_MPI_MISMATCH/);
+  t.notMatch(r.stderr, /booting/, 'no VM booted');
+});
+
+t.test('an image without Hydra (the Open MPI image given as image: DIR): ESYM_MPI_MISSING naming image, before any VM boots', async (t) => {
+  const b = await runSymrun(['image', 'build', '--json'], { cwd: work, timeoutMs: 300_000 });
+  t.equal(b.code, 0, `image build: ${b.stderr}`);
+  const dir = (JSON.parse(b.stdout) as { dir: string }).dir;
+  const r = await runSymrun(['--local', '3', '--accel', 'tcg', '--image', dir, '--', './ring-mpich', '5'], { cwd: work, timeoutMs: 120_000 });
+  t.equal(r.code, 3, 'exit 3 (a missing part)');
+  t.match(r.stderr, /needs MPICH, but the guest image .* has no \/usr\/bin\/mpiexec\.hydra/);
+  t.match(r.stderr, /field: image/);
+  t.match(r.stderr, /image: auto/, 'the fix');
+  t.match(r.stderr, /ESYM_MPI_MISSING/);
   t.notMatch(r.stderr, /booting/, 'no VM booted');
 });
 
