@@ -134,6 +134,8 @@ export const IMAGE_DEFAULTS = {
   rootModules: ['virtio_net', 'e1000e', 'bonding', 'failover', 'net_failover'],
   /** Debian packages whose files (and the ldd closure of their ELFs) go into the root */
   mpiPackages: ['openmpi-bin', 'openmpi-common', 'libopenmpi3', 'libpmix2'],
+  /** the same for MPICH (Hydra, libmpich, UCX with its transport modules): only in images for MPICH programs */
+  mpichPackages: ['mpich', 'libmpich12', 'libucx0'],
   /** root.ext4 size = content * growth + slackMiB */
   rootGrowth: 1.25,
   rootSlackMiB: 64,

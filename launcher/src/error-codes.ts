@@ -114,6 +114,8 @@ export const ERROR_CODES = {
   ESYM_MIGRATION_TLS: { exit: 'runtime', means: 'the encrypted migration stream could not be set up, or its TLS handshake failed (key mismatch)' },
   ESYM_MIGRATION_TUNING: { exit: 'runtime', means: 'invalid migration tuning' },
   ESYM_MISSING_TOOL: { exit: 'environment', means: 'a host tool symrun --local needs is missing' },
+  ESYM_MPI_MISMATCH: { exit: 'usage', means: 'the MPI asked for (--mpi, mpi.implementation, --mca) is not the one the program is linked against' },
+  ESYM_MPI_MISSING: { exit: 'environment', means: 'the MPI the program needs is not on this host or not in the guest image' },
   ESYM_NEEDS_ROOT: { exit: 'environment', means: 'the operation needs root (local mode; symrun node devices claim and release)' },
   ESYM_NODE_CONFIG_INVALID: { exit: 'usage', means: 'a node config value is invalid (the key, line, value and fix say which)' },
   ESYM_NODE_CONFIG_NOT_FOUND: { exit: 'usage', means: 'the node config named by SYMRUN_NODE_CONFIG does not exist' },

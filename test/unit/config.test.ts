@@ -15,7 +15,7 @@ t.test('no file: every default, source "defaults"', async (t) => {
     vm: { memoryMiB: DEFAULTS.vm.memoryMiB, cpus: DEFAULTS.vm.cpus, machine: DEFAULTS.vm.machine, extraArgs: [] },
     interconnect: { type: 'emulated', model: DEFAULTS.interconnect.model },
     network: { subnet: 'auto', guestIfName: DEFAULTS.interconnect.guestIfName },
-    mpi: { tagOutput: false, mca: {}, extraArgs: [] },
+    mpi: { implementation: 'auto', tagOutput: false, mca: {}, extraArgs: [] },
     share: { cwd: true, maxBytes: DEFAULTS.share.maxBytes, exclude: [] },
     migration: {
       mode: PROTOCOL_DEFAULTS.mode, quiesce: PROTOCOL_DEFAULTS.quiesce, maxBandwidthBytes: DEFAULTS.migration.maxBandwidthBytes,
@@ -72,6 +72,7 @@ t.test('every key of the full fixture is read', async (t) => {
     },
     network: { subnet: '198.18.8.0/24', guestIfName: 'fab0', bridge: 'br-fabric' },
     mpi: {
+      implementation: 'openmpi',
       np: 8,
       slotsPerVm: 4,
       ntasksPerNode: 4,
@@ -219,10 +220,12 @@ t.test('overrides do not leak between calls or mutate the input', async (t) => {
 });
 
 t.test('OVERRIDE_OPTIONS names an option for every override', async (t) => {
-  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'checkpointDir', 'checkpointInterval', 'cpus', 'cpusPerTask', 'hosts', 'image', 'keep', 'local', 'maxRestarts', 'mca', 'memory', 'migrationTls', 'nodes', 'np', 'ntasksPerNode', 'quiesce', 'restartFromStart', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
+  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'checkpointDir', 'checkpointInterval', 'cpus', 'cpusPerTask', 'hosts', 'image', 'keep', 'local', 'maxRestarts', 'mca', 'memory', 'migrationTls', 'mpi', 'nodes', 'np', 'ntasksPerNode', 'quiesce', 'restartFromStart', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
   t.equal(OVERRIDE_OPTIONS.np, '-np');
   t.equal(OVERRIDE_OPTIONS.nodes, '-N');
   t.equal(OVERRIDE_OPTIONS.cpusPerTask, '--cpus-per-task');
+  t.equal(OVERRIDE_OPTIONS.mpi, '--mpi');
+  t.same(loadConfig({ env: noEnv, overrides: { mpi: 'mpich' } }).mpi.implementation, 'mpich', '--mpi sets mpi.implementation');
 });
 
 t.test('describeConfig summarizes', async (t) => {

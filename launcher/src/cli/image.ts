@@ -11,8 +11,9 @@ export function registerImage(program: Command): void {
     .description('build (or reuse, content-addressed) the guest image')
     .option('--force', 'rebuild even if an image with the same hash exists')
     .option('--json', 'print the image description as JSON')
-    .action(async (f: { force?: boolean; json?: boolean }) => {
-      const info = await buildImage({ force: f.force, onProgress: f.json ? undefined : (s: string) => process.stderr.write(`symrun: image: ${s}\n`) });
+    .option('--mpich', 'the image for MPICH programs (MPICH\'s packages too; symrun builds it when a job needs it)')
+    .action(async (f: { force?: boolean; json?: boolean; mpich?: boolean }) => {
+      const info = await buildImage({ force: f.force, mpich: f.mpich, onProgress: f.json ? undefined : (s: string) => process.stderr.write(`symrun: image: ${s}\n`) });
       process.stdout.write(f.json ? JSON.stringify(info, null, 2) + '\n' : `${info.builtNow ? 'built' : 'reused'} image ${info.hash.slice(0, 12)} in ${info.dir}\n`);
     });
   image

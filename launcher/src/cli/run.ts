@@ -9,7 +9,7 @@ import { collect, placementNames, checkCpusPerTask } from './args.js';
 
 interface RunFlags {
   config?: string; local?: string; spares?: string; accel?: string; image?: string; memory?: string; cpus?: string;
-  np?: string; slotsPerVm?: string; nodes?: string; ntasksPerNode?: string; cpusPerTask?: string; tagOutput?: boolean; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean; events?: string; quiesce?: string; migrationTls?: string;
+  np?: string; slotsPerVm?: string; nodes?: string; ntasksPerNode?: string; cpusPerTask?: string; tagOutput?: boolean; mpi?: string; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean; events?: string; quiesce?: string; migrationTls?: string;
   checkpointInterval?: string; checkpointDir?: string; keep?: string; maxRestarts?: string; restartFromStart?: boolean;
 }
 
@@ -21,7 +21,7 @@ function overridesFrom(f: RunFlags): ConfigOverrides {
   });
   return {
     accel: f.accel, image: f.image, memory: f.memory, cpus: f.cpus, local: f.local, spares: f.spares, np: f.np,
-    slotsPerVm: f.slotsPerVm, nodes: f.nodes, ntasksPerNode: f.ntasksPerNode, cpusPerTask: f.cpusPerTask, tagOutput: f.tagOutput, mca: mca.length ? mca : undefined, subnet: f.subnet, quiesce: f.quiesce, migrationTls: f.migrationTls,
+    slotsPerVm: f.slotsPerVm, nodes: f.nodes, ntasksPerNode: f.ntasksPerNode, cpusPerTask: f.cpusPerTask, tagOutput: f.tagOutput, mpi: f.mpi, mca: mca.length ? mca : undefined, subnet: f.subnet, quiesce: f.quiesce, migrationTls: f.migrationTls,
     checkpointInterval: f.checkpointInterval, checkpointDir: f.checkpointDir, keep: f.keep,
     maxRestarts: f.maxRestarts, restartFromStart: f.restartFromStart,
   };
@@ -64,6 +64,7 @@ export function registerRun(program: Command, argv: readonly string[], app: stri
       .option('-c, --cpus-per-task <n>', 'vCPUs per rank (as srun -c): VMs get ranks per VM x N vCPUs, mpirun --map-by slot:PE=N (the config file is -C/--config)')
       .option('--slots-per-vm <n>', 'ranks per VM, the same as --ntasks-per-node (default: ceil(-n / VMs), else vCPUs per VM / -c)')
       .option('--tag-output', 'prefix each output line with [vm,rank]<stdout|stderr>:')
+      .option('--mpi <impl>', 'MPI that launches the program: openmpi | mpich | auto (default: from its libraries; docs/mpi.md)')
       .option('--mca <name=value>', 'Open MPI MCA parameter (also --mca NAME VALUE); repeatable', collect)
       .option('--subnet <cidr>', "private /24 for the job's network ('auto')")
       .option('--quiesce <adapter>', 'how migrations quiesce MPI traffic: freeze | failover (VMs get a standby NIC) | hooks')

@@ -15,6 +15,7 @@ export interface ConfigOverrides {
   ntasksPerNode?: string | number;
   cpusPerTask?: string | number;
   tagOutput?: boolean;
+  mpi?: string;
   mca?: Array<[string, string]>;
   hosts?: string[];
   subnet?: string;
@@ -41,6 +42,7 @@ export const OVERRIDE_OPTIONS: Readonly<Record<keyof ConfigOverrides, string>> =
   ntasksPerNode: '--ntasks-per-node',
   cpusPerTask: '--cpus-per-task',
   tagOutput: '--tag-output',
+  mpi: '--mpi',
   mca: '--mca',
   hosts: '--hosts',
   subnet: '--subnet',
@@ -67,6 +69,7 @@ export const OVERRIDE_PATHS: Readonly<Record<keyof ConfigOverrides, readonly str
   ntasksPerNode: ['mpi', 'ntasksPerNode'],
   cpusPerTask: ['mpi', 'cpusPerTask'],
   tagOutput: ['mpi', 'tagOutput'],
+  mpi: ['mpi', 'implementation'],
   mca: ['mpi', 'mca'],
   hosts: ['hosts'],
   subnet: ['network', 'subnet'],

@@ -3,7 +3,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULTS, PROTOCOL_DEFAULTS, SLURM_DEFAULTS } from '../defaults.js';
-import { type SymrunConfig, type InterconnectConfig, type MigrationConfig } from './types.js';
+import { type SymrunConfig, type InterconnectConfig, type MigrationConfig, type MpiConfig } from './types.js';
 import { CONFIG_DEFAULTS } from './schema.js';
 import { isPlainObject } from './problems.js';
 import { parseSize, parseSizeBytes, parseDurationMs } from './units.js';
@@ -51,6 +51,7 @@ export function resolveConfig(raw: Record<string, unknown>, source: string, imag
       ...(net.bridge !== undefined ? { bridge: net.bridge as string } : {}),
     },
     mpi: {
+      implementation: (mpi.implementation as MpiConfig['implementation'] | undefined) ?? CONFIG_DEFAULTS.mpiImplementation,
       ...(mpi.np !== undefined ? { np: mpi.np as number } : {}),
       ...(mpi.slotsPerVm !== undefined ? { slotsPerVm: mpi.slotsPerVm as number } : {}),
       ...(mpi.ntasksPerNode !== undefined ? { ntasksPerNode: mpi.ntasksPerNode as number } : {}),

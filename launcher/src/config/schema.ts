@@ -16,6 +16,7 @@ export const CONFIG_DEFAULTS = {
   shareCwd: true,
   shareExclude: [] as string[],
   tagOutput: false,
+  mpiImplementation: 'auto' as 'auto' | 'openmpi' | 'mpich',
   local: 0,
   spares: 0,
   checkpointKeep: 2,
@@ -214,6 +215,16 @@ export const CONFIG_SCHEMA = {
       additionalProperties: false,
       description: 'How mpirun is started inside the VMs.',
       properties: {
+        implementation: {
+          type: 'string',
+          enum: ['auto', 'openmpi', 'mpich'],
+          default: CONFIG_DEFAULTS.mpiImplementation,
+          'x-expect': 'auto, openmpi or mpich',
+          description:
+            'The MPI the program is launched with (--mpi). `auto`: the one its shared libraries name (libmpi.so.40: ' +
+            'Open MPI\'s mpirun; libmpich.so.12: MPICH\'s mpiexec.hydra); `openmpi` or `mpich` must match the program. ' +
+            'See docs/mpi.md.',
+        },
         np: {
           type: 'integer',
           minimum: 1,

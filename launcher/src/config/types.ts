@@ -26,6 +26,8 @@ export interface NetworkConfig {
 }
 
 export interface MpiConfig {
+  /** --mpi: the MPI the program is launched with; auto = detected from its libraries (docs/mpi.md) */
+  implementation: 'auto' | 'openmpi' | 'mpich';
   /** total ranks (-n); default = VMs x ntasksPerNode, else every slot (coordinator/placement.ts) */
   np?: number;
   /** ranks per VM (mpirun slots); default = ntasksPerNode, else ceil(np / VMs), else vm.cpus / cpusPerTask */

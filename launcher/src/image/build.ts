@@ -316,6 +316,17 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
   if (!S.seen.has('/usr/bin/mpirun')) warn('/usr/bin/mpirun was not found on the host (update-alternatives?); the guest has only mpirun.openmpi');
   step('openmpi');
 
+  // ---- root: MPICH (only in images for MPICH programs: ci.inputs.mpich) ----
+  if (ci.inputs.mpich) {
+    progress('root: MPICH packages');
+    const ml = await run('dpkg', ['-L', ...IMAGE_DEFAULTS.mpichPackages], { signal, allowFail: true });
+    for (const p of ml.stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('/') && l !== '/.' && !SKIP_PKG_FILE.test(l + '/') && !SKIP_PKG_FILE.test(l))) await S.addHost(p, false);
+    for (const f of ['/usr/bin/mpiexec.hydra', '/usr/bin/hydra_pmi_proxy']) {
+      if (!S.seen.has(f)) throw new SymError('ESYM_MPI_MISSING', { message: `the guest image for an MPICH program needs ${f} from this host, and it is missing`, field: 'mpi.implementation', value: 'mpich', fix: 'reinstall Debian\'s mpich package on this host (bash scripts/setup)', exitCode: EXIT.environment });
+    }
+    step('mpich');
+  }
+
   // ---- root: symrun guest agent ----
   progress('root: symrun guest agent');
   if (ci.guestDistFiles.length) await S.copyTree(paths.guestDist, ci.guestDistFiles, '/opt/symrun/dist/guest');

@@ -45,6 +45,8 @@ export interface ImageInputs {
   guestDist: { present: boolean; files: number; sha256: string };
   nodePty: { present: boolean; files: number; sha256: string };
   modules: { initrd: readonly string[]; root: readonly string[] };
+  /** only in images for MPICH programs (so an Open MPI image's hash never depends on MPICH) */
+  mpich?: { packages: Record<string, string> };
 }
 
 const sha256 = (b: string | Buffer) => crypto.createHash('sha256').update(b).digest('hex');
@@ -178,18 +180,31 @@ export function findKernel(): { version: string; vmlinuz: string; modulesDir: st
 /** Packages whose versions go into the hash: the MPI packages, their direct dependencies, and the base. */
 async function packageVersions(kernelVersion: string, signal?: AbortSignal): Promise<Record<string, string>> {
   const mpi = [...IMAGE_DEFAULTS.mpiPackages];
+  return versionsWithDeps(mpi, ['busybox-static', 'iproute2', 'iputils-arping', 'libc6', 'libc-bin',
+    'libstdc++6', 'libgcc-s1', `linux-image-${kernelVersion}`], (missing) => new SymError('ESYM_IMAGE_HOST_PACKAGE', {
+    message: `the guest image needs the Debian packages ${missing.join(', ')}, which are not installed`,
+    fix: 'install the host packages with `bash scripts/setup` (apt-get install openmpi-bin)',
+    value: missing,
+    exitCode: EXIT.environment,
+  }), signal);
+}
+
+/** The MPICH packages and their direct dependencies (an image for an MPICH program). */
+async function mpichVersions(signal?: AbortSignal): Promise<Record<string, string>> {
+  return versionsWithDeps([...IMAGE_DEFAULTS.mpichPackages], [], (missing) => new SymError('ESYM_MPI_MISSING', {
+    message: `the program is linked against MPICH, and the guest image needs the Debian packages ${missing.join(', ')} from this host, which are not installed`,
+    field: 'mpi.implementation',
+    value: 'mpich',
+    fix: 'install them with `bash scripts/setup` (apt-get install mpich libmpich-dev), or run an Open MPI program',
+    exitCode: EXIT.environment,
+  }), signal);
+}
+
+async function versionsWithDeps(mpi: string[], base: string[], onMissing: (missing: string[]) => SymError, signal?: AbortSignal): Promise<Record<string, string>> {
   const dep = await run('dpkg-query', ['-W', '-f', '${Package}\\t${Depends}\\t${Pre-Depends}\\n', ...mpi], { signal, allowFail: true });
   const missing = mpi.filter((p) => !new RegExp(`^${p.replace(/[.+]/g, '\\$&')}\\t`, 'm').test(dep.stdout));
-  if (missing.length) {
-    throw new SymError('ESYM_IMAGE_HOST_PACKAGE', {
-      message: `the guest image needs the Debian packages ${missing.join(', ')}, which are not installed`,
-      fix: 'install the host packages with `bash scripts/setup` (apt-get install openmpi-bin)',
-      value: missing,
-      exitCode: EXIT.environment,
-    });
-  }
-  const names = new Set<string>([...mpi, 'busybox-static', 'iproute2', 'iputils-arping', 'libc6', 'libc-bin',
-    'libstdc++6', 'libgcc-s1', `linux-image-${kernelVersion}`]);
+  if (missing.length) throw onMissing(missing);
+  const names = new Set<string>([...mpi, ...base]);
   for (const line of dep.stdout.split('\n')) {
     const [, d1 = '', d2 = ''] = line.split('\t');
     for (const alt of `${d1},${d2}`.split(',')) {
@@ -218,7 +233,12 @@ export interface ComputedInputs {
   scripts: Record<string, string>;
 }
 
-export async function computeInputs(signal?: AbortSignal): Promise<ComputedInputs> {
+export interface InputOpts {
+  /** an image for MPICH programs: MPICH's packages too (their versions go into the hash) */
+  mpich?: boolean;
+}
+
+export async function computeInputs(signal?: AbortSignal, opts: InputOpts = {}): Promise<ComputedInputs> {
   const paths = hostPaths();
   const kernel = findKernel();
   for (const [what, p] of [['node', paths.node], ['busybox', paths.busybox]] as const) {
@@ -254,8 +274,9 @@ export async function computeInputs(signal?: AbortSignal): Promise<ComputedInput
       cause: e,
     });
   }
-  const [packages, nodeSha, busyboxSha, guestDistFiles, nodePtyFiles] = await Promise.all([
+  const [packages, mpichPackages, nodeSha, busyboxSha, guestDistFiles, nodePtyFiles] = await Promise.all([
     packageVersions(kernel.version, signal),
+    opts.mpich ? mpichVersions(signal) : Promise.resolve(undefined),
     hashFile(paths.node),
     hashFile(paths.busybox),
     fs.existsSync(paths.guestDist) ? walk(paths.guestDist) : Promise.resolve([] as string[]),
@@ -274,6 +295,7 @@ export async function computeInputs(signal?: AbortSignal): Promise<ComputedInput
     guestDist: { present: guestDistFiles.length > 0, files: guestDistFiles.length, sha256: distSha },
     nodePty: { present: nodePtyFiles.length > 0, files: nodePtyFiles.length, sha256: ptySha },
     modules: { initrd: IMAGE_DEFAULTS.initrdModules, root: IMAGE_DEFAULTS.rootModules },
+    ...(mpichPackages ? { mpich: { packages: mpichPackages } } : {}),
   };
   return { inputs, hash: sha256(canonicalJson(inputs)), kernel, paths, guestDistFiles, nodePtyFiles, scripts };
 }

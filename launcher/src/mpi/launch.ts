@@ -1,8 +1,12 @@
-// Builds the mpirun command line run inside the first VM. Pure: no I/O.
-// Open MPI 4.1 from Debian; remote orted are started through symrun-rsh (no sshd in the guests), and
-// MPI traffic (btl tcp and the oob) is pinned to the passthrough interface.
+// Builds the MPI launcher's command line run inside the first VM. Pure: no I/O.
+// Open MPI 4.1 from Debian: mpirun; remote orted are started through symrun-rsh (no sshd in the guests),
+// and MPI traffic (btl tcp and the oob) is pinned to the passthrough interface.
+// MPICH 4.0 from Debian: Hydra's mpiexec.hydra with the rsh launcher pointed at symrun-rsh (remote
+// hydra_pmi_proxy started the same way); -iface pins Hydra's control connections, UCX_NET_DEVICES the
+// ranks' traffic (Debian's MPICH is ch4:ucx). Which one a program needs: mpi/detect.ts, docs/mpi.md.
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
+import type { MpiImpl } from './detect.js';
 
 export interface MpiVm { name: string; slots: number }
 export interface MpiPlanInput {
@@ -18,6 +22,10 @@ export interface MpiPlanInput {
   mca: Record<string, string>;
   extraArgs: string[];
   rshAgent?: string;
+  /** the MPI the program is linked against (default openmpi) */
+  implementation?: MpiImpl;
+  /** where `mpi.mca` / `--mca` came from, for the error when they are given to an MPICH program */
+  mcaOrigin?: string;
 }
 export interface MpiPlan { argv: string[]; env: Record<string, string>; np: number; rankVm: string[] }
 
@@ -35,6 +43,7 @@ export function planMpi(p: MpiPlanInput): MpiPlan {
   // by-slot mapping (with or without :PE=C): ranks fill vm1's slots first, then vm2's...
   const rankVm: string[] = [];
   for (const v of p.vms) for (let i = 0; i < v.slots && rankVm.length < np; i++) rankVm.push(v.name);
+  if (p.implementation === 'mpich') return planMpich(p, np, rankVm);
   const mca: Record<string, string> = {
     plm_rsh_agent: p.rshAgent ?? '/opt/symrun/bin/symrun-rsh',
     plm_rsh_no_tree_spawn: '1',
@@ -55,11 +64,50 @@ export function planMpi(p: MpiPlanInput): MpiPlan {
   };
 }
 
-/** Rewrites mpirun's "[1,R]<stdout>:" tags into "[vmX,R]<stdout>:" so each line names its VM. */
-export function retagLine(line: string, rankVm: string[]): string {
-  return line.replace(/^\[(\d+),(\d+)\]<(stdout|stderr)>:/, (m, _job, r: string, fd: string) => {
+/** Guest path of Hydra's launcher (Debian's mpich package; mpiexec.mpich is a link to it). */
+export const HYDRA = '/usr/bin/mpiexec.hydra';
+
+/**
+ * Hydra (MPICH): `-hosts vm1:S,vm2:S` fills vm1's slots first, as Open MPI's --map-by slot does; the
+ * environment of mpiexec reaches every rank (Hydra's default -genvall). Output tags (--tag-output):
+ * `[1,R]<out>:`, rewritten by retagLine like Open MPI's.
+ */
+function planMpich(p: MpiPlanInput, np: number, rankVm: string[]): MpiPlan {
+  checkMpiOptions('mpich', p.mca, p.program, p.mcaOrigin);
+  const argv = [HYDRA, '-launcher', 'rsh', '-launcher-exec', p.rshAgent ?? '/opt/symrun/bin/symrun-rsh',
+    '-hosts', p.vms.map((v) => `${v.name}:${v.slots}`).join(','), '-n', String(np), '-wdir', p.cwd, '-iface', p.ifName];
+  const pe = /^slot:PE=(\d+)$/.exec(p.mapBy ?? '');
+  if (pe) argv.push('-bind-to', `core:${pe[1]}`);
+  if (p.tagOutput) argv.push('-prepend-pattern', '[1,%r]<out>:');
+  argv.push(...p.extraArgs, p.program, ...p.args);
+  return {
+    argv,
+    np,
+    rankVm,
+    env: { HOME: '/root', PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', UCX_NET_DEVICES: p.ifName, UCX_TLS: 'tcp,self,sm' },
+  };
+}
+
+/** Options of one MPI given to a program of the other: refused (the job calls this before any VM boots). */
+export function checkMpiOptions(impl: MpiImpl, mca: Record<string, string>, program: string, origin = 'mpi.mca'): void {
+  const names = Object.keys(mca);
+  if (impl === 'mpich' && names.length) {
+    throw new SymError('ESYM_MPI_MISMATCH', {
+      message: `${program} is an MPICH program; MCA parameters (${names.join(', ')}) are Open MPI's and MPICH ignores them`,
+      field: origin, value: names.join(','), exitCode: EXIT.usage,
+      fix: 'leave out --mca / mpi.mca; give MPICH settings as environment with mpi.extraArgs: ["-genv", "NAME", "VALUE"]',
+    });
+  }
+}
+
+/**
+ * Rewrites mpirun's "[1,R]<stdout>:" tags (and Hydra's "[1,R]<out>:", from the stream it came on) into
+ * "[vmX,R]<stdout>:" so each line names its VM.
+ */
+export function retagLine(line: string, rankVm: string[], stream: 'stdout' | 'stderr' = 'stdout'): string {
+  return line.replace(/^\[(\d+),(\d+)\]<(stdout|stderr|out)>:/, (m, _job, r: string, fd: string) => {
     const vm = rankVm[Number(r)];
-    return vm ? `[${vm},${r}]<${fd}>:` : m;
+    return vm ? `[${vm},${r}]<${fd === 'out' ? stream : fd}>:` : m;
   });
 }
 

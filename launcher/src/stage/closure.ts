@@ -195,6 +195,26 @@ async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Prom
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
 }
 
+/**
+ * The libraries ldd lists for one file: found ones as paths, missing ones as sonames (none for a script
+ * or a static program). Which MPI a program needs is read from these (mpi/detect.ts).
+ */
+export async function lddLibs(file: string): Promise<string[]> {
+  let out;
+  try {
+    out = await execa('ldd', [file], { reject: false, env: { LC_ALL: 'C' }, stripFinalNewline: false });
+  } catch (e) {
+    throw new SymError('ESYM_STAGE_TOOL_MISSING', {
+      message: `cannot run ldd to find the shared libraries of ${file}`,
+      fix: 'install the libc-bin package (it provides ldd) on this host',
+      exitCode: EXIT.environment,
+      cause: e,
+    });
+  }
+  const r = parseLdd(`${out.stdout}\n${out.stderr}`);
+  return [...r.paths, ...r.missing];
+}
+
 export interface ClosureOptions {
   /** absolute paths present in the guest's root image */
   imageFiles: Set<string>;

@@ -2,7 +2,7 @@
 // that carries it in, and the safe extraction of what the guests send back.
 export { resolveProgram, DEFAULT_PATH } from './resolve.js';
 export type { ResolvedProgram } from './resolve.js';
-export { programClosure, parseLdd, parseDpkgS, parseShebang, envTarget } from './closure.js';
+export { programClosure, lddLibs, parseLdd, parseDpkgS, parseShebang, envTarget } from './closure.js';
 export type { Closure, ClosureOptions, LddResult } from './closure.js';
 export { snapshotDir, compileGlob, matchesAny, fmtBytes } from './snapshot.js';
 export type { CwdSnapshot, SnapshotOptions } from './snapshot.js';

@@ -15,8 +15,9 @@ import { resolveImage, imageFiles, type ImageInfo } from '../../image/index.js';
 import { detectQemu, probeAccel } from '../../vm/index.js';
 import { cleanupJob, findStaleJobs, requireRoot } from '../../local/index.js';
 import { procStartTime, readState, writeState } from '../../local/state.js';
-import { resolveProgram, programClosure, snapshotDir } from '../../stage/index.js';
-import { planMpi } from '../../mpi/launch.js';
+import { resolveProgram, programClosure, snapshotDir, lddLibs } from '../../stage/index.js';
+import { planMpi, checkMpiOptions } from '../../mpi/launch.js';
+import { chooseMpi, detectMpi, launcherMissingError, missingLauncher, MPI_NAMES, type MpiImpl } from '../../mpi/detect.js';
 import type { OpEvent } from '../../protocol/events.js';
 import { createLocalHosts, createSlurmHosts, hostMode, type HostSet } from '../hosts.js';
 import { planPlacement } from '../placement.js';
@@ -176,6 +177,10 @@ export class Job implements JobContext {
     const restore = this.opts.restore;
     // restart: the program is in the guests' saved memory already (only its path is used, for messages)
     const program = restore ? { hostPath: prog } as ReturnType<typeof resolveProgram> : resolveProgram(prog, { cwd: this.opts.cwd, PATH: process.env.PATH });
+    // which MPI launches it (docs/mpi.md): from its libraries, before anything is built or booted
+    const mpiImpl: MpiImpl = restore ? 'openmpi' : chooseMpi(cfg.mpi.implementation, detectMpi(await lddLibs(program.hostPath)), program.hostPath, 'mpi.implementation (--mpi)');
+    checkMpiOptions(mpiImpl, cfg.mpi.mca, program.hostPath, 'mpi.mca (--mca)');
+    if (mpiImpl !== 'openmpi') this.say(`${program.hostPath} is an ${MPI_NAMES[mpiImpl]} program: launching it with ${MPI_NAMES[mpiImpl]}'s mpiexec.hydra`);
 
     // a previous run killed with SIGKILL leaves namespaces and run dirs: clean them first
     // (local mode only: in Slurm mode /run/symrun may be shared by nodes whose processes this one cannot see)
@@ -198,7 +203,7 @@ export class Job implements JobContext {
 
     const [image, , accel] = await this.phase('image', () =>
       Promise.all([
-        restore ? checkpointImage(restore, cfg.image, (s: string) => this.say(`image: ${s}`), this.opts.signal) : resolveImage(cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal }),
+        restore ? checkpointImage(restore, cfg.image, (s: string) => this.say(`image: ${s}`), this.opts.signal) : resolveImage(cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal, mpich: mpiImpl === 'mpich' }),
         detectQemu(),
         probeAccel(cfg.accel),
       ]),
@@ -209,6 +214,9 @@ export class Job implements JobContext {
     this.checkAbort();
 
     const files = await imageFiles(image);
+    const lacking = restore ? [] : missingLauncher(mpiImpl, files);
+    // (an image without a manifest lists no files: nothing to check)
+    if (files.size && lacking.length) throw launcherMissingError(mpiImpl, lacking, cfg.image, program.hostPath);
     const [closure, snap] = await this.phase('closure', () =>
       Promise.all([
         restore ? Promise.resolve({ files: [] as string[] } as Awaited<ReturnType<typeof programClosure>>) : programClosure([program.hostPath], { imageFiles: files }),
@@ -266,6 +274,8 @@ export class Job implements JobContext {
       tagOutput: cfg.mpi.tagOutput,
       mca: cfg.mpi.mca,
       extraArgs: cfg.mpi.extraArgs,
+      implementation: mpiImpl,
+      mcaOrigin: 'mpi.mca (--mca)',
     });
     const vm1 = this.vms.get(names[0]!)!;
     const check = await vm1.client.run(['test', '-x', program.hostPath], { timeoutMs: 30_000 });

@@ -34,14 +34,15 @@ export class MpiSession {
     const tag = job.config.mpi.tagOutput;
     const so = new LineSplitter();
     const se = new LineSplitter();
-    const write = (s: NodeJS.WritableStream, split: LineSplitter) => (d: Buffer) => {
+    const write = (s: NodeJS.WritableStream, split: LineSplitter, stream: 'stdout' | 'stderr') => (d: Buffer) => {
       if (this.firstOutputMs === undefined) this.firstOutputMs = Math.round(performance.now() - this.t0);
       if (!tag) { s.write(d); return; }
-      for (const l of split.push(d.toString('utf8'))) s.write(retagLine(l, rankVm));
+      for (const l of split.push(d.toString('utf8'))) s.write(retagLine(l, rankVm, stream));
     };
+    const out = { onStdout: write(job.out, so, 'stdout'), onStderr: write(job.err, se, 'stderr') };
     const h = adopt
-      ? vm1.client.adopt(adopt, { onStdout: write(job.out, so), onStderr: write(job.err, se) })
-      : await vm1.client.exec({ argv, env, cwd: job.opts.cwd, job: true }, { onStdout: write(job.out, so), onStderr: write(job.err, se) });
+      ? vm1.client.adopt(adopt, out)
+      : await vm1.client.exec({ argv, env, cwd: job.opts.cwd, job: true }, out);
     this.mpirun = { vm: vm1.name, sid: h.sid, rankVm };
     job.saveRecovery();
     const onAbort = () => h.signal('SIGTERM');

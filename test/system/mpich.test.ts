@@ -1,0 +1,68 @@
+// MPICH programs (docs/mpi.md) with real QEMU and Debian's MPICH: ring.c built with mpicc.mpich runs
+// on 3 VMs through Hydra's mpiexec.hydra (remote hydra_pmi_proxy started through symrun-rsh), its ranks
+// are one MPI job (rank R of 3, not 3 singletons), it survives a live migration of vm2 to the spare
+// mid-run with the right checksum; asking for Open MPI for it, or giving it an image without Hydra, is
+// refused before any VM boots.
+import t from 'tap';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { repoRoot } from '../../launcher/src/defaults.js';
+import { need, needRoot, runSymrun } from '../fixtures/symrun-env.js';
+import { startRingJob } from '../fixtures/ring-job.js';
+
+need('mpicc.mpich', 'libmpich-dev');
+need('mpiexec.hydra', 'mpich');
+need('qemu-system-x86_64', 'qemu-system-x86');
+needRoot();
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'symrun-mpich-'));
+t.teardown(() => fs.rmSync(work, { recursive: true, force: true }));
+execFileSync('mpicc.mpich', ['-O2', '-o', path.join(work, 'ring-mpich'), path.join(repoRoot(), 'test', 'fixtures', 'mpi', 'ring.c')]);
+const stopFile = path.join(work, 'stop');
+
+t.test('--mpi openmpi for an MPICH program: a usage error naming the field, before any VM boots', async (t) => {
+  const r = await runSymrun(['--local', '3', '--mpi', 'openmpi', '--', './ring-mpich', '5'], { cwd: work, timeoutMs: 60_000 });
+  t.equal(r.code, 2, 'exit 2 (usage)');
+  t.match(r.stderr, /linked against MPICH \(libmpich\.so\.12\), but mpi\.implementation \(--mpi\) is openmpi/);
+  t.match(r.stderr, /field: mpi\.implementation \(--mpi\)/);
+  t.match(r.stderr, /--mpi mpich or --mpi auto/, 'the fix');
+  t.match(r.stderr, /ESYM_MPI_MISMATCH/);
+  t.notMatch(r.stderr, /booting/, 'no VM booted');
+});
+
+t.test('an image without Hydra (the Open MPI image given as image: DIR): ESYM_MPI_MISSING naming image, before any VM boots', async (t) => {
+  const b = await runSymrun(['image', 'build', '--json'], { cwd: work, timeoutMs: 300_000 });
+  t.equal(b.code, 0, `image build: ${b.stderr}`);
+  const dir = (JSON.parse(b.stdout) as { dir: string }).dir;
+  const r = await runSymrun(['--local', '3', '--accel', 'tcg', '--image', dir, '--', './ring-mpich', '5'], { cwd: work, timeoutMs: 120_000 });
+  t.equal(r.code, 3, 'exit 3 (a missing part)');
+  t.match(r.stderr, /needs MPICH, but the guest image .* has no \/usr\/bin\/mpiexec\.hydra/);
+  t.match(r.stderr, /field: image/);
+  t.match(r.stderr, /image: auto/, 'the fix');
+  t.match(r.stderr, /ESYM_MPI_MISSING/);
+  t.notMatch(r.stderr, /booting/, 'no VM booted');
+});
+
+t.test('an MPICH ring on 3 VMs: real ranks, a live migration mid-run, the right checksum', async (t) => {
+  const job = await startRingJob({ cwd: work, program: './ring-mpich', symrunArgs: ['--local', '3', '--spares', '1'], stopFile });
+  t.teardown(() => job.kill());
+  t.match(job.stderr(), /ring-mpich is an MPICH program: launching it with MPICH's mpiexec\.hydra/);
+  for (const r of [0, 1, 2]) t.match(job.stdout(), new RegExp(`^rank ${r} of 3 on vm${r + 1}$`, 'm'), `rank ${r} of 3 runs in vm${r + 1}`);
+  t.notMatch(job.stdout(), /rank 0 of 1\b/, 'no singletons');
+
+  const r = await job.sym(['migrate', 'vm2', '--json']);
+  const res = JSON.parse(r.stdout) as { outcome: string; to?: string };
+  t.equal(r.code, 0, `migrate vm2 (exit ${r.code}): ${r.stderr.slice(-2000)}`);
+  t.equal(res.outcome, 'done');
+  const st = JSON.parse((await job.sym(['status', '--json'])).stdout) as { vms: Array<{ name: string; host: string }> };
+  t.equal(st.vms.find((v) => v.name === 'vm2')!.host, 'host4', 'vm2 runs on the spare');
+  await job.stillRunning('the migration of vm2');
+
+  const { touch, code } = await job.stop();
+  t.equal(touch.code, 0, `exec touch: ${touch.stdout}${touch.stderr}`);
+  t.equal(code, 0, `symrun exit 0\n${job.stderr().slice(-3000)}`);
+  t.match(job.stdout(), /ring OK: ranks=3 /, 'the checksum over every message is right');
+  t.comment(job.stdout().split('\n').filter((l) => /^rank \d+ of|^ring (OK|FAILED)/.test(l)).join('\n'));
+});
