@@ -37,6 +37,8 @@ export interface CheckpointRequest {
   keep?: number;
   /** why (user, interval): recorded in the events */
   reason?: string;
+  /** fault injection for this checkpoint only (tests, the soak): NAME@WHERE, see faults.ts */
+  faults?: string[];
 }
 
 export type CheckpointOutcome = Terminal;
@@ -125,7 +127,7 @@ export class Checkpoints {
     const op = `c${crypto.randomBytes(3).toString('hex')}`;
     const name = checkpointName(job.id);
     const info: CheckpointInfo = { op, name, root, phase: 'queued', startedAt: new Date().toISOString(), reason: req.reason };
-    const ctx: Ctx = { op, name, root, keep, names, tmp: undefined, vms: new Map(), warnings: [], pruned: [] };
+    const ctx: Ctx = { op, name, root, keep, names, tmp: undefined, vms: new Map(), warnings: [], pruned: [], faults: Array.isArray(req.faults) ? req.faults.map(String) : [] };
     const exec: CheckpointExecutor = new Executor({
       op, machine: CHECKPOINT, ports: this.ports(ctx),
       journal: this.h.journal(),
@@ -241,7 +243,7 @@ export class Checkpoints {
 
   private ports(ctx: Ctx): Ports<CkptForward | CkptRollback> {
     const h = this.h;
-    const faults = parseFaults(process.env.SYMRUN_FAULTS);
+    const faults = parseFaults([process.env.SYMRUN_FAULTS ?? '', ...(ctx.faults ?? [])].filter(Boolean).join(','));
     const self = this;
     const job = h.access;
     const vm = (n: string) => job.vm(n)!;
@@ -444,4 +446,6 @@ interface Ctx {
   frozenMs?: number;
   warnings: string[];
   pruned: string[];
+  /** faults of this checkpoint only (a recovered one has none) */
+  faults?: string[];
 }
