@@ -11,6 +11,8 @@ import { IMAGE_DEFAULTS } from '../defaults.js';
 import { run, mapLimit, checkAbort } from './exec.js';
 import { ComputedInputs, SCRIPT_NAMES, walk, hashTree } from './inputs.js';
 import { moduleClosure, parseModulesBuiltin, parseModulesDep, renderModulesDep, moduleName } from './modules.js';
+import { FINALIZE_SHIM } from '../mpi/detect.js';
+import { buildFinalizeShim } from '../mpi/finalize-shim.js';
 
 export interface BuildOpts {
   onProgress?: (step: string) => void;
@@ -324,6 +326,12 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
     for (const f of ['/usr/bin/mpiexec.hydra', '/usr/bin/hydra_pmi_proxy']) {
       if (!S.seen.has(f)) throw new SymError('ESYM_MPI_MISSING', { message: `the guest image for an MPICH program needs ${f} from this host, and it is missing`, field: 'mpi.implementation', value: 'mpich', fix: 'reinstall Debian\'s mpich package on this host (bash scripts/setup)', exitCode: EXIT.environment });
     }
+    // preloaded into every rank: UCX progress while MPI_Finalize waits in its PMI barrier (docs/mpi.md)
+    const shim = path.join(outDir, 'finalize-shim.so');
+    await buildFinalizeShim(shim, signal);
+    await S.mkdir(path.dirname(FINALIZE_SHIM));
+    await S.copyFile(shim, FINALIZE_SHIM, 0o755);
+    await fsp.rm(shim, { force: true });
     step('mpich');
   }
 
