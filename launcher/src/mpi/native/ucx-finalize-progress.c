@@ -14,7 +14,8 @@
  * workers whenever the main thread is not inside UCX, so peers' flush requests are acknowledged; it is
  * stopped and joined before ucp_worker_destroy. Every UCX call MPICH's finalize makes (disconnect,
  * progress, request completion/release, worker destroy) is serialized with the helper by one mutex, so
- * the worker (created single-threaded) is never entered by two threads at once. Before MPI_Finalize
+ * the worker (created single-threaded) is never entered by two threads at once; the helper sleeps
+ * 0.2 ms between rounds. Before MPI_Finalize
  * the wrappers only test a flag and call straight through.
  *
  * Built without UCX's headers (only opaque pointers pass through): cc -shared -fPIC -O2 -pthread -ldl. */
@@ -22,13 +23,15 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #define MAX_WORKERS 64
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+/* recursive: UCX calls MPICH's completion callbacks inside ucp_worker_progress, and they may call UCX */
+static pthread_mutex_t mu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static atomic_int closing;     /* set at the first ucp_disconnect_nb: finalize has begun */
 static atomic_int stop_helper; /* set before ucp_worker_destroy */
 static int helper_started;
@@ -94,11 +97,12 @@ int ucp_request_is_completed(void *req) {
   return r;
 }
 
-int ucp_request_check_status(void *req) {
-  REAL(int, ucp_request_check_status, (void *));
+/* ucs_status_t is a packed (one byte, signed) enum */
+int8_t ucp_request_check_status(void *req) {
+  REAL(int8_t, ucp_request_check_status, (void *));
   if (!atomic_load(&closing)) return real(req);
   pthread_mutex_lock(&mu);
-  int r = real(req);
+  int8_t r = real(req);
   pthread_mutex_unlock(&mu);
   return r;
 }
