@@ -15,7 +15,7 @@
  * stopped and joined before ucp_worker_destroy. Every UCX call MPICH's finalize makes (disconnect,
  * progress, request completion/release, worker destroy) is serialized with the helper by one mutex, so
  * the worker (created single-threaded) is never entered by two threads at once; the helper sleeps
- * 0.2 ms between rounds. Before MPI_Finalize
+ * 1 ms between rounds. Before MPI_Finalize
  * the wrappers only test a flag and call straight through.
  *
  * Built without UCX's headers (only opaque pointers pass through): cc -shared -fPIC -O2 -pthread -ldl. */
@@ -65,7 +65,7 @@ unsigned ucp_worker_progress(void *worker) {
 static void *helper_main(void *arg) {
   (void)arg;
   REAL(unsigned, ucp_worker_progress, (void *));
-  const struct timespec pause = { 0, 200 * 1000 };
+  const struct timespec pause = { 0, 1000 * 1000 }; /* 1 ms: gentle on an emulated (TCG) guest */
   while (!atomic_load(&stop_helper)) {
     pthread_mutex_lock(&mu);
     int n = atomic_load(&nworkers);
