@@ -272,6 +272,7 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
   const { kernel, paths } = ci;
   const rootDir = path.join(outDir, 'stage-root');
   const initrdDir = path.join(outDir, 'stage-initrd');
+  const shimHost = path.join(outDir, 'stage-finalize-shim.so');
   const S = new Stage(rootDir);
   await fsp.mkdir(rootDir);
   await fsp.mkdir(initrdDir);
@@ -327,11 +328,10 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
       if (!S.seen.has(f)) throw new SymError('ESYM_MPI_MISSING', { message: `the guest image for an MPICH program needs ${f} from this host, and it is missing`, field: 'mpi.implementation', value: 'mpich', fix: 'reinstall Debian\'s mpich package on this host (bash scripts/setup)', exitCode: EXIT.environment });
     }
     // preloaded into every rank: UCX progress while MPI_Finalize waits in its PMI barrier (docs/mpi.md)
-    const shim = path.join(outDir, 'finalize-shim.so');
-    await buildFinalizeShim(shim, signal);
+    // (kept until the stage is removed: the shared-library closure runs ldd on it)
+    await buildFinalizeShim(shimHost, signal);
     await S.mkdir(path.dirname(FINALIZE_SHIM));
-    await S.copyFile(shim, FINALIZE_SHIM, 0o755);
-    await fsp.rm(shim, { force: true });
+    await S.copyFile(shimHost, FINALIZE_SHIM, 0o755);
     step('mpich');
   }
 
@@ -454,6 +454,7 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
   await fsp.chmod(path.join(outDir, 'vmlinuz'), 0o644);
   await fsp.rm(rootDir, { recursive: true, force: true });
   await fsp.rm(initrdDir, { recursive: true, force: true });
+  await fsp.rm(shimHost, { force: true });
   step('finish');
 
   const sizes: BuildResult['sizes'] = {};
