@@ -22,7 +22,6 @@ t.teardown(() => fs.rmSync(work, { recursive: true, force: true }));
 execFileSync('mpicc.mpich', ['-O2', '-o', path.join(work, 'ring-mpich'), path.join(repoRoot(), 'test', 'fixtures', 'mpi', 'ring.c')]);
 const stopFile = path.join(work, 'stop');
 const STOP_MS = 120_000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Each guest's processes (state, kernel wait channel, command) and its TCP sockets with queued bytes. */
 async function guestState(job: RingJob): Promise<string> {
@@ -78,7 +77,9 @@ t.test('an MPICH ring on 3 VMs: real ranks, a live migration mid-run, the right 
   // The ranks finish within seconds of the stop file; a job still running after STOP_MS hangs (the
   // MPI_Finalize hang of docs/mpi.md): fail now, with each guest's processes and socket queues.
   const t0 = Date.now();
-  const stopped = await Promise.race([job.stop(), sleep(STOP_MS).then(() => undefined)]);
+  let timer: NodeJS.Timeout | undefined;
+  const stopped = await Promise.race([job.stop(), new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), STOP_MS); })]);
+  clearTimeout(timer); // a pending 120 s timer would keep the test process alive after it passed
   if (!stopped) {
     const dump = await guestState(job);
     job.kill();
