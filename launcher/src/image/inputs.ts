@@ -7,6 +7,7 @@ import path from 'node:path';
 import { SymError, EXIT } from '../errors.js';
 import { IMAGE_DEFAULTS, repoRoot } from '../defaults.js';
 import { run } from './exec.js';
+import { finalizeShimSha } from '../mpi/finalize-shim.js';
 
 /** Bump when the builder's output changes for the same inputs. */
 export const BUILDER_VERSION = 'symrun-image-2';
@@ -46,7 +47,7 @@ export interface ImageInputs {
   nodePty: { present: boolean; files: number; sha256: string };
   modules: { initrd: readonly string[]; root: readonly string[] };
   /** only in images for MPICH programs (so an Open MPI image's hash never depends on MPICH) */
-  mpich?: { packages: Record<string, string> };
+  mpich?: { packages: Record<string, string>; finalizeShimSha256: string };
 }
 
 const sha256 = (b: string | Buffer) => crypto.createHash('sha256').update(b).digest('hex');
@@ -295,7 +296,7 @@ export async function computeInputs(signal?: AbortSignal, opts: InputOpts = {}):
     guestDist: { present: guestDistFiles.length > 0, files: guestDistFiles.length, sha256: distSha },
     nodePty: { present: nodePtyFiles.length > 0, files: nodePtyFiles.length, sha256: ptySha },
     modules: { initrd: IMAGE_DEFAULTS.initrdModules, root: IMAGE_DEFAULTS.rootModules },
-    ...(mpichPackages ? { mpich: { packages: mpichPackages } } : {}),
+    ...(mpichPackages ? { mpich: { packages: mpichPackages, finalizeShimSha256: await finalizeShimSha() } } : {}),
   };
   return { inputs, hash: sha256(canonicalJson(inputs)), kernel, paths, guestDistFiles, nodePtyFiles, scripts };
 }
