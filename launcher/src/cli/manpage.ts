@@ -128,11 +128,6 @@ export function roffEscape(s: string): string {
     .replace(/^([.'])/gm, '\\&$1');
 }
 
-/** A text line that starts with . or ' must not be read as a request. */
-function line(s: string): string {
-  return /^[.']/.test(s) ? `\\&${s}` : s;
-}
-
 /** '-C, --config <file>' -> \fB\-C\fR, \fB\-\-config\fR \fIfile\fR */
 export function roffTerm(term: string): string {
   return term
@@ -164,7 +159,7 @@ export function roffUsage(usage: string, words: number): string {
 
 function optionList(opts: ManOption[]): string[] {
   const out: string[] = [];
-  for (const o of opts) out.push('.TP', roffTerm(o.term), line(roffEscape(o.description || '(no description)')));
+  for (const o of opts) out.push('.TP', roffTerm(o.term), roffEscape(o.description || '(no description)'));
   return out;
 }
 
@@ -172,14 +167,14 @@ function exampleList(ex: ManExample[]): string[] {
   const out: string[] = [];
   for (const e of ex) {
     out.push('.TP', `\\fB${roffEscape(e.command)}\\fR`);
-    if (e.description) out.push(line(roffEscape(e.description)));
+    if (e.description) out.push(roffEscape(e.description));
     else out.push('\\&');
   }
   return out;
 }
 
 function paras(ps: string[]): string[] {
-  return ps.flatMap((p) => ['.PP', line(roffEscape(p))]);
+  return ps.flatMap((p) => ['.PP', roffEscape(p)]);
 }
 
 /** commander's own `help [command]` (every command with subcommands has one): one sentence says it */
@@ -189,7 +184,7 @@ const notHelp = (o: ManOption) => !/(^|\s|,)--help\b/.test(o.term);
 /** A command inside a page: .SS with its usage, then description, options, text, examples, exit status. */
 function commandSection(d: CommandDoc): string[] {
   const out = [`.SS "${roffUsage(d.usage, d.path.length)}"`];
-  if (d.description) out.push(line(roffEscape(d.description)));
+  if (d.description) out.push(roffEscape(d.description));
   const opts = d.options.filter(notHelp);
   if (opts.length) out.push('.RS 4', ...optionList(opts), '.RE');
   out.push(...paras(d.paragraphs));
@@ -218,7 +213,7 @@ export function renderMainPage(prog: CommandDoc, opts: ManOptions): string {
   const commands = prog.subcommands.filter((s) => s !== run);
   const out = [...header('symrun', opts), '.SH NAME', `symrun \\- ${roffEscape(prog.description)}`, '.SH SYNOPSIS'];
   out.push(roffUsage(prog.usage, 1), '.br', `\\fBsymrun\\fR \\fICOMMAND\\fR [options] [\\fIARGS\\fR]`);
-  out.push('.SH DESCRIPTION', line(roffEscape(`${prog.description}.`)));
+  out.push('.SH DESCRIPTION', roffEscape(`${prog.description}.`));
   if (run) {
     out.push('.PP', `Without a \\fICOMMAND\\fR, symrun runs \\fIPROGRAM\\fR as an MPI job with the options below (the \\fB${opts.defaultCommand}\\fR command, which \\fB\\-\\-help\\fR does not list: ${roffUsage(run.usage, 2)} is the same). Everything after \\fB\\-\\-\\fR is the program and its arguments.`);
   }
@@ -228,10 +223,10 @@ export function renderMainPage(prog: CommandDoc, opts: ManOptions): string {
   out.push('.SH COMMANDS', 'Every command takes \\fB\\-h\\fR, \\fB\\-\\-help\\fR (its own help, as below); \\fBsymrun help\\fR [\\fICOMMAND\\fR] prints the same.');
   for (const c of commands) if (!isHelp(c)) out.push(...commandSection(c));
   if (prog.examples.length) out.push('.SH EXAMPLES', ...exampleList(prog.examples));
-  if (prog.exitStatus) out.push('.SH "EXIT STATUS"', line(roffEscape(prog.exitStatus)));
+  if (prog.exitStatus) out.push('.SH "EXIT STATUS"', roffEscape(prog.exitStatus));
   const subPages = [...(run ? [run] : []), ...commands.filter((c) => !isHelp(c))].map((c) => `\\fB${roffEscape(pageName(c))}\\fR(1)`);
   out.push('.SH "SEE ALSO"', subPages.join(', ') + '.');
-  if (opts.seeAlso?.length) out.push('.PP', line(roffEscape(opts.seeAlso.join(' '))));
+  if (opts.seeAlso?.length) out.push('.PP', roffEscape(opts.seeAlso.join(' ')));
   return out.join('\n') + '\n';
 }
 
@@ -241,7 +236,7 @@ export function renderCommandPage(d: CommandDoc, opts: ManOptions): string {
   const out = [...header(name, opts), '.SH NAME', `${roffEscape(name)} \\- ${roffEscape(d.description || d.usage)}`];
   out.push('.SH SYNOPSIS', roffUsage(d.usage, d.path.length));
   for (const s of d.subcommands) if (!isHelp(s)) out.push('.br', roffUsage(s.usage, s.path.length));
-  out.push('.SH DESCRIPTION', line(roffEscape(d.description ? `${d.description}.` : d.usage)), ...paras(d.paragraphs));
+  out.push('.SH DESCRIPTION', roffEscape(d.description ? `${d.description}.` : d.usage), ...paras(d.paragraphs));
   const own = d.options.filter(notHelp);
   out.push('.SH OPTIONS', ...optionList(own.length ? [...own, ...d.options.filter((o) => !notHelp(o))] : d.options));
   if (d.subcommands.length) {
@@ -249,7 +244,7 @@ export function renderCommandPage(d: CommandDoc, opts: ManOptions): string {
     for (const s of d.subcommands) if (!isHelp(s)) out.push(...commandSection(s));
   }
   if (d.examples.length) out.push('.SH EXAMPLES', ...exampleList(d.examples));
-  if (d.exitStatus) out.push('.SH "EXIT STATUS"', line(roffEscape(d.exitStatus)));
+  if (d.exitStatus) out.push('.SH "EXIT STATUS"', roffEscape(d.exitStatus));
   out.push('.SH "SEE ALSO"', '\\fBsymrun\\fR(1)');
   return out.join('\n') + '\n';
 }
