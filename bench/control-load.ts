@@ -98,7 +98,9 @@ async function main(): Promise<number> {
     }
   };
   const first = await statusOnce();
-  const coordPid = ((await (async () => { const p = await ref.connect(); try { return await p.call('status', {}); } finally { p.close(); } })()) as { pid: number }).pid;
+  /** one status request on its own connection (the way `symrun status` asks) */
+  const statusCall = async <T>(): Promise<T> => { const p = await ref.connect(); try { return await p.call<T>('status', {}, { timeoutMs: 120_000 }); } finally { p.close(); } };
+  const coordPid = (await statusCall<{ pid: number }>()).pid;
   say(`job ${job.id}, coordinator pid ${coordPid}, RSS ${rssMB(coordPid)} MB; first status ${r1(first.ms)} ms`);
 
   const baseline = await ringRate(job, () => sleep(15_000));
@@ -173,7 +175,7 @@ async function main(): Promise<number> {
     }
     outcomes[key] = (outcomes[key] ?? 0) + 1;
   }
-  const st = (await (async () => { const p = await ref.connect(); try { return await p.call('status', {}); } finally { p.close(); } })()) as { vms: Array<{ name: string; host: string; migrating?: string }>; hosts: Array<{ name: string; role: string }> };
+  const st = await statusCall<{ vms: Array<{ name: string; host: string; migrating?: string }>; hosts: Array<{ name: string; role: string }> }>();
   const unclear = Object.keys(outcomes).filter((k) => !/^(done|ESYM_\w+)$/.test(k));
   if (done < 1) problems.push(`migrate race: none of ${M} moved a VM (${JSON.stringify(outcomes)})`);
   if (unclear.length) problems.push(`migrate race: answers without an error code: ${unclear.join('; ')}`);
