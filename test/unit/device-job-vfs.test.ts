@@ -5,7 +5,7 @@ import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { JobVfs } from '../../launcher/src/device/job-vfs.js';
+import { JobVfs, offersFromClaims } from '../../launcher/src/device/job-vfs.js';
 import { FsDeviceIO } from '../../launcher/src/device/sysfs.js';
 import { findArgs, vfOffers, vfioFor } from '../../launcher/src/coordinator/job/interconnect.js';
 import { findInterface } from '../../guest/src/nic.js';
@@ -96,4 +96,15 @@ t.test('guest: the interface by MAC, by IPoIB port GUID, or as the one non-virti
   t.equal(findInterface(one, { mac: '52:54:00:00:00:01', find: 'passthrough' }), 'enp1s0', 'virtio, loopback and bonds are not it');
   const none = sysNet(t, { lo: { address: '00:00:00:00:00:00' }, eth0: { address: '52:54:00:11:22:33', driver: 'virtio_net' } });
   t.equal(findInterface(none, { mac: '52:54:00:00:00:01', find: 'passthrough' }), undefined, 'not plugged yet: keep waiting');
+});
+
+t.test('offersFromClaims: the node layer\'s claim records, malformed entries left out', async (t) => {
+  t.same(offersFromClaims([
+    { pci: '0000:3b:02.0', type: 'ethernet', mac: 'c2:00:49:9c:01:c0' },
+    { pci: '0000:5e:00.1', type: 'infiniband', portGuid: 'c2:01:00:00:12:67:00:e0', nodeGuid: 'c2:00:00:00:12:67:00:e0' },
+    { pci: '0000:3b:02.1' },
+    { pci: '../x' }, { pci: '0000:3b:02.2', mac: 'zz' }, { pci: '0000:3b:02.3', portGuid: 1 }, null, 'x', [1],
+  ]), [{ pci: '0000:3b:02.0', vfMac: 'c2:00:49:9c:01:c0' }, { pci: '0000:5e:00.1', guid: 'c2:01:00:00:12:67:00:e0' }, { pci: '0000:3b:02.1' }]);
+  t.same(offersFromClaims(undefined), []);
+  t.same(offersFromClaims({ pci: '0000:3b:02.0' }), []);
 });

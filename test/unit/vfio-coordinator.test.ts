@@ -60,7 +60,7 @@ interface Host {
 }
 
 /** A host agent (real) whose QEMU is a fake QMP server and whose /sys and /dev are a fake tree. */
-async function host(t: Tap, name: string): Promise<Host> {
+async function host(t: Tap, name: string, nodeClaims?: (job: string) => unknown): Promise<Host> {
   const root = buildSysfs(node());
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
   const qmp = await FakeQmpServer.start();
@@ -88,6 +88,7 @@ async function host(t: Tap, name: string): Promise<Host> {
   const clients: QmpClient[] = [];
   const agent = new HostAgent(name, peer as unknown as RpcPeer, {
     deviceIO: new FsDeviceIO(root),
+    ...(nodeClaims ? { nodeClaims } : {}),
     spawnVm: async (spec: VmSpec) => {
       // a new QEMU: what its command line plugs at boot (-device vfio-pci,…,id=…) is plugged, nothing else
       plugged.clear();
@@ -130,7 +131,7 @@ interface Rig {
 }
 
 /** Three VMs on h1-h3 booted with a VF each (as job/vms.ts boot does), spares h4 and h5. */
-async function rig(t: Tap): Promise<Rig> {
+async function rig(t: Tap, o: { nodeLayer?: { job: string; claims: Record<string, unknown> } } = {}): Promise<Rig> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vfio-coord-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const img = path.join(dir, 'img');
@@ -138,7 +139,7 @@ async function rig(t: Tap): Promise<Rig> {
   for (const f of ['vmlinuz', 'initrd.img', 'root.ext4']) fs.writeFileSync(path.join(img, f), f);
   const names = ['h1', 'h2', 'h3', 'h4', 'h5'];
   const hosts = new Map<string, Host>();
-  for (const n of names) hosts.set(n, await host(t, n));
+  for (const n of names) hosts.set(n, await host(t, n, o.nodeLayer ? (job) => (job === o.nodeLayer!.job ? o.nodeLayer!.claims[n] : undefined) : undefined));
   const config = {
     source: 'test', accel: 'tcg', image: img,
     vm: { memoryMiB: 1, cpus: 1, machine: 'q35', extraArgs: [] },
@@ -173,7 +174,7 @@ async function rig(t: Tap): Promise<Rig> {
   const vmsMap = new Map<string, VmState>();
   const ctx = {
     id: 'j1', runDir: dir, config, vms: vmsMap, lostHosts: new Set<string>(), macSeed: 'j1', accel: 'tcg', state: 'running', vmHostCount: 3,
-    cluster: { guestIp: (i: number) => `198.18.0.${100 + i}`, prefixLen: 24, hosts: names.map((n) => ({ name: n, ip: `10.0.0.${n.slice(1)}`, bridge: 'br0' })) },
+    cluster: { guestIp: (i: number) => `198.18.0.${100 + i}`, prefixLen: 24, hosts: names.map((n) => ({ name: n, ip: `10.0.0.${n.slice(1)}`, bridge: 'br0' })), ...(o.nodeLayer ? { nodeLayer: { job: o.nodeLayer.job, runDir: dir, mtu: 1450 } } : {}) },
     image: { kernel: path.join(img, 'vmlinuz'), initrd: path.join(img, 'initrd.img'), rootfs: path.join(img, 'root.ext4') },
   } as unknown as JobContext;
   const agents = { peer: (h: string) => peer(h) } as unknown as HostAgents;
@@ -345,4 +346,18 @@ t.test('restart of a checkpoint taken with another kind of device is refused, na
   const nicJob: JobAccess = { ...r.job, deviceKind: () => 'nic', device: async (n) => ({ kind: 'nic', id: ID, netdevId: DEFAULTS.interconnect.netdevId, tap: 't', mac: r.ctx.vms.get(n)!.mac, model: 'virtio-net-pci', bus: 'rp1' }) };
   const err = await restoreVms({ access: nicJob, checkpoint: picked, placement: new Map([['vm1', 'h1'], ['vm2', 'h2'], ['vm3', 'h3']]), running: [], emit: () => undefined, op: 'r2' }).catch((e: Error) => e);
   t.match(String((err as Error).message), /vm1: vm1 was checkpointed with a passed-through VF; this job gives it a NIC/);
+});
+
+t.test('node layer: the VFs root claimed for the job come first, with the MAC root set; the guest finds the VF by it', async (t) => {
+  // what `symrun node devices claim --json` recorded per node (claimed[]): .2 on every node, with its MAC
+  const claims = Object.fromEntries(['h1', 'h2', 'h3', 'h4', 'h5'].map((h, i) => [h, [{ pci: '0000:3b:02.2', type: 'ethernet', mac: `c2:00:00:01:1c:${(0xc0 + i).toString(16)}` }, { pci: '../../etc', mac: 'x' }]]));
+  const r = await rig(t, { nodeLayer: { job: '4711', claims } });
+  t.same(held(r, 'h1'), { vm1: '0000:3b:02.2' }, 'the claimed VF, not the first of the pool');
+  const m = new Migrations(r.job, (e) => r.events.push(e), parseFaults(''));
+  t.equal((await m.migrate({ vm: 'vm1', to: 'h4' }).done).outcome, 'done');
+  t.same(held(r, 'h4'), { vm1: '0000:3b:02.2' });
+  t.same(qmpCalls(r, 'h4', 'device_add'), [{ driver: 'vfio-pci', id: ID, host: '0000:3b:02.2', bus: 'rp1' }]);
+  const nc = r.guestOps.filter((g) => g.op === 'net-config' && g.vm === 'vm1').pop();
+  t.match(nc?.args, { mac: 'c2:00:00:01:1c:c3', find: 'mac', mtu: 1450 }, 'the MAC follows the node: h4\'s VF MAC');
+  t.ok(r.calls.some((c) => c.method === 'dev.claim' && c.p.nodeLayerJob === '4711'), 'the host agent is told the Slurm job');
 });

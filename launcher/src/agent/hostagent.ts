@@ -9,11 +9,11 @@ import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError, type HostFram
 import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
 import { plugNic, plugVfio, unplugDevice, listDevices } from '../hotplug/index.js';
 import type { InterconnectDevice, TapRequest, VfOffer } from '../wire/device.js';
-import { JobVfs } from '../device/job-vfs.js';
+import { JobVfs, offersFromClaims } from '../device/job-vfs.js';
 import { FsDeviceIO, type DeviceIO } from '../device/sysfs.js';
 import { askHelper } from '../node/client.js';
 import { readNodeConfig } from '../node/config.js';
-import { helperSocket } from '../node/record.js';
+import { helperSocket, readRecord } from '../node/record.js';
 import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, completeIncoming, startPostcopy, throttleGuest, setMaxBandwidth, saveStateToFile, shellQuote, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
 import { derivePsk, pskIdentity, tlsDir, writePskFile, removePskDir, type MigrationTlsRequest } from '../migration/psk.js';
 import { tlsCredsId, tlsObjectArgs, addTlsCreds, dropTlsCreds, tlsFailure } from '../migration/tls.js';
@@ -64,7 +64,7 @@ export class HostAgent {
    * spawnVm: starts QEMU (default vm/index.ts startVm; unit tests pass a fake backed by a fake QMP server).
    * deviceIO: where sysfs and /dev/vfio are read (default the node's own; unit tests pass a fake tree).
    */
-  constructor(readonly host: string, peer: RpcPeer, private opts: { reconnect?: () => Promise<RpcPeer>; graceMs?: number; secret?: string; spawnVm?: (spec: VmSpec) => Promise<VmProcess>; deviceIO?: DeviceIO } = {}) {
+  constructor(readonly host: string, peer: RpcPeer, private opts: { reconnect?: () => Promise<RpcPeer>; graceMs?: number; secret?: string; spawnVm?: (spec: VmSpec) => Promise<VmProcess>; deviceIO?: DeviceIO; nodeClaims?: (job: string) => unknown } = {}) {
     this.vfs = new JobVfs(opts.deviceIO ?? new FsDeviceIO('/'), host);
     this.attach(peer);
   }
@@ -99,7 +99,10 @@ export class HostAgent {
         return plugNic(e.proc.qmp, { id: d.id, netdevId: d.netdevId, tap: d.tap, mac: d.mac, model: d.model, bus: d.bus }, opts);
       })
       // ---- the job's VFs on this node (device/job-vfs.ts): claimed for a VM, released when it left ----
-      .handle('dev.claim', (p: { vm: string; offers: VfOffer[] }) => this.vfs.claim(p.vm, Array.isArray(p.offers) ? p.offers : []))
+      // with the node layer (nodeLayerJob), the VFs root claimed for the job here come first: they carry
+      // the MAC / GUID the guest finds them by
+      .handle('dev.claim', (p: { vm: string; offers: VfOffer[]; nodeLayerJob?: string }) =>
+        this.vfs.claim(p.vm, [...(p.nodeLayerJob ? offersFromClaims(this.nodeClaims(p.nodeLayerJob)) : []), ...(Array.isArray(p.offers) ? p.offers : [])]))
       .handle('dev.release', (p: { vm: string }) => ({ released: this.vfs.release(p.vm) ?? null }))
       .handle('dev.list', () => this.vfs.list())
       // ---- migration endpoints (the coordinator drives the protocol; see migration/machine.ts) ----
@@ -170,6 +173,12 @@ export class HostAgent {
     // the coordinator is gone for good: leave nothing behind on this node
     await this.stopAll();
     process.exit(0);
+  }
+
+  /** The VFs the node layer claimed for Slurm job `job` on this node (its job record's `vfs`; unit tests pass their own). */
+  private nodeClaims(job: string): unknown {
+    if (this.opts.nodeClaims) return this.opts.nodeClaims(job);
+    return readRecord(readNodeConfig().stateDir, process.env.SLURMD_NODENAME ?? '', job)?.vfs;
   }
 
   private vm(name: string): VmEntry {

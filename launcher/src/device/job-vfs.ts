@@ -17,10 +17,34 @@
 // GUID) from the offer, since a VF bound to vfio-pci has no network interface to read it from.
 import { SymError } from '../errors.js';
 import type { HeldVf, VfOffer } from '../wire/device.js';
+import { isPciAddress } from './pci.js';
 import { readFunction } from './discover.js';
 import { vfioNode } from './holders.js';
 import { VFIO_DRIVER } from './bind.js';
 import type { DeviceIO } from './sysfs.js';
+
+const MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+const GUID_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){7}$/;
+
+/**
+ * Offers from the VFs root claimed for the job on this node (the node layer's job record, `vfs`: the
+ * `claimed` entries of `symrun node devices claim --json`), read with suspicion: an entry whose address,
+ * MAC or GUID is malformed is left out. The MAC (Ethernet) or port GUID (InfiniBand) root set is how the
+ * guest finds the VF.
+ */
+export function offersFromClaims(list: unknown): VfOffer[] {
+  if (!Array.isArray(list)) return [];
+  const out: VfOffer[] = [];
+  for (const c of list.slice(0, 64)) {
+    if (!c || typeof c !== 'object') continue;
+    const { pci, mac, portGuid } = c as Record<string, unknown>;
+    if (typeof pci !== 'string' || !isPciAddress(pci)) continue;
+    if (mac !== undefined && (typeof mac !== 'string' || !MAC_RE.test(mac))) continue;
+    if (portGuid !== undefined && (typeof portGuid !== 'string' || !GUID_RE.test(portGuid))) continue;
+    out.push({ pci, ...(mac ? { vfMac: mac as string } : {}), ...(portGuid ? { guid: portGuid as string } : {}) });
+  }
+  return out;
+}
 
 export class JobVfs {
   private held = new Map<string, HeldVf>();

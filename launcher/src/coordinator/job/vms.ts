@@ -19,6 +19,11 @@ import type { JobContext, VmState } from './context.js';
 
 type RshFrame = Extract<GuestFrame, { t: 'rsh' }>;
 
+/** The configured offers, or none (the node layer's claims may be all a host has). */
+function vfOffersOrNone(cfg: Parameters<typeof vfOffers>[0], host: string): ReturnType<typeof vfOffers> {
+  try { return vfOffers(cfg, host); } catch { return []; }
+}
+
 export class Vms {
   /** the device each VM holds on each host (`vm@host`): NICs as computed, VFs as their host agent handed them out */
   private held = new Map<string, InterconnectDevice>();
@@ -68,7 +73,12 @@ export class Vms {
   async claim(vm: VmState, host = vm.host): Promise<InterconnectDevice> {
     let d: InterconnectDevice;
     if (deviceKind(this.job.config) === 'nic') d = nicFor(this.job.config, vm);
-    else d = vfioFor(await this.agents.peer(host).call<HeldVf>('dev.claim', { vm: vm.name, offers: vfOffers(this.job.config, host) }, { timeoutMs: 10_000 }), vm);
+    else {
+      const lj = this.layerJob();
+      // under the node layer the host agent offers the VFs root claimed for the job first (job record)
+      const offers = lj ? vfOffersOrNone(this.job.config, host) : vfOffers(this.job.config, host);
+      d = vfioFor(await this.agents.peer(host).call<HeldVf>('dev.claim', { vm: vm.name, offers, ...(lj ? { nodeLayerJob: lj } : {}) }, { timeoutMs: 10_000 }), vm);
+    }
     this.held.set(`${vm.name}@${host}`, d);
     return d;
   }
