@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NetConfigArgs, InterfaceReport } from '../protocol/index.js';
-import { AgentError, execFileP, readSys, sleep } from './util.js';
+import { AgentError, execFileP, log, readSys, sleep } from './util.js';
 import { checkMtu, ipBatch, reportOf } from './iface.js';
 
 const GUID_RE = /^([0-9a-f]{2}:){7}[0-9a-f]{2}$/;
@@ -35,6 +35,22 @@ export function findInterface(sysNet: string, a: Pick<NetConfigArgs, 'mac' | 'fi
   return pci[0];
 }
 
+let driversLoaded: Promise<void> | undefined;
+
+/**
+ * The VF drivers an image for vfio jobs carries (/etc/symrun-passthrough-modules, written by the image
+ * builder), loaded once, before the first lookup of a passed-through device: the guest has no udev to
+ * load a driver for a hot-plugged function, and a driver loaded first binds every function it matches
+ * as it appears. A driver that fails to load is logged (the lookup then says what is missing).
+ */
+export function loadPassthroughDrivers(list = '/etc/symrun-passthrough-modules'): Promise<void> {
+  driversLoaded ??= (async () => {
+    const names = readSys(list).split('\n').filter((n) => /^[a-z0-9_-]{1,64}$/.test(n));
+    for (const n of names) await execFileP('modprobe', [n]).catch((e: Error) => log(`modprobe ${n}: ${e.message}`));
+  })();
+  return driversLoaded;
+}
+
 export async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
   const mac = String(a.mac).toLowerCase();
   if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac)) throw new AgentError('EINVAL', `bad MAC ${a.mac}`);
@@ -44,6 +60,7 @@ export async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(a.name)) throw new AgentError('EINVAL', `bad interface name ${a.name}`);
   if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(a.address)) throw new AgentError('EINVAL', `bad address ${a.address}`);
   const mtu = checkMtu(a.mtu);
+  if (a.find !== undefined) await loadPassthroughDrivers(); // only a passed-through device is found other than by the NIC's MAC
   const deadline = Date.now() + (a.waitMs ?? 10_000);
   let cur: string | undefined;
   for (;;) {

@@ -206,7 +206,7 @@ export class Job implements JobContext {
 
     const [image, , accel] = await this.phase('image', () =>
       Promise.all([
-        restore ? checkpointImage(restore, cfg.image, (s: string) => this.say(`image: ${s}`), this.opts.signal) : resolveImage(cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal, mpich: mpiImpl === 'mpich' }),
+        restore ? checkpointImage(restore, cfg.image, (s: string) => this.say(`image: ${s}`), this.opts.signal) : resolveImage(cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal, mpich: mpiImpl === 'mpich', passthrough: cfg.interconnect.type === 'vfio' }),
         detectQemu(),
         probeAccel(cfg.accel),
       ]),
