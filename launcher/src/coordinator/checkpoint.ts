@@ -272,7 +272,8 @@ export class Checkpoints {
     const unplugged = (n: string) => peerOf(n).call<Array<{ qdevId?: string }>>('vm.devices', { name: n }).then((d) => !isPlugged(d));
     const replug = () => each('replug', async (n) => {
       if (!(await unplugged(n))) return { skipped: 'device still plugged' };
-      return peerOf(n).call('vm.plug', plugParams(n, device(n), hostOf(vm(n).host).bridge), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+      // the device the VM holds on its host (a VF: the same one it was unplugged from)
+      return peerOf(n).call('vm.plug', plugParams(n, await device(n), hostOf(vm(n).host).bridge), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
     });
     const reconfigure = () => each('reconfigure', (n) => vm(n).client.request('net-config', job.netConfigArgs(n), { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs }));
     const contAll = () => each('cont', (n) => peerOf(n).call<{ status: string; resumed: boolean }>('ckpt.resume', { name: n }, { timeoutMs: CHECKPOINT_DEFAULTS.contTimeoutMs }));
@@ -290,7 +291,7 @@ export class Checkpoints {
       async unplug(signal) {
         const r = await each('unplug', async (n) => {
           if (await unplugged(n)) return false;
-          await peerOf(n).call('vm.unplug', unplugParams(n, device(n)), { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
+          await peerOf(n).call('vm.unplug', unplugParams(n, await device(n)), { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
           return true;
         });
         return { vms: ctx.names.length, unplugged: count(r, (x) => x) };
@@ -355,7 +356,7 @@ export class Checkpoints {
           rec.sha256 = sha256;
           rec.size = size;
           const spec = job.spec(n, v.host, false);
-          const d = device(n);
+          const d = await device(n);
           vms.push({
             name: n, host: v.host, file: rec.file, size, sha256, spec,
             ...(version ? { qemuArgs: qemuArgs(spec, { version }) } : {}),

@@ -386,7 +386,11 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
   try { builtinText = await fsp.readFile(path.join(kernel.modulesDir, 'modules.builtin'), 'utf8'); } catch { /* none */ }
   const builtin = parseModulesBuiltin(builtinText);
   const initrdMods = moduleClosure(deps, IMAGE_DEFAULTS.initrdModules, builtin);
-  const rootMods = moduleClosure(deps, [...IMAGE_DEFAULTS.initrdModules, ...IMAGE_DEFAULTS.rootModules], builtin);
+  const passthrough = ci.inputs.modules.passthrough ?? [];
+  const rootMods = moduleClosure(deps, [...IMAGE_DEFAULTS.initrdModules, ...IMAGE_DEFAULTS.rootModules, ...passthrough], builtin);
+  // the guest agent loads these before it looks for a passed-through VF (no udev in the guest loads a
+  // driver for a hot-plugged function by itself)
+  if (passthrough.length) await S.write('/etc/symrun-passthrough-modules', passthrough.join('\n') + '\n');
   const guestModDir = `/lib/modules/${kernel.version}`;
   for (const rel of rootMods.order) {
     await decompressModule(path.join(kernel.modulesDir, rel), S.p(S.canon(`${guestModDir}/${koName(rel)}`)), signal);

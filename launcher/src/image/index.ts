@@ -33,6 +33,8 @@ export interface ImageOpts {
   signal?: AbortSignal;
   /** an image for MPICH programs (MPICH's packages too; a different hash): docs/mpi.md */
   mpich?: boolean;
+  /** an image for vfio jobs: the VF drivers too (docs/passthrough.md) */
+  passthrough?: boolean;
 }
 
 export interface ImageManifest {
@@ -110,7 +112,7 @@ async function buildImageOnce(opts: ImageOpts): Promise<ImageInfo> {
   }
   setHashMemoFile(path.join(root, '.hash-memo.json'));
   const t0 = Date.now();
-  const ci = await computeInputs(opts.signal, { mpich: opts.mpich });
+  const ci = await computeInputs(opts.signal, { mpich: opts.mpich, passthrough: opts.passthrough });
   await saveHashMemo();
   progress(`inputs hashed in ${Date.now() - t0} ms: ${ci.hash}`);
   if (!ci.inputs.guestDist.present) progress(`warning: ${ci.paths.guestDist} is missing; the image will have no guest agent (build with \`npx tsc -p tsconfig.json\`)`);

@@ -45,7 +45,8 @@ export interface ImageInputs {
   busybox: { path: string; sha256: string };
   guestDist: { present: boolean; files: number; sha256: string };
   nodePty: { present: boolean; files: number; sha256: string };
-  modules: { initrd: readonly string[]; root: readonly string[] };
+  /** passthrough: only in images for vfio jobs (so other images' hashes never depend on it) */
+  modules: { initrd: readonly string[]; root: readonly string[]; passthrough?: readonly string[] };
   /** only in images for MPICH programs (so an Open MPI image's hash never depends on MPICH) */
   mpich?: { packages: Record<string, string>; finalizeShimSha256: string };
 }
@@ -237,6 +238,8 @@ export interface ComputedInputs {
 export interface InputOpts {
   /** an image for MPICH programs: MPICH's packages too (their versions go into the hash) */
   mpich?: boolean;
+  /** an image for vfio jobs: the VF drivers too (IMAGE_DEFAULTS.passthroughModules) */
+  passthrough?: boolean;
 }
 
 export async function computeInputs(signal?: AbortSignal, opts: InputOpts = {}): Promise<ComputedInputs> {
@@ -295,7 +298,7 @@ export async function computeInputs(signal?: AbortSignal, opts: InputOpts = {}):
     busybox: { path: paths.busybox, sha256: busyboxSha },
     guestDist: { present: guestDistFiles.length > 0, files: guestDistFiles.length, sha256: distSha },
     nodePty: { present: nodePtyFiles.length > 0, files: nodePtyFiles.length, sha256: ptySha },
-    modules: { initrd: IMAGE_DEFAULTS.initrdModules, root: IMAGE_DEFAULTS.rootModules },
+    modules: { initrd: IMAGE_DEFAULTS.initrdModules, root: IMAGE_DEFAULTS.rootModules, ...(opts.passthrough ? { passthrough: IMAGE_DEFAULTS.passthroughModules } : {}) },
     ...(mpichPackages ? { mpich: { packages: mpichPackages, finalizeShimSha256: await finalizeShimSha() } } : {}),
   };
   return { inputs, hash: sha256(canonicalJson(inputs)), kernel, paths, guestDistFiles, nodePtyFiles, scripts };
