@@ -162,6 +162,7 @@ export const ERROR_CODES = {
   ESYM_RESTART_LIMIT: { exit: 'runtime', means: 'a host was lost and no restart is left (--max-restarts)' },
   ESYM_RESTORE: { exit: 'runtime', means: 'a VM could not be restored from its state file' },
   ESYM_RESUME: { exit: 'runtime', means: 'the ranks could not be resumed in some VMs (the message says how to by hand)' },
+  ESYM_RPC_PARAMS: { exit: 'runtime', means: 'a peer called a method with parameters that do not match the wire contract (launcher/src/wire/)' },
   ESYM_SHARE_TOO_LARGE: { exit: 'usage', means: 'the current directory is larger than share.maxBytes' },
   ESYM_SLURM_COMMAND: { exit: 'environment', means: 'a Slurm command failed or is missing' },
   ESYM_SLURM_OUTPUT: { exit: 'environment', means: 'a Slurm command printed something symrun cannot read' },

@@ -5,10 +5,13 @@
 import net from 'node:net';
 import fs from 'node:fs';
 import { connectChannel, type RpcPeer } from './channel.js';
-import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError, type HostFrame } from '../../../guest/protocol/index.js';
+import { serve } from './typed.js';
+import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError } from '../../../guest/protocol/index.js';
 import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
 import { plugNic, plugVfio, unplugDevice, listDevices } from '../hotplug/index.js';
-import type { InterconnectDevice, TapRequest, VfOffer } from '../wire/device.js';
+import type { TapRequest } from '../wire/device.js';
+import type { MigrationMode } from '../wire/migration.js';
+import { HOST_AGENT_PARAMS, type HostAgentEvents, type HostAgentMethods, type CoordinatorEvents } from '../wire/hostagent.js';
 import { JobVfs, offersFromClaims } from '../device/job-vfs.js';
 import { FsDeviceIO, type DeviceIO } from '../device/sysfs.js';
 import { askHelper } from '../node/client.js';
@@ -21,7 +24,6 @@ import { ensureTap, deleteTap } from '../local/index.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../defaults.js';
 import { SymError } from '../errors.js';
 
-type MigrationMode = 'live' | 'postcopy' | 'stop-copy';
 
 interface VmEntry {
   spec: VmSpec;
@@ -71,15 +73,15 @@ export class HostAgent {
 
   private attach(peer: RpcPeer): void {
     this.peer = peer;
-    peer
+    serve<HostAgentMethods>(peer, HOST_AGENT_PARAMS, `host agent ${this.host}`)
       .handle('host.info', () => ({ host: this.host, pid: process.pid, vms: [...this.vms.keys()] }))
-      .handle('vm.start', (p: { spec: VmSpec; taps?: TapRequest[] }) => this.startVm(p.spec, p.taps ?? []))
-      .handle('vm.stop', (p: { name: string }) => this.stopVm(p.name))
-      .handle('vm.qmp', (p: { name: string; command: string; args?: Record<string, unknown>; timeoutMs?: number }) =>
+      .handle('vm.start', (p) => this.startVm(p.spec, p.taps ?? []))
+      .handle('vm.stop', (p) => this.stopVm(p.name))
+      .handle('vm.qmp', (p) =>
         this.vm(p.name).proc.qmp.execute(p.command, p.args, { timeoutMs: p.timeoutMs ?? DEFAULTS.qmp.commandTimeoutMs }))
-      .handle('vm.unplug', (p: { name: string; id: string; netdevId?: string; timeoutMs?: number }) =>
+      .handle('vm.unplug', (p) =>
         unplugDevice(this.vm(p.name).proc.qmp, p.id, { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.unplugTimeoutMs, netdevId: p.netdevId }))
-      .handle('vm.plug', async (p: { name: string; device: InterconnectDevice; bridge?: string; timeoutMs?: number }) => {
+      .handle('vm.plug', async (p) => {
         const e = this.vm(p.name);
         const d = p.device;
         const opts = { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.plugTimeoutMs };
@@ -101,14 +103,14 @@ export class HostAgent {
       // ---- the job's VFs on this node (device/job-vfs.ts): claimed for a VM, released when it left ----
       // with the node layer (nodeLayerJob), the VFs root claimed for the job here come first: they carry
       // the MAC / GUID the guest finds them by
-      .handle('dev.claim', (p: { vm: string; offers: VfOffer[]; nodeLayerJob?: string }) =>
+      .handle('dev.claim', (p) =>
         this.vfs.claim(p.vm, [...(p.nodeLayerJob ? offersFromClaims(this.nodeClaims(p.nodeLayerJob)) : []), ...(Array.isArray(p.offers) ? p.offers : [])]))
-      .handle('dev.release', (p: { vm: string }) => ({ released: this.vfs.release(p.vm) ?? null }))
+      .handle('dev.release', (p) => ({ released: this.vfs.release(p.vm) ?? null }))
       .handle('dev.list', () => this.vfs.list())
       // ---- migration endpoints (the coordinator drives the protocol; see migration/machine.ts) ----
-      .handle('mig.prepare', (p: { spec: VmSpec; taps?: TapRequest[]; tuning: MigrationTuning; listenIp: string; tls?: MigrationTlsRequest }) => this.prepareIncoming(p.spec, p.taps ?? [], p.tuning, p.listenIp, p.tls))
-      .handle('mig.perform', (p: { name: string; uri: string; tuning: MigrationTuning; mode: MigrationMode; op: string; tls?: MigrationTlsRequest }) => this.perform(p))
-      .handle('mig.action', async (p: { name: string; action: 'postcopy' | 'throttle' | 'stop-copy' | 'bandwidth'; percent?: number; bytesPerSec?: number }) => {
+      .handle('mig.prepare', (p) => this.prepareIncoming(p.spec, p.taps ?? [], p.tuning, p.listenIp, p.tls))
+      .handle('mig.perform', (p) => this.perform(p))
+      .handle('mig.action', async (p) => {
         const q = this.vm(p.name).proc.qmp;
         if (p.action === 'postcopy') await startPostcopy(q);
         else if (p.action === 'throttle') await throttleGuest(q, p.percent ?? 50);
@@ -116,17 +118,17 @@ export class HostAgent {
         else await q.execute('stop');
         return {};
       })
-      .handle('mig.cancel', (p: { name: string }) => this.cancel(p.name))
-      .handle('vm.cont', (p: { name: string }) => this.cont(p.name))
-      .handle('mig.finish', (p: { name: string; timeoutMs?: number }) => this.finishIncoming(p.name, p.timeoutMs ?? 60_000))
+      .handle('mig.cancel', (p) => this.cancel(p.name))
+      .handle('vm.cont', (p) => this.cont(p.name))
+      .handle('mig.finish', (p) => this.finishIncoming(p.name, p.timeoutMs ?? 60_000))
       // ---- checkpoint (checkpoint/machine.ts): state file on this host's view of the (shared) checkpoint dir ----
-      .handle('ckpt.save', async (p: { name: string; file: string; timeoutMs?: number }) => {
+      .handle('ckpt.save', async (p) => {
         const t0 = performance.now();
         const pr = await saveStateToFile(this.vm(p.name).proc.qmp, p.file, { timeoutMs: p.timeoutMs });
         return { ...pr, saveMs: Math.round(performance.now() - t0) };
       })
       // after a save (or an aborted one): cancel a save still running, then `cont` if the VM is not running
-      .handle('ckpt.resume', async (p: { name: string }) => {
+      .handle('ckpt.resume', async (p) => {
         const q = this.vm(p.name).proc.qmp;
         const migration = (await cancelMigration(q).catch(() => undefined))?.status ?? 'unknown';
         const st = await q.execute<{ status: string; running: boolean }>('query-status');
@@ -135,16 +137,16 @@ export class HostAgent {
       })
       // restart: QEMU with the saved VM's device set, loading FILE (-incoming defer + migrate-incoming exec:cat);
       // the VM stays paused (it was saved paused) until vm.cont. A failed load leaves no QEMU behind.
-      .handle('ckpt.restore', (p: { spec: VmSpec; taps?: TapRequest[]; file: string; timeoutMs?: number }) => this.restore(p.spec, p.taps ?? [], p.file, p.timeoutMs ?? 600_000))
-      .handle('vm.devices', async (p: { name: string }) => listDevices(this.vm(p.name).proc.qmp))
-      .handle('vm.kill', (p: { name: string }) => { const e = this.vm(p.name); process.kill(e.proc.pid, 'SIGKILL'); return {}; })
-      .handle('guest.reconnect', (p: { name: string }) => { this.connectGuest(this.vm(p.name)); return {}; })
+      .handle('ckpt.restore', (p) => this.restore(p.spec, p.taps ?? [], p.file, p.timeoutMs ?? 600_000))
+      .handle('vm.devices', async (p) => listDevices(this.vm(p.name).proc.qmp))
+      .handle('vm.kill', (p) => { const e = this.vm(p.name); process.kill(e.proc.pid, 'SIGKILL'); return {}; })
+      .handle('guest.reconnect', (p) => { this.connectGuest(this.vm(p.name)); return {}; })
       .handle('shutdown', async () => {
         await this.stopAll();
         setTimeout(() => process.exit(0), 50);
         return {};
       });
-    peer.on('event', (name: string, data: { vm: string; frame: HostFrame }) => {
+    peer.on('event', (name: string, data: CoordinatorEvents['guest.send']) => {
       if (name === 'guest.send') {
         const e = this.vms.get(data.vm);
         if (e?.guest && !e.guest.destroyed) e.guest.write(encodeFrame(data.frame));
@@ -152,6 +154,11 @@ export class HostAgent {
     });
     peer.on('close', () => void this.coordinatorLost());
     peer.start();
+  }
+
+  /** An event for the coordinator (wire/hostagent.ts HostAgentEvents), on the current connection. */
+  private notify<K extends keyof HostAgentEvents>(name: K, data: HostAgentEvents[K]): void {
+    this.peer.notify(name, data);
   }
 
   private async coordinatorLost(): Promise<void> {
@@ -163,7 +170,7 @@ export class HostAgent {
           const p = await this.opts.reconnect();
           this.attach(p);
           // tell the new coordinator which guest channels are up (it syncs each one)
-          for (const [name, e] of this.vms) if (e.guest && !e.guest.destroyed && !e.guest.connecting) p.notify('guest.link', { vm: name, up: true });
+          for (const [name, e] of this.vms) if (e.guest && !e.guest.destroyed && !e.guest.connecting) this.notify('guest.link', { vm: name, up: true });
           return;
         } catch {
           await new Promise((r) => setTimeout(r, 500));
@@ -209,12 +216,12 @@ export class HostAgent {
     }
     const e: VmEntry = { spec, proc, stopping: false, taps: made, ...(viaHelper ? { helper: { job: viaHelper.job, vm: viaHelper.vm } } : {}), badFrames: 0, released: false, tls: [...tls] };
     this.vms.set(spec.name, e);
-    proc.qmp.on('event', (ev: { event: string; data: unknown }) => this.peer.notify('qmp.event', { vm: spec.name, event: ev.event, data: ev.data }));
+    proc.qmp.on('event', (ev: { event: string; data: unknown }) => this.notify('qmp.event', { vm: spec.name, event: ev.event, data: ev.data }));
     void proc.exited.then((r) => {
       const cur = this.vms.get(spec.name);
       if (cur === e) this.vms.delete(spec.name);
       void this.release(e);
-      this.peer.notify('vm.exit', { vm: spec.name, code: r.code, signal: r.signal, expected: e.stopping });
+      this.notify('vm.exit', { vm: spec.name, code: r.code, signal: r.signal, expected: e.stopping });
     });
     this.connectGuest(e);
     return { pid: proc.pid };
@@ -225,31 +232,31 @@ export class HostAgent {
     const sock = net.createConnection(e.spec.agentSocket);
     e.guest = sock;
     const dec = new LineDecoder(DEFAULTS.agent.maxFrameBytes);
-    sock.on('connect', () => this.peer.notify('guest.link', { vm: e.spec.name, up: true }));
+    sock.on('connect', () => this.notify('guest.link', { vm: e.spec.name, up: true }));
     sock.on('data', (d: Buffer) => {
       let lines: string[];
       try {
         lines = dec.push(d);
       } catch (err) {
         e.badFrames++;
-        this.peer.notify('guest.bad', { vm: e.spec.name, reason: (err as Error).message });
+        this.notify('guest.bad', { vm: e.spec.name, reason: (err as Error).message });
         return;
       }
       for (const line of lines) {
         if (!line.trim()) continue;
         try {
-          this.peer.notify('guest.frame', { vm: e.spec.name, frame: parseGuestFrame(line, DEFAULTS.agent.maxFrameBytes) });
+          this.notify('guest.frame', { vm: e.spec.name, frame: parseGuestFrame(line, DEFAULTS.agent.maxFrameBytes) });
         } catch (err) {
           // untrusted input: drop it, count it, tell the coordinator (partial frames after a reconnect land here too)
           e.badFrames++;
-          if (err instanceof ProtocolError) this.peer.notify('guest.bad', { vm: e.spec.name, reason: err.message });
+          if (err instanceof ProtocolError) this.notify('guest.bad', { vm: e.spec.name, reason: err.message });
         }
       }
     });
     sock.on('error', () => {});
     sock.on('close', () => {
       if (e.guest !== sock) return;
-      this.peer.notify('guest.link', { vm: e.spec.name, up: false });
+      this.notify('guest.link', { vm: e.spec.name, up: false });
       if (!e.stopping && this.vms.get(e.spec.name) === e) setTimeout(() => { if (e.guest === sock && !e.stopping) this.connectGuest(e); }, 300);
     });
   }
@@ -348,11 +355,11 @@ export class HostAgent {
     return waitMigration(q, {
       intervalMs: DEFAULTS.migration.pollIntervalMs,
       onProgress: (pr) => {
-        this.peer.notify('mig.progress', { vm: p.name, op: p.op, progress: pr });
+        this.notify('mig.progress', { vm: p.name, op: p.op, progress: pr });
         // postcopy mode: one precopy pass first (the guest's clean pages), then switch
         if (p.mode === 'postcopy' && !switched && pr.status === 'active' && (pr.dirtySyncCount ?? 0) >= 1) {
           switched = true;
-          void startPostcopy(q).catch((e) => this.peer.notify('mig.progress', { vm: p.name, op: p.op, note: `postcopy switch failed: ${(e as Error).message}` }));
+          void startPostcopy(q).catch((e) => this.notify('mig.progress', { vm: p.name, op: p.op, note: `postcopy switch failed: ${(e as Error).message}` }));
         }
       },
     });

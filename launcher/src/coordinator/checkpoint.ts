@@ -269,14 +269,14 @@ export class Checkpoints {
       }
       return out;
     };
-    const unplugged = (n: string) => peerOf(n).call<Array<{ qdevId?: string }>>('vm.devices', { name: n }).then((d) => !isPlugged(d));
+    const unplugged = (n: string) => peerOf(n).call('vm.devices', { name: n }).then((d) => !isPlugged(d));
     const replug = () => each('replug', async (n) => {
       if (!(await unplugged(n))) return { skipped: 'device still plugged' };
       // the device the VM holds on its host (a VF: the same one it was unplugged from)
       return peerOf(n).call('vm.plug', plugParams(n, await device(n), hostOf(vm(n).host).bridge), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
     });
     const reconfigure = () => each('reconfigure', (n) => vm(n).client.request('net-config', job.netConfigArgs(n), { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs }));
-    const contAll = () => each('cont', (n) => peerOf(n).call<{ status: string; resumed: boolean }>('ckpt.resume', { name: n }, { timeoutMs: CHECKPOINT_DEFAULTS.contTimeoutMs }));
+    const contAll = () => each('cont', (n) => peerOf(n).call('ckpt.resume', { name: n }, { timeoutMs: CHECKPOINT_DEFAULTS.contTimeoutMs }));
     const count = <T>(m: Map<string, T>, f: (v: T) => boolean) => [...m.values()].filter(f).length;
 
     return {
@@ -308,7 +308,7 @@ export class Checkpoints {
             const host = vm(n).host;
             const t0 = performance.now();
             try {
-              const p = await peerOf(n).call<{ transferredBytes: number; totalTimeMs?: number; saveMs?: number }>('ckpt.save', { name: n, file, timeoutMs: CHECKPOINT_DEFAULTS.saveTimeoutMs }, { timeoutMs: CHECKPOINT_DEFAULTS.saveTimeoutMs + 10_000 });
+              const p = await peerOf(n).call('ckpt.save', { name: n, file, timeoutMs: CHECKPOINT_DEFAULTS.saveTimeoutMs }, { timeoutMs: CHECKPOINT_DEFAULTS.saveTimeoutMs + 10_000 });
               const size = fs.statSync(file).size;
               // the VM is stopped: every frame its agent had sent is in (or still in its own replay buffer)
               ctx.vms.set(n, { name: n, host, file: stateFileName(n), size, sha256: '', saveMs: p.saveMs ?? Math.round(performance.now() - t0), guestSeq: vm(n).client.receivedSeq });

@@ -12,7 +12,7 @@ import { FileJournal, readJournal } from '../protocol/journal.js';
 import type { MigrationProgress, MigrationTuning } from '../migration/qemu.js';
 import { deadlineDecision } from '../migration/deadline.js';
 import { newTlsRequest } from '../migration/psk.js';
-import type { RpcPeer } from '../agent/channel.js';
+import type { HostAgentCaller } from '../wire/hostagent.js';
 import type { GuestClient } from '../agent/guest.js';
 import type { MigrationConfig } from '../config/types.js';
 import type { VmSpec } from '../vm/index.js';
@@ -54,7 +54,8 @@ export interface JobAccess {
   vm(name: string): { name: string; index?: number; host: string; mac: string; ip: string; tap: string; client: GuestClient; state: string } | undefined;
   vmNames(): string[];
   hosts(): Array<{ name: string; ip: string; bridge: string; spare: boolean; usable: boolean }>;
-  peer(host: string): RpcPeer;
+  /** the host agent of `host` (its methods: wire/hostagent.ts) */
+  peer(host: string): HostAgentCaller;
   spec(vm: string, host: string, withDevice: boolean): VmSpec;
   /** host taps the VM needs on a destination before the transfer (failover standby) */
   taps(vm: string, bridge: string): Array<{ tap: string; bridge: string }>;
@@ -319,16 +320,16 @@ export class Migrations {
         // journalled with the operation, so a successor coordinator knows what this migration claimed
         const ex = self.ops.get(info.op)?.exec;
         if (ex) await self.journal.write({ op: info.op, kind: 'migrate', phase: ex.state.phase, state: ex.state, params: { ...info, deadlineMs } });
-        const r = await dst().call<{ uri: string; pid: number }>('mig.prepare', { spec: job.spec(info.vm, info.to, false), taps: job.taps(info.vm, hostOf(info.to).bridge), tuning, listenIp: hostOf(info.to).ip, ...(dstTls ? { tls: dstTls } : {}) }, { timeoutMs: PROTOCOL_DEFAULTS.prepareTimeoutMs, signal });
+        const r = await dst().call('mig.prepare', { spec: job.spec(info.vm, info.to, false), taps: job.taps(info.vm, hostOf(info.to).bridge), tuning, listenIp: hostOf(info.to).ip, ...(dstTls ? { tls: dstTls } : {}) }, { timeoutMs: PROTOCOL_DEFAULTS.prepareTimeoutMs, signal });
         uri = r.uri;
         return { uri, dstPid: r.pid, tls: info.tls, device: shown(d) };
       },
       quiesce: (signal) => self.gate.acquire(info.op, info.quiesce, info.vm, signal, faults),
       async unplug(signal) {
-        const devs = await src().call<Array<{ qdevId?: string }>>('vm.devices', { name: info.vm }, { signal });
+        const devs = await src().call('vm.devices', { name: info.vm }, { signal });
         if (!isPlugged(devs)) return { skipped: 'no interconnect device plugged' };
         const d = await job.device(info.vm, info.from);
-        const r = await src().call<Record<string, unknown>>('vm.unplug', unplugParams(info.vm, d), { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
+        const r = await src().call('vm.unplug', unplugParams(info.vm, d), { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
         return { ...r, device: shown(d) };
       },
       async perform(signal) {
@@ -362,7 +363,7 @@ export class Migrations {
         const onAbort = () => { try { void src().call('mig.cancel', { name: info.vm }).catch(() => undefined); } catch { /* source host lost */ } };
         signal.addEventListener('abort', onAbort, { once: true });
         try {
-          const fin = await src().call<MigrationProgress>('mig.perform', { name: info.vm, uri, tuning, mode: info.mode, op: info.op, ...(tls ? { tls } : {}) }, { timeoutMs: deadlineMs ? deadlineMs * 3 : DEFAULTS.migration.timeoutMs });
+          const fin = await src().call('mig.perform', { name: info.vm, uri, tuning, mode: info.mode, op: info.op, ...(tls ? { tls } : {}) }, { timeoutMs: deadlineMs ? deadlineMs * 3 : DEFAULTS.migration.timeoutMs });
           if (signal.aborted) throw new CancelledError();
           return { ...fin, actions: info.actions } as unknown as Record<string, unknown>;
         } catch (e) {
@@ -374,7 +375,7 @@ export class Migrations {
         }
       },
       async finish() {
-        const st = await dst().call<{ status: string }>('mig.finish', { name: info.vm, timeoutMs: PROTOCOL_DEFAULTS.finishTimeoutMs }, { timeoutMs: PROTOCOL_DEFAULTS.finishTimeoutMs + 5000 });
+        const st = await dst().call('mig.finish', { name: info.vm, timeoutMs: PROTOCOL_DEFAULTS.finishTimeoutMs }, { timeoutMs: PROTOCOL_DEFAULTS.finishTimeoutMs + 5000 });
         // the VM runs on the destination from here on: its guest channel is the destination's
         job.setVmHost(info.vm, info.to);
         await dst().call('guest.reconnect', { name: info.vm });
@@ -384,7 +385,7 @@ export class Migrations {
       async replug(signal) {
         const bus = faults.has('refuse-device-add', info.to) || faults.has('refuse-device-add', 'dst') ? 'rp-fault-injected' : undefined;
         const p = await plug(info.to, bus);
-        const r = await dst().call<Record<string, unknown>>('vm.plug', p, { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000, signal });
+        const r = await dst().call('vm.plug', p, { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000, signal });
         return { ...r, device: shown(p.device) };
       },
       async reconfigure() {
@@ -393,13 +394,13 @@ export class Migrations {
       },
       resume: () => self.gate.release(info.op, info.quiesce, info.vm),
       async confirm() {
-        const r = await src().call<Record<string, unknown>>('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
+        const r = await src().call('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
         // the source's device goes back to the job's free ones there (a VF: for the next VM that comes)
         return { ...r, ...(await job.releaseDevice(info.vm, info.from)) };
       },
       // ---- rollback (before finish: the VM belongs to the source) ----
       async 'rb-cancel'() {
-        const c = await src().call<{ status: string; migration: string }>('mig.cancel', { name: info.vm }, { timeoutMs: 30_000 });
+        const c = await src().call('mig.cancel', { name: info.vm }, { timeoutMs: 30_000 });
         let dstStopped = false;
         if (c.migration === 'completed' || c.migration.startsWith('postcopy')) {
           // the transfer got through before the cancel: the destination may already run the guest.
@@ -408,19 +409,19 @@ export class Migrations {
           await dst().call('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
           dstStopped = true;
         }
-        const r = await src().call<{ resumed: boolean }>('vm.cont', { name: info.vm });
+        const r = await src().call('vm.cont', { name: info.vm });
         return { migration: c.migration, dstStopped, sourceResumed: r.resumed };
       },
       async 'rb-dst-stop'() {
-        const r = await dst().call<Record<string, unknown>>('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
+        const r = await dst().call('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
         // what prepare claimed there is given back (by VM: also when the claim's answer was lost)
         return { ...r, ...(await job.releaseDevice(info.vm, info.to)) };
       },
       async 'rb-replug'() {
-        const devs = await src().call<Array<{ qdevId?: string }>>('vm.devices', { name: info.vm });
+        const devs = await src().call('vm.devices', { name: info.vm });
         if (isPlugged(devs)) return { skipped: 'device still plugged' };
         const p = await plug(info.from);
-        const r = await src().call<Record<string, unknown>>('vm.plug', p, { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+        const r = await src().call('vm.plug', p, { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
         return { ...r, device: shown(p.device) };
       },
       async 'rb-reconfigure'() {

@@ -154,7 +154,7 @@ function restartPorts(o: RestoreOptions, loads: Map<string, number>): Ports<Rest
       // the device first: a target without a usable VF fails the restart before the state is loaded
       await claim(n, host);
       const spec = job.spec(n, host, false);
-      const r = await job.peer(host).call<{ loadMs: number }>('ckpt.restore', { spec, taps: job.taps(n, hostOf(host).bridge), file: path.join(ck.dir, rec(n).file), timeoutMs: 600_000 }, { timeoutMs: 610_000 });
+      const r = await job.peer(host).call('ckpt.restore', { spec, taps: job.taps(n, hostOf(host).bridge), file: path.join(ck.dir, rec(n).file), timeoutMs: 600_000 }, { timeoutMs: 610_000 });
       loads.set(n, r.loadMs);
     }),
     cont: () => each('cont', (n) => job.peer(job.vm(n)!.host).call('vm.cont', { name: n }, { timeoutMs: 30_000 })),

@@ -5,6 +5,7 @@
 import { SymError } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
 import { QmpCommandError, type QmpClient } from '../qmp/client.js';
+import type { PlugResult, UnplugResult, PciDeviceInfo } from '../wire/device.js';
 
 export interface HotplugOptions { timeoutMs?: number; signal?: AbortSignal }
 
@@ -26,8 +27,7 @@ export interface VfioSpec {
   bus: string;
 }
 
-export interface PlugResult { id: string; bus: string; ms: number }
-export interface UnplugResult { id: string; ms: number; netdevRemoved: boolean }
+export type { PlugResult, UnplugResult, PciDeviceInfo } from '../wire/device.js';
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 const PCI_RE = /^([0-9a-f]{4}:)?[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i;
@@ -176,19 +176,6 @@ interface QueryPciDevice {
   pci_bridge?: { bus: { number: number }; devices?: QueryPciDevice[] };
 }
 interface QueryPciBus { bus: number; devices: QueryPciDevice[] }
-
-export interface PciDeviceInfo {
-  /** QEMU device id ('' for unnamed devices) */
-  qdevId: string;
-  /** qdev id of the parent bridge/root port, 'pcie.0' (or 'pci.0') for the root bus */
-  parent: string;
-  bus: number; slot: number; function: number;
-  vendor: number; device: number; classCode: number;
-  desc?: string;
-  isBridge: boolean;
-  /** for bridges / root ports: devices behind it */
-  children: number;
-}
 
 export async function listDevices(qmp: QmpClient, opts: HotplugOptions = {}): Promise<PciDeviceInfo[]> {
   const buses = await qmp.execute<QueryPciBus[]>('query-pci', undefined, { timeoutMs: opts.timeoutMs, signal: opts.signal });

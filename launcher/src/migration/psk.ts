@@ -14,17 +14,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SymError } from '../errors.js';
+import type { MigrationTlsRequest } from '../wire/migration.js';
 
 export const PSK_BYTES = 32;
 export const PSK_FILE = 'keys.psk';
 
-/** What the coordinator sends each side: enough to derive the key with the job secret, nothing more. */
-export interface MigrationTlsRequest {
-  /** migration operation id (m…) */
-  op: string;
-  /** random, hex, drawn per migration */
-  salt: string;
-}
+export type { MigrationTlsRequest } from '../wire/migration.js';
 
 const OP_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 

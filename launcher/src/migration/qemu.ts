@@ -31,43 +31,13 @@ import path from 'node:path';
 import { SymError, type ErrorCode } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
 import type { QmpClient, QmpEvent } from '../qmp/client.js';
+import type { MigrationTuning, MigrationProgress } from '../wire/migration.js';
 
 export { deadlineDecision, projectPrecopy, measureBandwidth, type DeadlineAction, type DeadlineActionKind, type DeadlineOptions, type DeadlineProgress, type DeadlineResult } from './deadline.js';
 
-export interface MigrationTuning {
-  /** migrate-set-parameters max-bandwidth (bytes/s) */
-  maxBandwidthBytes: number;
-  /** downtime-limit (ms) */
-  downtimeLimitMs?: number;
-  /** > 0: capability multifd on both sides + multifd-channels */
-  multifdChannels?: number;
-  /** capability postcopy-ram on both sides */
-  postcopy?: boolean;
-  /** capability auto-converge (source only); needed by throttleGuest */
-  autoConverge?: boolean;
-}
-
 export type MigrationSide = 'src' | 'dst';
 
-export interface MigrationProgress {
-  status: string;
-  totalTimeMs?: number;
-  setupTimeMs?: number;
-  downtimeMs?: number;
-  expectedDowntimeMs?: number;
-  transferredBytes: number;
-  remainingBytes: number;
-  totalBytes: number;
-  dirtyRateBytesPerSec?: number;
-  throughputMbps?: number;
-  dirtySyncCount?: number;
-  postcopyRequests?: number;
-  errorDesc?: string;
-  /** auto-converge throttle in effect (query-migrate cpu-throttle-percentage) */
-  cpuThrottlePercent?: number;
-  /** bytes sent over multifd channels (included in transferredBytes) */
-  multifdBytes?: number;
-}
+export type { MigrationTuning, MigrationProgress } from '../wire/migration.js';
 
 export interface MigrationCallOptions { timeoutMs?: number; signal?: AbortSignal }
 

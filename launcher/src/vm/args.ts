@@ -3,35 +3,9 @@
 import path from 'node:path';
 import type { QemuVersion } from './qemu.js';
 import { effectiveMemory } from './memory.js';
+import type { VmSpec } from '../wire/vm.js';
 
-export interface VmSpec {
-  name: string;
-  runDir: string;
-  accel: 'kvm' | 'tcg';
-  memoryMiB: number;
-  cpus: number;
-  machine: string;
-  kernel: string;
-  initrd: string;
-  rootfs: string;
-  append: string;
-  agentSocket: string;
-  agentPortName: string;
-  rootPorts: number;
-  incoming?: 'defer';
-  /**
-   * QEMU's seccomp sandbox: no obsolete system calls, no privilege changes, no resource-control calls.
-   * Spawning stays allowed: checkpoints save through `migrate exec:cat > FILE` (QEMU 7.2 has no file: URI).
-   */
-  sandbox?: boolean;
-  /**
-   * Start QEMU with SIGTERM blocked: Slurm signals every process of a cancelled job at once (scancel, a
-   * time limit), and QEMU would end its guest before symrun has copied the ranks' files out of it.
-   * symrun stops QEMU itself (QMP quit), and SIGKILL (Slurm's, after KillWait) still ends it.
-   */
-  holdTerm?: boolean;
-  extraArgs: string[];
-}
+export type { VmSpec } from '../wire/vm.js';
 
 export const SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny';
 

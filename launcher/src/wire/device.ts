@@ -1,5 +1,6 @@
 // The interconnect device as it crosses the coordinator <-> host agent wire (vm.plug, checkpoint
-// manifests). Types only: no I/O, imported by both sides.
+// manifests), and what the host agent answers about the VM's PCI devices (vm.plug, vm.unplug,
+// vm.devices; hotplug/index.ts does the QMP). Types only: no I/O, imported by both sides.
 
 /** A VM's interconnect device: a NIC on a tap (the local stand-in) or a passed-through PCI function. */
 export type InterconnectDevice =
@@ -56,4 +57,23 @@ export interface TapRequest {
   tap: string;
   bridge: string;
   helper?: { job: string; vm: number; ip: string; standby: boolean };
+}
+
+/** vm.plug's answer: the device is in the guest (`ms`: device_add until QEMU said so). */
+export interface PlugResult { id: string; bus: string; ms: number }
+/** vm.unplug's answer: the guest let the device go (`ms`: device_del until DEVICE_DELETED). */
+export interface UnplugResult { id: string; ms: number; netdevRemoved: boolean }
+
+/** One PCI function of a VM (QEMU query-pci, flattened; vm.devices). */
+export interface PciDeviceInfo {
+  /** QEMU device id ('' for unnamed devices) */
+  qdevId: string;
+  /** qdev id of the parent bridge/root port, 'pcie.0' (or 'pci.0') for the root bus */
+  parent: string;
+  bus: number; slot: number; function: number;
+  vendor: number; device: number; classCode: number;
+  desc?: string;
+  isBridge: boolean;
+  /** for bridges / root ports: devices behind it */
+  children: number;
 }

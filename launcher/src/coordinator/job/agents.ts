@@ -10,6 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { SymError } from '../../errors.js';
 import { DEFAULTS, SLURM_DEFAULTS, PROTOCOL_DEFAULTS } from '../../defaults.js';
 import { serveChannel, type RpcPeer, type ChannelServer } from '../../agent/channel.js';
+import type { HostAgentPeer } from '../../wire/hostagent.js';
 import { signalGroup, stopChild } from '../../util/children.js';
 import type { HostSet } from '../hosts.js';
 import { ending, type JobContext } from './context.js';
@@ -33,8 +34,8 @@ export class HostAgents {
 
   get port(): number { return this.server?.port ?? 0; }
 
-  /** The connected agent of `host` (ESYM_NO_AGENT if none). */
-  peer(host: string): RpcPeer {
+  /** The connected agent of `host`, its methods and events typed by wire/hostagent.ts (ESYM_NO_AGENT if none). */
+  peer(host: string): HostAgentPeer {
     const p = this.peers.get(host);
     if (!p) throw new SymError('ESYM_NO_AGENT', { message: `no host agent connected on ${host}` });
     return p;
@@ -120,7 +121,7 @@ export class HostAgents {
       lastTick = now;
       for (const [name, p] of this.peers) {
         if (!lastOk.has(name)) lastOk.set(name, Date.now());
-        p.call('host.info', {}, { timeoutMs: lostMs }).then(() => lastOk.set(name, Date.now()), () => undefined);
+        typed(p).call('host.info', {}, { timeoutMs: lostMs }).then(() => lastOk.set(name, Date.now()), () => undefined);
         const silent = Date.now() - lastOk.get(name)!;
         if (silent > lostMs) this.hooks.onLost(name, `its host agent has not answered for ${(silent / 1000).toFixed(1)} s`);
       }
@@ -132,14 +133,14 @@ export class HostAgents {
   /** Ask every agent once (after mpirun failed: did a node die before its agent was missed?). */
   async probe(): Promise<void> {
     await Promise.all([...this.peers].map(async ([name, p]) => {
-      try { await p.call('host.info', {}, { timeoutMs: PROTOCOL_DEFAULTS.agentLostMs }); } catch (e) { this.hooks.onLost(name, `its host agent did not answer: ${(e as Error).message}`); }
+      try { await typed(p).call('host.info', {}, { timeoutMs: PROTOCOL_DEFAULTS.agentLostMs }); } catch (e) { this.hooks.onLost(name, `its host agent did not answer: ${(e as Error).message}`); }
     }));
   }
 
   /** Teardown (run and recover alike): agents stop their VMs and exit; channel closed; processes stopped. */
   async stopAll(): Promise<void> {
     const { totalMs, channelGraceMs } = DEFAULTS.teardown;
-    await Promise.allSettled([...this.peers.values()].map((p) => p.call('shutdown', {}, { timeoutMs: totalMs - channelGraceMs - 1000 }).catch(() => undefined)));
+    await Promise.allSettled([...this.peers.values()].map((p) => typed(p).call('shutdown', {}, { timeoutMs: totalMs - channelGraceMs - 1000 }).catch(() => undefined)));
     await this.closeChannel();
     // srun forwards SIGTERM to its step; give it a moment before SIGKILL (local agents have exited)
     const grace = this.job.cluster?.mode === 'slurm' ? 1500 : 0;
@@ -157,6 +158,9 @@ export class HostAgents {
     return this.closed;
   }
 }
+
+/** A connected agent seen through its contract (wire/hostagent.ts). */
+const typed = (p: RpcPeer): HostAgentPeer => p;
 
 export function tail(file: string, n = 600): string {
   try {

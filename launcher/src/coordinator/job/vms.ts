@@ -11,7 +11,7 @@ import { GuestClient } from '../../agent/guest.js';
 import type { RpcPeer } from '../../agent/channel.js';
 import type { GuestFrame } from '../../../../guest/protocol/index.js';
 import type { VmSpec } from '../../vm/index.js';
-import { STANDBY, bootArgs, deviceKind, findArgs, nicFor, vfOffers, vfioFor, vmMac, type HeldVf, type InterconnectDevice } from './interconnect.js';
+import { STANDBY, bootArgs, deviceKind, findArgs, nicFor, vfOffers, vfioFor, vmMac, type InterconnectDevice } from './interconnect.js';
 import { vmTap, standbyTap, vmMacFor } from '../../node/names.js';
 import type { TapRequest } from '../../wire/device.js';
 import { tail, type HostAgents } from './agents.js';
@@ -77,7 +77,7 @@ export class Vms {
       const lj = this.layerJob();
       // under the node layer the host agent offers the VFs root claimed for the job first (job record)
       const offers = lj ? vfOffersOrNone(this.job.config, host) : vfOffers(this.job.config, host);
-      d = vfioFor(await this.agents.peer(host).call<HeldVf>('dev.claim', { vm: vm.name, offers, ...(lj ? { nodeLayerJob: lj } : {}) }, { timeoutMs: 10_000 }), vm);
+      d = vfioFor(await this.agents.peer(host).call('dev.claim', { vm: vm.name, offers, ...(lj ? { nodeLayerJob: lj } : {}) }, { timeoutMs: 10_000 }), vm);
     }
     this.held.set(`${vm.name}@${host}`, d);
     return d;
@@ -87,7 +87,7 @@ export class Vms {
   async release(vm: VmState, host: string): Promise<{ released?: string }> {
     this.held.delete(`${vm.name}@${host}`);
     if (deviceKind(this.job.config) === 'nic') return {};
-    const r = await this.agents.peer(host).call<{ released: HeldVf | null }>('dev.release', { vm: vm.name }, { timeoutMs: 10_000 });
+    const r = await this.agents.peer(host).call('dev.release', { vm: vm.name }, { timeoutMs: 10_000 });
     return r.released ? { released: r.released.pci } : {};
   }
 
