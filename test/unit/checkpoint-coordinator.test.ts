@@ -18,13 +18,15 @@ import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
 import type { SymrunConfig } from '../../launcher/src/config/types.js';
 import type { OpEvent } from '../../launcher/src/protocol/executor.js';
 import { Pulse } from '../fixtures/wait.js';
+import { FakeHostAgents, okAnswers, pciDevice } from '../fakes/host-agent.js';
 
 const pulse = new Pulse();
 
 interface Fake {
   host: CheckpointHost;
   root: string;
-  calls: string[];
+  /** the host agents (every call in order) */
+  agents: FakeHostAgents;
   guestOps: string[];
   events: OpEvent<string>[];
   plugged: Record<string, boolean>;
@@ -43,7 +45,7 @@ function fake(o: { intervalMs?: number; keep?: number; journal?: FileJournal } =
   for (const f of ['vmlinuz', 'initrd.img', 'root.ext4']) fs.writeFileSync(path.join(img, f), f);
   const names = ['vm1', 'vm2', 'vm3'];
   const f: Fake = {
-    host: undefined as unknown as CheckpointHost, root: path.join(dir, 'ckpt'), calls: [], guestOps: [], events: [],
+    host: undefined as unknown as CheckpointHost, root: path.join(dir, 'ckpt'), agents: undefined as unknown as FakeHostAgents, guestOps: [], events: [],
     plugged: Object.fromEntries(names.map((n) => [n, true])), paused: Object.fromEntries(names.map((n) => [n, false])),
     vms: {}, jobState: 'running', migrating: false,
   };
@@ -54,28 +56,23 @@ function fake(o: { intervalMs?: number; keep?: number; journal?: FileJournal } =
   const vmObj = Object.fromEntries(names.map((n, i) => [n, { name: n, host: `h${i + 1}`, mac: `52:54:00:00:00:0${i + 1}`, ip: `198.18.0.${i + 2}`, tap: `symtap${i + 1}`, client: client(n), state: 'running' }]));
   f.vms = vmObj;
   const vmOn = (host: string, name: string) => { if (vmObj[name]!.host !== host) throw new Error(`${name} is not on ${host}`); return name; };
-  const peer = (host: string) => ({
-    call: async (method: string, p: any) => {
-      const n = p?.name ? vmOn(host, p.name) : '';
-      f.calls.push(`${method}:${n}`);
-      switch (method) {
-        case 'vm.devices': return f.plugged[n] ? [{ qdevId: DEFAULTS.interconnect.deviceId }] : [];
-        case 'vm.unplug': f.plugged[n] = false; return {};
-        case 'vm.plug': f.plugged[n] = true; return {};
-        case 'ckpt.save': {
-          f.paused[n] = true;
-          await new Promise((r) => setImmediate(r)); // the saves of all VMs overlap
-          if (f.failSaveOn === n) {
-            fs.writeFileSync(`${p.file}.part`, 'partial');
-            throw Object.assign(new Error('migration failed: Unable to write to command: Broken pipe'), { code: 'ESYM_MIGRATION_FAILED' });
-          }
-          fs.writeFileSync(p.file, crypto.randomBytes(64 * 1024));
-          return { status: 'completed', transferredBytes: 65536, saveMs: 5 };
-        }
-        case 'ckpt.resume': { const was = f.paused[n]; f.paused[n] = false; return { status: was ? 'postmigrate' : 'running', migration: 'completed', resumed: was }; }
-        default: return {};
+  const ok = okAnswers();
+  f.agents = new FakeHostAgents({
+    'vm.devices': (p, host) => (f.plugged[vmOn(host, p.name)] ? [pciDevice(DEFAULTS.interconnect.deviceId)] : []),
+    'vm.unplug': (p, host) => { f.plugged[vmOn(host, p.name)] = false; return ok['vm.unplug']!(p, host); },
+    'vm.plug': (p, host) => { f.plugged[vmOn(host, p.name)] = true; return ok['vm.plug']!(p, host); },
+    'ckpt.save': async (p, host) => {
+      const n = vmOn(host, p.name);
+      f.paused[n] = true;
+      await new Promise((r) => setImmediate(r)); // the saves of all VMs overlap
+      if (f.failSaveOn === n) {
+        fs.writeFileSync(`${p.file}.part`, 'partial');
+        throw Object.assign(new Error('migration failed: Unable to write to command: Broken pipe'), { code: 'ESYM_MIGRATION_FAILED' });
       }
+      fs.writeFileSync(p.file, crypto.randomBytes(64 * 1024));
+      return { status: 'completed', transferredBytes: 65536, remainingBytes: 0, totalBytes: 65536, saveMs: 5 };
     },
+    'ckpt.resume': (p, host) => { const n = vmOn(host, p.name); const was = f.paused[n]!; f.paused[n] = false; return { status: was ? 'postmigrate' : 'running', migration: 'completed', resumed: was }; },
   });
   const config = {
     vm: { memoryMiB: 1, cpus: 1, machine: 'q35', extraArgs: [] },
@@ -87,7 +84,7 @@ function fake(o: { intervalMs?: number; keep?: number; journal?: FileJournal } =
     device: (n: string) => ({ kind: 'nic', id: DEFAULTS.interconnect.deviceId, netdevId: DEFAULTS.interconnect.netdevId, tap: vmObj[n]!.tap, mac: vmObj[n]!.mac, model: 'virtio-net-pci', bus: 'rp1' }),
     vm: (n: string) => vmObj[n], vmNames: () => names,
     hosts: () => names.map((_, i) => ({ name: `h${i + 1}`, ip: `198.18.0.${100 + i}`, bridge: 'symbr', spare: false, usable: true })),
-    peer: (h: string) => peer(h),
+    peer: (h: string) => f.agents.peer(h),
     spec: (n: string) => ({ name: n, runDir: path.join(dir, n), accel: 'tcg', memoryMiB: 1, cpus: 1, machine: 'q35', kernel: path.join(img, 'vmlinuz'), initrd: path.join(img, 'initrd.img'), rootfs: path.join(img, 'root.ext4'), append: '', agentSocket: path.join(dir, n, 'a.sock'), agentPortName: 'p', rootPorts: 2, extraArgs: [] }),
     taps: () => [], failoverReady: () => false, setVmHost: () => undefined,
     netConfigArgs: (n: string) => ({ mac: vmObj[n]!.mac, name: 'eth1', address: `${vmObj[n]!.ip}/24` }),
@@ -133,7 +130,7 @@ t.test('a save that fails on one VM: rolled back, every VM runs again with its d
   const c = new Checkpoints(f.host);
   const ok = await c.checkpoint({}).done;
   f.failSaveOn = 'vm2';
-  f.calls.length = 0;
+  f.agents.calls.length = 0;
   const r = await c.checkpoint({}).done;
   t.equal(r.outcome, 'rolled-back');
   t.equal(r.error?.phase, 'save');

@@ -10,14 +10,14 @@ import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
 import type { OpEvent } from '../../launcher/src/protocol/executor.js';
 import type { MigrationConfig } from '../../launcher/src/config/types.js';
 import { Pulse } from '../fixtures/wait.js';
+import { FakeHostAgents, okAnswers, pciDevice } from '../fakes/host-agent.js';
 
 const pulse = new Pulse();
 
 interface Fake {
   job: JobAccess;
-  calls: string[];
-  /** parameters of every host-agent call, in order */
-  params: Array<{ host: string; method: string; p: any }>;
+  /** the host agents: every call in order (log(): host:method:vm), params by method (of()) */
+  agents: FakeHostAgents;
   guestOps: string[];
   events: OpEvent[];
   hostOf: Record<string, string>;
@@ -33,7 +33,7 @@ function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number; t
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const nHosts = opts.hosts ?? 5;
   const nVms = opts.vms ?? 3;
-  const f: Fake = { calls: [], params: [], guestOps: [], events: [], hostOf: {}, releasePerform: new Map(), job: undefined as unknown as JobAccess };
+  const f: Fake = { guestOps: [], events: [], hostOf: {}, releasePerform: new Map(), job: undefined as unknown as JobAccess, agents: undefined as unknown as FakeHostAgents };
   const migration: MigrationConfig = {
     mode: 'live', quiesce: 'freeze', maxBandwidthBytes: DEFAULTS.migration.maxBandwidthBytes, multifdChannels: 0,
     downtimeLimitMs: 300, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions], maxConcurrent: opts.maxConcurrent ?? 2, hooks: {}, tls: opts.tls ?? 'on',
@@ -46,24 +46,20 @@ function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number; t
     detach: () => undefined,
   });
   const clients = Object.fromEntries(vmNames.map((v) => [v, client(v)]));
-  const peer = (host: string) => ({
-    call: async (method: string, p: any) => {
-      f.calls.push(`${host}:${method}${p?.name ? `:${p.name}` : ''}`);
-      f.params.push({ host, method, p });
-      switch (method) {
-        case 'mig.prepare':
-          if (f.failPrepareOn === host) throw Object.assign(new Error(`QEMU on ${host} did not start`), { code: 'ESYM_QEMU_START' });
-          return { uri: `tcp:${host}:4444`, pid: 1 };
-        case 'vm.devices': return [{ qdevId: DEFAULTS.interconnect.deviceId }];
-        case 'mig.perform':
-          await new Promise<void>((r) => { f.releasePerform.set(p.name, r); pulse.beat(); });
-          if (f.failPerform) throw Object.assign(new Error('reply lost'), { code: 'ESYM_CHANNEL_TIMEOUT' });
-          return { status: 'completed', transferredBytes: 1, remainingBytes: 0, totalBytes: 1 };
-        case 'mig.finish': return { status: 'running' };
-        case 'mig.cancel': return { status: 'postmigrate', migration: f.cancelOutcome ?? 'cancelled' };
-        default: return {};
-      }
+  f.agents = new FakeHostAgents({
+    ...okAnswers(),
+    'mig.prepare': (_p, host) => {
+      if (f.failPrepareOn === host) throw Object.assign(new Error(`QEMU on ${host} did not start`), { code: 'ESYM_QEMU_START' });
+      return { uri: `tcp:${host}:4444`, pid: 1, tls: false };
     },
+    'vm.devices': () => [pciDevice(DEFAULTS.interconnect.deviceId)],
+    'mig.perform': async (p) => {
+      await new Promise<void>((r) => { f.releasePerform.set(p.name, r); pulse.beat(); });
+      if (f.failPerform) throw Object.assign(new Error('reply lost'), { code: 'ESYM_CHANNEL_TIMEOUT' });
+      return { status: 'completed', transferredBytes: 1, remainingBytes: 0, totalBytes: 1 };
+    },
+    'mig.finish': () => ({ status: 'running', resumed: true }),
+    'mig.cancel': () => ({ status: 'postmigrate', migration: f.cancelOutcome ?? 'cancelled' }),
   });
   f.job = {
     id: 'jtest',
@@ -75,7 +71,7 @@ function fakeJob(opts: { maxConcurrent?: number; hosts?: number; vms?: number; t
     vm: (n) => (f.hostOf[n] ? { name: n, host: f.hostOf[n]!, mac: '52:54:00:00:00:01', ip: '198.18.0.101', tap: 'symtap1', client: clients[n] as never, state: 'running' } : undefined),
     vmNames: () => vmNames,
     hosts: () => Array.from({ length: nHosts }, (_, i) => ({ name: `h${i + 1}`, ip: `10.0.0.${i + 11}`, bridge: 'br0', spare: i >= nVms, usable: true })),
-    peer: (h) => peer(h) as never,
+    peer: (h) => f.agents.peer(h),
     spec: (n, host) => ({ name: n, runDir: path.join(dir, host) }) as never,
     taps: () => [],
     failoverReady: () => false,
@@ -125,7 +121,7 @@ t.test('the cap queues further migrations until one ends', async (t) => {
   const a = m.migrate({ vm: 'vm1' });
   const b = m.migrate({ vm: 'vm2' });
   await until(() => f.releasePerform.has('vm1'), 'vm1 in perform');
-  t.notOk(f.calls.some((c) => c.endsWith('mig.prepare:vm2')), 'vm2 has not started');
+  t.notOk(f.agents.log().some((c) => c.endsWith('mig.prepare:vm2')), 'vm2 has not started');
   t.ok(f.events.some((e) => e.data?.vm === 'vm2' && e.data?.queued === true), 'the queueing is reported');
   f.releasePerform.get('vm1')!();
   await a.done;
@@ -142,7 +138,7 @@ t.test('a destination that cannot start QEMU: rolled back, the VM stays, guests 
   t.equal(r.outcome, 'rolled-back');
   t.equal(r.error?.phase, 'prepare');
   t.equal(f.hostOf.vm2, 'h2');
-  t.ok(f.calls.includes('h4:vm.stop:vm2'), 'the half-started destination is stopped');
+  t.ok(f.agents.log().includes('h4:vm.stop:vm2'), 'the half-started destination is stopped');
   t.same(f.guestOps, [], 'guests were never quiesced (prepare comes first)');
   t.equal(m.list()[0]!.result?.outcome, 'rolled-back', 'status lists the outcome');
 });
@@ -157,8 +153,8 @@ t.test('a transfer that completed before the cancel: the destination is stopped 
   f.releasePerform.get('vm2')!();
   const r = await op.done;
   t.equal(r.outcome, 'rolled-back');
-  const i = f.calls.indexOf('h4:vm.stop:vm2');
-  const j = f.calls.indexOf('h2:vm.cont:vm2');
+  const i = f.agents.log().indexOf('h4:vm.stop:vm2');
+  const j = f.agents.log().indexOf('h2:vm.cont:vm2');
   t.ok(i >= 0 && j > i, `destination stopped (${i}) before the source continues (${j})`);
   t.equal(f.hostOf.vm2, 'h2');
 });
@@ -172,14 +168,14 @@ t.test('TLS on: both sides get the same op id and a fresh salt per migration, ne
     await until(() => f.releasePerform.has(vm), `${vm} in perform`);
     f.releasePerform.get(vm)!();
     t.equal((await op.done).outcome, 'done');
-    const prep = f.params.find((c) => c.method === 'mig.prepare' && c.p.spec.name === vm)!;
-    const perf = f.params.find((c) => c.method === 'mig.perform' && c.p.name === vm)!;
-    t.same(prep.p.tls, perf.p.tls, `${vm}: destination and source derive from the same request`);
-    t.equal(prep.p.tls.op, op.op, 'the request names this migration');
-    t.match(prep.p.tls.salt, /^[0-9a-f]{32}$/);
-    t.same(Object.keys(prep.p.tls).sort(), ['op', 'salt'], 'only the op id and the salt cross the wire');
-    t.notOk(JSON.stringify(f.params).includes('keys.psk'), 'no key file content sent');
-    salts.push(prep.p.tls.salt);
+    const prep = f.agents.of('mig.prepare').find((c) => c.params.spec.name === vm)!.params;
+    const perf = f.agents.of('mig.perform').find((c) => c.params.name === vm)!.params;
+    t.same(prep.tls, perf.tls, `${vm}: destination and source derive from the same request`);
+    t.equal(prep.tls!.op, op.op, 'the request names this migration');
+    t.match(prep.tls!.salt, /^[0-9a-f]{32}$/);
+    t.same(Object.keys(prep.tls!).sort(), ['op', 'salt'], 'only the op id and the salt cross the wire');
+    t.notOk(JSON.stringify(f.agents.calls).includes('keys.psk'), 'no key file content sent');
+    salts.push(prep.tls!.salt);
   }
   t.not(salts[0], salts[1], 'each migration gets its own salt');
   t.ok(m.list().every((o) => o.tls), 'the operation says it is encrypted');
@@ -192,7 +188,7 @@ t.test('TLS off: no TLS request to either side', async (t) => {
   await until(() => f.releasePerform.has('vm2'), 'in perform');
   f.releasePerform.get('vm2')!();
   t.equal((await op.done).outcome, 'done');
-  t.notOk(f.params.some((c) => c.p && 'tls' in c.p), 'no tls parameter');
+  t.notOk(f.agents.calls.some((c) => typeof c.params === 'object' && c.params !== null && 'tls' in c.params), 'no tls parameter');
 });
 
 t.test('fault wrong-tls-key@dst: the destination gets another salt than the source', async (t) => {
@@ -202,8 +198,8 @@ t.test('fault wrong-tls-key@dst: the destination gets another salt than the sour
   await until(() => f.releasePerform.has('vm2'), 'in perform');
   f.releasePerform.get('vm2')!();
   await op.done;
-  const prep = f.params.find((c) => c.method === 'mig.prepare')!;
-  const perf = f.params.find((c) => c.method === 'mig.perform')!;
-  t.equal(prep.p.tls.op, perf.p.tls.op);
-  t.not(prep.p.tls.salt, perf.p.tls.salt);
+  const prep = f.agents.of('mig.prepare')[0]!.params;
+  const perf = f.agents.of('mig.perform')[0]!.params;
+  t.equal(prep.tls!.op, perf.tls!.op);
+  t.not(prep.tls!.salt, perf.tls!.salt);
 });
