@@ -4,9 +4,10 @@
 // HostAgents.peer hand the coordinator), and reads back every call in order. A method the test did not
 // give is refused like the real channel refuses a method nobody registered (ESYM_NO_METHOD).
 // okAnswers() is a table of the answers of a host agent whose QEMU does what it is told, for the methods
-// a test does not care about.
+// a test does not care about. `otherwise` forwards what the table does not answer to another host agent
+// (e.g. a real one on an in-memory channel: the fake plays QEMU's part, the real agent the rest).
 import { SymError } from '../../launcher/src/errors.js';
-import type { CoordinatorEvents, HostAgentMethods, HostAgentPeer } from '../../launcher/src/wire/hostagent.js';
+import type { CoordinatorEvents, HostAgentCaller, HostAgentMethods, HostAgentPeer } from '../../launcher/src/wire/hostagent.js';
 import type { PciDeviceInfo } from '../../launcher/src/wire/device.js';
 import type { CallOptions, Method, Params, Result } from '../../launcher/src/wire/rpc.js';
 
@@ -45,7 +46,7 @@ export class FakeHostAgents {
   /** every event the coordinator sent a host agent */
   readonly sent: Array<{ host: string; name: keyof CoordinatorEvents; data: CoordinatorEvents[keyof CoordinatorEvents] }> = [];
 
-  constructor(readonly handlers: FakeHandlers) {}
+  constructor(readonly handlers: FakeHandlers, private otherwise?: (host: string) => HostAgentCaller) {}
 
   /** The coordinator's handle on the host agent of `host`. */
   peer(host: string): HostAgentPeer {
@@ -53,8 +54,10 @@ export class FakeHostAgents {
       call: async (method, params, opts) => {
         this.calls.push({ host, method, params });
         const h = this.handlers[method];
-        if (!h) throw new SymError('ESYM_NO_METHOD', { message: `no method ${method} (fake host agent ${host})` });
-        return h(params, host, opts);
+        if (h) return h(params, host, opts);
+        const o = this.otherwise?.(host);
+        if (o) return o.call(method, params, opts);
+        throw new SymError('ESYM_NO_METHOD', { message: `no method ${method} (fake host agent ${host})` });
       },
       notify: (name, data) => { this.sent.push({ host, name, data }); },
     };

@@ -8,7 +8,6 @@ import t from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Duplex, PassThrough } from 'node:stream';
 import { HostAgent } from '../../launcher/src/agent/hostagent.js';
 import { RpcPeer } from '../../launcher/src/agent/channel.js';
 import { callerOf } from '../../launcher/src/agent/typed.js';
@@ -20,15 +19,9 @@ import type { VmSpec } from '../../launcher/src/wire/vm.js';
 import { FakeQmpServer } from '../fakes/qmp-server.js';
 import { buildSysfs } from '../fixtures/sysfs/build.js';
 import { x710Port } from '../fixtures/sysfs/machines.js';
+import { streamPair } from '../fixtures/streams.js';
 
 type Tap = { teardown(fn: () => unknown): void };
-
-/** Two ends of one in-memory connection. */
-function streamPair(): [Duplex, Duplex] {
-  const ab = new PassThrough();
-  const ba = new PassThrough();
-  return [Duplex.from({ readable: ba, writable: ab }), Duplex.from({ readable: ab, writable: ba })];
-}
 
 /** A host agent `h1` and the coordinator's end of its channel (raw peer and typed caller). */
 async function rig(t: Tap) {

@@ -26,12 +26,16 @@ import { parseFaults } from '../../launcher/src/coordinator/faults.js';
 import { readJournal, FileJournal } from '../../launcher/src/protocol/journal.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
 import type { SymrunConfig } from '../../launcher/src/config/types.js';
-import type { RpcPeer } from '../../launcher/src/agent/channel.js';
+import { RpcPeer } from '../../launcher/src/agent/channel.js';
+import { callerOf } from '../../launcher/src/agent/typed.js';
+import type { HostAgentCaller, HostAgentMethods, HostAgentPeer } from '../../launcher/src/wire/hostagent.js';
+import type { InterconnectDevice } from '../../launcher/src/wire/device.js';
 import type { VmProcess, VmSpec } from '../../launcher/src/vm/index.js';
 import type { JobContext, VmState } from '../../launcher/src/coordinator/job/context.js';
-import type { HostAgents } from '../../launcher/src/coordinator/job/agents.js';
 import type { OpEvent } from '../../launcher/src/protocol/events.js';
 import { FakeQmpServer } from '../fakes/qmp-server.js';
+import { FakeHostAgents } from '../fakes/host-agent.js';
+import { streamPair } from '../fixtures/streams.js';
 import { buildSysfs, type FakeMachine } from '../fixtures/sysfs/build.js';
 import { x710Port } from '../fixtures/sysfs/machines.js';
 
@@ -54,8 +58,8 @@ interface Host {
   qmp: FakeQmpServer;
   /** the fake QEMU's plugged devices (id -> device_add arguments) */
   plugged: Map<string, Record<string, unknown>>;
-  /** the host agent's RPC handlers, called like the channel would */
-  call(method: string, p: unknown): Promise<unknown>;
+  /** the host agent, called over the channel's RPC (an in-memory connection) */
+  rpc: HostAgentCaller;
   lost: boolean;
 }
 
@@ -83,10 +87,9 @@ async function host(t: Tap, name: string, nodeClaims?: (job: string) => unknown)
       pci_bridge: { bus: { number: 1 }, devices: [...plugged.keys()].map((id, i) => ({ bus: 1, slot: i, function: 0, class_info: { class: 0x0200 }, id: { vendor: 0x8086, device: 0x154c }, qdev_id: id })) },
     }] }],
   }));
-  const handlers = new Map<string, (p: any) => unknown>();
-  const peer = { handle: (m: string, fn: (p: any) => unknown) => { handlers.set(m, fn); return peer; }, on: () => peer, start: () => undefined, notify: () => undefined, closed: false };
+  const [agentEnd, coordEnd] = streamPair();
   const clients: QmpClient[] = [];
-  const agent = new HostAgent(name, peer as unknown as RpcPeer, {
+  const agent = new HostAgent(name, new RpcPeer(agentEnd, undefined, { name: 'coordinator' }), {
     deviceIO: new FsDeviceIO(root),
     ...(nodeClaims ? { nodeClaims } : {}),
     spawnVm: async (spec: VmSpec) => {
@@ -103,15 +106,7 @@ async function host(t: Tap, name: string, nodeClaims?: (job: string) => unknown)
     },
   });
   t.teardown(async () => { await agent.stopAll(); for (const q of clients) await q.close(); await qmp.close(); });
-  const h: Host = {
-    name, agent, qmp, plugged, lost: false,
-    call: async (method, p) => {
-      const fn = handlers.get(method);
-      if (!fn) throw new Error(`host agent has no method ${method}`);
-      return fn(p);
-    },
-  };
-  return h;
+  return { name, agent, qmp, plugged, lost: false, rpc: callerOf<HostAgentMethods>(new RpcPeer(coordEnd, undefined, { name }).start()) };
 }
 
 type Tap = { teardown(fn: () => unknown): void };
@@ -122,7 +117,8 @@ interface Rig {
   vms: Vms;
   ctx: JobContext;
   dir: string;
-  calls: Array<{ host: string; method: string; p: any }>;
+  /** the coordinator's calls to the host agents (fake ones playing QEMU's part, the real ones the rest) */
+  agents: FakeHostAgents;
   events: OpEvent[];
   guestOps: Array<{ vm: string; op: string; args: any }>;
   failPerform?: boolean;
@@ -148,28 +144,28 @@ async function rig(t: Tap, o: { nodeLayer?: { job: string; claims: Record<string
     migration: { mode: 'live', quiesce: 'freeze', maxBandwidthBytes: 1, multifdChannels: 0, downtimeLimitMs: 300, deadlineActions: [...PROTOCOL_DEFAULTS.deadlineActions], maxConcurrent: 2, hooks: {}, tls: 'off' },
     checkpoint: { dir: path.join(dir, 'ckpt'), keep: 0, maxRestarts: 1, restartFromStart: false },
   } as unknown as SymrunConfig;
-  const r: Rig = { hosts, dir, calls: [], events: [], guestOps: [], config, job: undefined as never, vms: undefined as never, ctx: undefined as never, spec: undefined as never };
-  const peer = (h: string) => ({
-    call: async (method: string, p: any) => {
-      const x = hosts.get(h)!;
-      if (x.lost) throw Object.assign(new Error(`host ${h} is lost`), { code: 'ESYM_HOST_LOST' });
-      r.calls.push({ host: h, method, p });
-      switch (method) {
-        // QEMU's side of migration and checkpoints (not the device's): played here
-        case 'mig.prepare': { const s = await x.agent.startVm(p.spec, []); return { uri: `tcp:${h}:4444`, pid: s.pid }; }
-        case 'mig.perform':
-          if (r.failPerform) throw Object.assign(new Error('migration failed: connection reset'), { code: 'ESYM_MIGRATION_FAILED' });
-          return { status: 'completed', transferredBytes: 1, remainingBytes: 0, totalBytes: 1 };
-        case 'mig.finish': return { status: 'running', resumed: true };
-        case 'mig.cancel': return { status: 'paused', migration: 'failed' };
-        case 'guest.reconnect': case 'vm.cont': return { resumed: true };
-        case 'ckpt.save': fs.writeFileSync(p.file, crypto.randomBytes(4096)); return { status: 'completed', transferredBytes: 4096, saveMs: 1 };
-        case 'ckpt.resume': return { status: 'running', migration: 'completed', resumed: true };
-        case 'ckpt.restore': { const s = await x.agent.startVm(p.spec, []); return { pid: s.pid, status: 'paused', loadMs: 1 }; }
-        // the device's part: the real host agent
-        default: return x.call(method, p);
-      }
+  const r: Rig = { hosts, dir, agents: undefined as never, events: [], guestOps: [], config, job: undefined as never, vms: undefined as never, ctx: undefined as never, spec: undefined as never };
+  // QEMU's side of migration and checkpoints (not the device's): played here; the device's part: the real host agent
+  r.agents = new FakeHostAgents({
+    'mig.prepare': async (p, h) => { const s = await hosts.get(h)!.agent.startVm(p.spec, []); return { uri: `tcp:${h}:4444`, pid: s.pid, tls: false }; },
+    'mig.perform': () => {
+      if (r.failPerform) throw Object.assign(new Error('migration failed: connection reset'), { code: 'ESYM_MIGRATION_FAILED' });
+      return { status: 'completed', transferredBytes: 1, remainingBytes: 0, totalBytes: 1 };
     },
+    'mig.finish': () => ({ status: 'running', resumed: true }),
+    'mig.cancel': () => ({ status: 'paused', migration: 'failed' }),
+    'guest.reconnect': () => ({}),
+    'vm.cont': () => ({ resumed: true }),
+    'ckpt.save': (p) => { fs.writeFileSync(p.file, crypto.randomBytes(4096)); return { status: 'completed', transferredBytes: 4096, remainingBytes: 0, totalBytes: 4096, saveMs: 1 }; },
+    'ckpt.resume': () => ({ status: 'running', migration: 'completed', resumed: true }),
+    'ckpt.restore': async (p, h) => { const s = await hosts.get(h)!.agent.startVm(p.spec, []); return { pid: s.pid, status: 'paused', loadMs: 1 }; },
+  }, (h) => hosts.get(h)!.rpc);
+  const peer = (h: string): HostAgentPeer => ({
+    call: async (method, params, opts) => {
+      if (hosts.get(h)!.lost) throw Object.assign(new Error(`host ${h} is lost`), { code: 'ESYM_HOST_LOST' });
+      return r.agents.peer(h).call(method, params, opts);
+    },
+    notify: (name, data) => r.agents.peer(h).notify(name, data),
   });
   const vmsMap = new Map<string, VmState>();
   const ctx = {
@@ -177,8 +173,7 @@ async function rig(t: Tap, o: { nodeLayer?: { job: string; claims: Record<string
     cluster: { guestIp: (i: number) => `198.18.0.${100 + i}`, prefixLen: 24, hosts: names.map((n) => ({ name: n, ip: `10.0.0.${n.slice(1)}`, bridge: 'br0' })), ...(o.nodeLayer ? { nodeLayer: { job: o.nodeLayer.job, runDir: dir, mtu: 1450 } } : {}) },
     image: { kernel: path.join(img, 'vmlinuz'), initrd: path.join(img, 'initrd.img'), rootfs: path.join(img, 'root.ext4') },
   } as unknown as JobContext;
-  const agents = { peer: (h: string) => peer(h) } as unknown as HostAgents;
-  const vms = new Vms(ctx, agents, () => undefined, () => undefined);
+  const vms = new Vms(ctx, { peer }, () => undefined, () => undefined);
   const client = (vm: string) => ({
     request: async (op: string, args: unknown) => { r.guestOps.push({ vm, op, args }); return op === 'quiesce' ? { frozen: 1 } : {}; },
     ready: async () => undefined, detach: () => undefined, rewind: () => undefined, receivedSeq: 0,
@@ -192,7 +187,7 @@ async function rig(t: Tap, o: { nodeLayer?: { job: string; claims: Record<string
     vm: (n) => vmsMap.get(n),
     vmNames: () => [...vmsMap.keys()],
     hosts: () => names.map((n, i) => ({ name: n, ip: `10.0.0.${i + 1}`, bridge: 'br0', spare: i >= 3, usable: !hosts.get(n)!.lost })),
-    peer: (h) => peer(h) as never,
+    peer,
     spec: (n, h, withDevice) => r.spec(n, h, withDevice),
     taps: () => [],
     failoverReady: () => false,
@@ -208,7 +203,7 @@ async function rig(t: Tap, o: { nodeLayer?: { job: string; claims: Record<string
     const d = await vms.claim(v);
     await hosts.get(v.host)!.agent.startVm(vms.spec(v, d), []);
   }
-  r.calls.length = 0;
+  r.agents.calls.length = 0;
   return r;
 }
 
@@ -222,8 +217,8 @@ t.test('boot: each VM gets the first usable VF of the pool on its host (never th
   t.same(r.hosts.get('h1')!.plugged.get(ID), { driver: 'vfio-pci', host: '0000:3b:02.0', id: ID, bus: 'rp1' }, 'QEMU started with -device vfio-pci,host=…');
   t.same(r.vms.netConfigArgs(r.ctx.vms.get('vm1')!).find, 'passthrough', 'a VF whose MAC nobody set: found as the one non-virtio interface');
   // the host agent plugs only the VF the VM holds there
-  const other = { kind: 'vfio', id: 'symfab1', host: '0000:3b:02.1', bus: 'rp2', mac: '52:54:00:00:00:09' };
-  await t.rejects(r.hosts.get('h1')!.call('vm.plug', { name: 'vm1', device: other }), { code: 'ESYM_NO_DEVICE', message: /vm1 does not hold VF 0000:3b:02\.1 on h1 \(it holds 0000:3b:02\.0\)/ });
+  const other: InterconnectDevice = { kind: 'vfio', id: 'symfab1', host: '0000:3b:02.1', bus: 'rp2', mac: '52:54:00:00:00:09' };
+  await t.rejects(r.hosts.get('h1')!.rpc.call('vm.plug', { name: 'vm1', device: other }), { code: 'ESYM_NO_DEVICE', message: /vm1 does not hold VF 0000:3b:02\.1 on h1 \(it holds 0000:3b:02\.0\)/ });
   t.same(qmpCalls(r, 'h1', 'device_add'), [], 'nothing reached QEMU');
 });
 
@@ -241,7 +236,7 @@ t.test('migrate: VF claimed on the destination in prepare, device_del / device_a
   t.same(qmpCalls(r, 'h1', 'device_del'), [{ id: ID }], 'unplugged by id on the source');
   t.same(qmpCalls(r, 'h4', 'device_add'), [{ driver: 'vfio-pci', id: ID, host: '0000:3b:02.1', bus: 'rp1' }], 'the claimed VF plugged on the destination');
   t.same(netdevCalls(r), [], 'no netdev_add / netdev_del anywhere (a VF has no backend)');
-  const order = r.calls.filter((c) => c.method.startsWith('dev.') || c.method === 'mig.prepare' || c.method === 'vm.stop').map((c) => `${c.host}:${c.method}`);
+  const order = r.agents.calls.filter((c) => c.method.startsWith('dev.') || c.method === 'mig.prepare' || c.method === 'vm.stop').map((c) => `${c.host}:${c.method}`);
   t.same(order, ['h4:dev.claim', 'h4:mig.prepare', 'h1:dev.claim', 'h4:dev.claim', 'h1:vm.stop', 'h1:dev.release'],
     'claim on the destination before its QEMU starts; unplug and plug ask for the VF held (idempotent); release after the source stopped');
   const j = readJournal(path.join(r.dir, 'journal.jsonl')).get(op.op)!;
@@ -266,7 +261,7 @@ t.test('rollback after a failed transfer: the destination VF is released, the so
   t.same(qmpCalls(r, 'h2', 'device_del'), [{ id: ID }]);
   t.same(qmpCalls(r, 'h2', 'device_add'), [{ driver: 'vfio-pci', id: ID, host: '0000:3b:02.0', bus: 'rp1' }], 'replugged on the source: vfio-pci, its own VF');
   t.same(netdevCalls(r), []);
-  t.ok(r.calls.some((c) => c.host === 'h4' && c.method === 'dev.release' && c.p.vm === 'vm2'));
+  t.ok(r.agents.of('dev.release').some((c) => c.host === 'h4' && c.params.vm === 'vm2'));
 });
 
 t.test('a destination with no usable VF: refused in prepare before QEMU starts, nothing claimed, the VM stays', async (t) => {
@@ -280,7 +275,7 @@ t.test('a destination with no usable VF: refused in prepare before QEMU starts, 
   t.equal(res.outcome, 'rolled-back');
   t.equal(res.error?.code, 'ESYM_NO_DEVICE');
   t.match(res.error?.message, /0000:3b:02\.3: bound to iavf, not vfio-pci.*0000:3b:02\.0: held by vm7/);
-  t.notOk(r.calls.some((c) => c.method === 'mig.prepare'), 'no QEMU started on h4');
+  t.notOk(r.agents.calls.some((c) => c.method === 'mig.prepare'), 'no QEMU started on h4');
   t.same(Object.keys(held(r, 'h4')).sort(), ['vm7', 'vm8', 'vm9']);
   t.equal(r.ctx.vms.get('vm1')!.host, 'h1');
   t.same(r.guestOps.filter((g) => g.op === 'quiesce'), [], 'the guests were never frozen');
@@ -288,7 +283,7 @@ t.test('a destination with no usable VF: refused in prepare before QEMU starts, 
 
 t.test('a coordinator that restarted asks again: the host agent answers with the VF the VM holds', async (t) => {
   const r = await rig(t);
-  const fresh = new Vms(r.ctx, { peer: (h: string) => ({ call: (m: string, p: unknown) => r.hosts.get(h)!.call(m, p) }) } as unknown as HostAgents, () => undefined, () => undefined);
+  const fresh = new Vms(r.ctx, { peer: (h: string) => ({ ...r.hosts.get(h)!.rpc, notify: () => undefined }) }, () => undefined, () => undefined);
   t.equal(fresh.device(r.ctx.vms.get('vm2')!), undefined, 'the successor knows nothing yet');
   const d = await fresh.claim(r.ctx.vms.get('vm2')!);
   t.match(d, { kind: 'vfio', host: '0000:3b:02.0' });
@@ -327,7 +322,7 @@ t.test('checkpoint and restart: vfio unplugged and plugged again; the manifest k
   t.same(qmpCalls(r, 'h4', 'device_add'), [{ driver: 'vfio-pci', id: ID, host: '0000:3b:02.1', bus: 'rp1' }], 'vfio plugged again on the spare, with the spare\'s VF');
   t.same(qmpCalls(r, 'h1', 'device_add'), [{ driver: 'vfio-pci', id: ID, host: '0000:3b:02.0', bus: 'rp1' }]);
   t.same(netdevCalls(r), [], 'never a NIC backend: the restart plugs the kind it unplugged');
-  const restoreOrder = r.calls.filter((x) => x.host === 'h4' && ['dev.claim', 'ckpt.restore'].includes(x.method)).map((x) => x.method);
+  const restoreOrder = r.agents.calls.filter((x) => x.host === 'h4' && ['dev.claim', 'ckpt.restore'].includes(x.method)).map((x) => x.method);
   t.same(restoreOrder.slice(0, 2), ['dev.claim', 'ckpt.restore'], 'the VF is claimed before the state is loaded');
   const nc = r.guestOps.filter((g) => g.op === 'net-config' && g.vm === 'vm2').pop();
   t.match(nc?.args, { find: 'passthrough', address: picked.manifest.vms[1]!.network.address }, 'the saved address, found by the new device');
@@ -359,5 +354,5 @@ t.test('node layer: the VFs root claimed for the job come first, with the MAC ro
   t.same(qmpCalls(r, 'h4', 'device_add'), [{ driver: 'vfio-pci', id: ID, host: '0000:3b:02.2', bus: 'rp1' }]);
   const nc = r.guestOps.filter((g) => g.op === 'net-config' && g.vm === 'vm1').pop();
   t.match(nc?.args, { mac: 'c2:00:00:01:1c:c3', find: 'mac', mtu: 1450 }, 'the MAC follows the node: h4\'s VF MAC');
-  t.ok(r.calls.some((c) => c.method === 'dev.claim' && c.p.nodeLayerJob === '4711'), 'the host agent is told the Slurm job');
+  t.ok(r.agents.of('dev.claim').some((c) => c.params.nodeLayerJob === '4711'), 'the host agent is told the Slurm job');
 });

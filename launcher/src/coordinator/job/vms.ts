@@ -30,7 +30,7 @@ export class Vms {
 
   constructor(
     private job: JobContext,
-    private agents: HostAgents,
+    private agents: Pick<HostAgents, 'peer'>,
     /** a guest asks (symrun-rsh) to start a command in another guest */
     private onRsh: (from: string, f: RshFrame) => void,
     /** a migration's progress sample from a source host agent */
