@@ -1,5 +1,6 @@
 // The job's control socket (coordinator/job/control.ts, agent/channel.ts serveUnix/connectUnix): a client
-// must prove the job's control key, a file next to the socket readable by the job's owner only.
+// must prove the job's control key, a file next to the socket readable by the job's owner only; what it
+// may call is the contract of wire/control.ts, and params that break it are refused.
 import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,7 +9,10 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { PassThrough, Duplex } from 'node:stream';
 import { serveUnix, connectUnix, RpcPeer } from '../../launcher/src/agent/channel.js';
-import { writeControlKey, readControlKey } from '../../launcher/src/coordinator/job/control.js';
+import { writeControlKey, readControlKey, serveControl } from '../../launcher/src/coordinator/job/control.js';
+import { EventSink } from '../../launcher/src/coordinator/job/events.js';
+import { callerOf } from '../../launcher/src/agent/typed.js';
+import type { ControlMethods, JobStatus } from '../../launcher/src/wire/control.js';
 import type { SymError } from '../../launcher/src/errors.js';
 
 async function job(t: Test) {
@@ -81,4 +85,30 @@ t.test('control-proxy: proves the key on the batch host, relays unsealed over st
   t.same(j.calls, ['status']);
   jobSide.close();
   user.close();
+});
+
+t.test('the control contract (wire/control.ts): typed answers; params that break it are refused naming the field, nothing runs', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'symrun-control-'));
+  const cleanups: Array<() => unknown> = [];
+  t.teardown(async () => { for (const c of cleanups) await c(); fs.rmSync(dir, { recursive: true, force: true }); });
+  const cancelled: string[] = [];
+  const status: JobStatus = {
+    jobId: 'j1', pid: 1, state: 'running', app: ['./ring'], cwd: dir, hosts: [{ name: 'h1', ip: '10.0.0.1', role: 'vm', agent: true }],
+    vms: [{ name: 'vm1', host: 'h1', ip: '198.18.0.2', mac: '52:54:00:00:00:01', state: 'ready', agent: 'ready' }],
+    migrations: [], restarts: { count: 0, max: 1, lostHosts: [], log: [] }, phases: {},
+  };
+  const job = { id: 'j1', runDir: dir, state: 'running', vms: new Map(), err: process.stderr, onCleanup: (_w: string, fn: () => unknown) => cleanups.push(fn) };
+  const migrations = { cancel: (vm: string) => { cancelled.push(vm); return { op: 'm1', accepted: true, phase: 'perform' }; } };
+  await serveControl(job as never, { status: () => status, migrations: migrations as never, checkpoints: {} as never, events: new EventSink(() => undefined) });
+  const peer = await connectUnix(path.join(dir, 'control.sock'), { secret: readControlKey(dir) });
+  cleanups.unshift(() => peer.close());
+  const c = callerOf<ControlMethods>(peer);
+  t.same(await c.call('status', {}), status);
+  t.same(await c.call('cancel', { vm: 'vm1' }), { op: 'm1', accepted: true, phase: 'perform' });
+  await t.rejects(peer.call('cancel', { vm: 1 }), { code: 'ESYM_RPC_PARAMS', field: 'vm', message: 'job j1 cancel: params.vm must be a string, got number' });
+  await t.rejects(peer.call('migrate', { to: 'h2' }), { code: 'ESYM_RPC_PARAMS', field: 'vm', message: /job j1 migrate: params\.vm must be a string, got undefined/ });
+  await t.rejects(peer.call('exec.start', { vm: 'vm1', argv: 'ls -l' }), { code: 'ESYM_RPC_PARAMS', field: 'argv', message: /params\.argv must be an array, got string/ });
+  await t.rejects(peer.call('status', 'now'), { code: 'ESYM_RPC_PARAMS', field: 'params' });
+  await t.rejects(peer.call('frobnicate', {}), { code: 'ESYM_NO_METHOD' });
+  t.same(cancelled, ['vm1'], 'only the well-formed cancel reached the job');
 });

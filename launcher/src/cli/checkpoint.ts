@@ -5,7 +5,8 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { SymError, EXIT } from '../errors.js';
 import type { OpEvent } from '../protocol/executor.js';
-import type { CheckpointResult } from '../coordinator/checkpoint.js';
+import type { CheckpointResult, ControlMethods } from '../wire/control.js';
+import { callerOf } from '../agent/typed.js';
 import { listCheckpoints, type CheckpointEntry } from '../checkpoint/manifest.js';
 import { fmtBytes, renderPhaseTable } from './format.js';
 
@@ -85,7 +86,7 @@ export function registerCheckpoint(program: Command, findJob: FindJob, setExit: 
       });
       let res: { op: string; name: string; result?: CheckpointResult };
       try {
-        res = await peer.call<{ op: string; name: string; result?: CheckpointResult }>('checkpoint', { dir, keep, wait: true, reason: 'symrun checkpoint', faults: f.fault }, { timeoutMs: 24 * 3600_000 });
+        res = await callerOf<ControlMethods>(peer).call('checkpoint', { dir, keep, wait: true, reason: 'symrun checkpoint', faults: f.fault }, { timeoutMs: 24 * 3600_000 });
       } finally {
         peer.close();
       }

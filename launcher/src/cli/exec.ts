@@ -4,13 +4,17 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { SymError, EXIT, isSymError } from '../errors.js';
 import { findJob } from './jobref.js';
+import { callerOf, notifier } from '../agent/typed.js';
+import type { ControlClientEvents, ControlMethods } from '../wire/control.js';
 
 async function execCommand(vm: string, cmd: string[], flags: { job?: string; interactive?: boolean; tty?: boolean }): Promise<number> {
   if (!cmd.length) throw new SymError('ESYM_USAGE', { message: 'no command given', fix: 'symrun exec VM -- COMMAND [ARGS]', exitCode: EXIT.usage });
   const j = await findJob(flags.job);
   const peer = await j.connect();
   // the guests have the job's directory (staged), not the caller's: run there only if we are inside it
-  const st = (await peer.call('status', {}, { timeoutMs: 10_000 })) as { cwd?: string };
+  const job = callerOf<ControlMethods>(peer);
+  const ev = notifier<ControlClientEvents>(peer);
+  const st = await job.call('status', {}, { timeoutMs: 10_000 });
   const here = process.cwd();
   const cwd = st.cwd && (here === st.cwd || here.startsWith(st.cwd.endsWith('/') ? st.cwd : `${st.cwd}/`)) ? here : undefined;
   const tty = !!flags.tty && !!process.stdin.isTTY;
@@ -20,13 +24,13 @@ async function execCommand(vm: string, cmd: string[], flags: { job?: string; int
   let sid = '';
   let settled = false;
   const early: Array<[string, any]> = [];
-  const onStdin = (d: Buffer) => peer.notify('exec.in', { sid, data: d.toString('base64') });
-  const onStdinEnd = () => peer.notify('exec.in', { sid, eof: true });
-  const onResize = () => peer.notify('exec.resize', { sid, cols: process.stdout.columns, rows: process.stdout.rows });
+  const onStdin = (d: Buffer) => ev.notify('exec.in', { sid, data: d.toString('base64') });
+  const onStdinEnd = () => ev.notify('exec.in', { sid, eof: true });
+  const onResize = () => ev.notify('exec.resize', { sid, cols: process.stdout.columns, rows: process.stdout.rows });
   let signalled = 0;
   // the first signal goes to the remote command; a second one ends symrun exec (the command may go on)
   const onSignal = (sig: NodeJS.Signals) => {
-    if (++signalled === 1) peer.notify('exec.signal', { sid, sig });
+    if (++signalled === 1) ev.notify('exec.signal', { sid, sig });
     else process.exit(128 + (os.constants.signals[sig] ?? 1));
   };
   const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -59,7 +63,7 @@ async function execCommand(vm: string, cmd: string[], flags: { job?: string; int
       if (name === 'exec.exit') finish(() => resolve(Number(d.status)));
     };
     peer.on('close', () => finish(() => reject(new SymError('ESYM_JOB_GONE', { message: `job ${j.id} ended during exec`, exitCode: EXIT.runtime }))));
-    peer.call<{ sid: string }>('exec.start', { vm, argv: cmd, pty, cwd }).then((r) => {
+    job.call('exec.start', { vm, argv: cmd, pty, cwd }).then((r) => {
       sid = r.sid;
       // without a terminal, Ctrl-C/SIGTERM go to the remote command (with one, the pty sends ^C itself)
       if (!tty) for (const s of sigs) process.on(s, onSignal);
@@ -69,7 +73,7 @@ async function execCommand(vm: string, cmd: string[], flags: { job?: string; int
         process.stdin.on('end', onStdinEnd);
         process.stdin.resume();
         if (tty) process.stdout.on('resize', onResize);
-      } else peer.notify('exec.in', { sid, eof: true });
+      } else ev.notify('exec.in', { sid, eof: true });
       for (const [n, d] of early.splice(0)) handle(n, d);
     }, (e) => finish(() => reject(isSymError(e) && e.code === 'ESYM_NO_VM' ? new SymError('ESYM_NO_VM', { message: e.message, field: 'VM', value: vm, fix: e.fix, exitCode: EXIT.usage }) : e)));
   });

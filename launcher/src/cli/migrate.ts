@@ -6,12 +6,15 @@ import cliProgress from 'cli-progress';
 import { SymError, EXIT } from '../errors.js';
 import { parseDurationMs, parseSizeBytes } from '../config/load.js';
 import type { OpEvent, OpResult } from '../protocol/executor.js';
+import { callerOf } from '../agent/typed.js';
+import type { ControlMethods, QuiesceMode } from '../wire/control.js';
+import type { MigrationMode } from '../wire/migration.js';
 import { fmtBytes, renderPhaseTable } from './format.js';
 
 type FindJob = (id?: string) => Promise<JobRef>;
 
-const MODES = ['live', 'postcopy', 'stop-copy'];
-const ADAPTERS = ['freeze', 'failover', 'hooks'];
+const MODES: readonly MigrationMode[] = ['live', 'postcopy', 'stop-copy'];
+const ADAPTERS: readonly QuiesceMode[] = ['freeze', 'failover', 'hooks'];
 
 export const MIGRATE_HELP = `
 Examples:
@@ -61,8 +64,10 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
           throw new SymError('ESYM_USAGE', { message: `cannot read the bandwidth ${JSON.stringify(f.bandwidth)}`, field: '--bandwidth', value: f.bandwidth, fix: 'a size per second like 500M or 2G (binary units)', exitCode: EXIT.usage });
         }
       }
-      if (f.mode && !MODES.includes(f.mode)) throw new SymError('ESYM_USAGE', { message: `unknown migration mode ${JSON.stringify(f.mode)}`, field: '--mode', value: f.mode, fix: `use one of ${MODES.join(', ')}`, exitCode: EXIT.usage });
-      if (f.quiesce && !ADAPTERS.includes(f.quiesce)) throw new SymError('ESYM_USAGE', { message: `unknown quiesce adapter ${JSON.stringify(f.quiesce)}`, field: '--quiesce', value: f.quiesce, fix: `use one of ${ADAPTERS.join(', ')}`, exitCode: EXIT.usage });
+      const mode = MODES.find((m) => m === f.mode);
+      const quiesce = ADAPTERS.find((a) => a === f.quiesce);
+      if (f.mode && !mode) throw new SymError('ESYM_USAGE', { message: `unknown migration mode ${JSON.stringify(f.mode)}`, field: '--mode', value: f.mode, fix: `use one of ${MODES.join(', ')}`, exitCode: EXIT.usage });
+      if (f.quiesce && !quiesce) throw new SymError('ESYM_USAGE', { message: `unknown quiesce adapter ${JSON.stringify(f.quiesce)}`, field: '--quiesce', value: f.quiesce, fix: `use one of ${ADAPTERS.join(', ')}`, exitCode: EXIT.usage });
       let deadlineMs: number | undefined;
       if (f.deadline !== undefined) {
         try { deadlineMs = parseDurationMs(/^\d+$/.test(f.deadline) ? Number(f.deadline) : f.deadline); } catch {
@@ -71,6 +76,7 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
       }
       const j = await findJob(f.job);
       const peer = await j.connect();
+      const job = callerOf<ControlMethods>(peer);
       const events: OpEvent[] = [];
       let op = '';
       const tty = !f.json && process.stderr.isTTY;
@@ -99,7 +105,7 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
       });
       let res: { op: string; result?: OpResult };
       try {
-        res = await peer.call<{ op: string; result?: OpResult }>('migrate', { vm, to: f.to, mode: f.mode, quiesce: f.quiesce, deadlineMs, maxBandwidthBytes, faults: f.fault, wait: f.wait, reason: 'symrun migrate' }, { timeoutMs: 24 * 3600_000 });
+        res = await job.call('migrate', { vm, to: f.to, mode, quiesce, deadlineMs, maxBandwidthBytes, faults: f.fault, wait: f.wait, reason: 'symrun migrate' }, { timeoutMs: 24 * 3600_000 });
       } finally {
         if (barOn) bar!.stop();
         peer.close();
@@ -132,7 +138,7 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
     .action(async (vm: string, f: { job?: string; json?: boolean }) => {
       const j = await findJob(f.job);
       const peer = await j.connect();
-      const r = await peer.call<{ op: string; accepted: boolean; phase: string }>('cancel', { vm }, { timeoutMs: 10_000 }).finally(() => peer.close());
+      const r = await callerOf<ControlMethods>(peer).call('cancel', { vm }, { timeoutMs: 10_000 }).finally(() => peer.close());
       if (f.json) process.stdout.write(JSON.stringify(r) + '\n');
       else process.stdout.write(r.accepted ? `cancelling migration ${r.op} of ${vm} (was in ${r.phase}); it rolls back to the source\n` : `migration ${r.op} of ${vm} can no longer be cancelled (phase ${r.phase}: the VM already runs on the destination)\n`);
       setExit(r.accepted ? 0 : EXIT.runtime);

@@ -1,6 +1,8 @@
 // `symrun status`: hosts, VMs, migrations, restarts of the running job (--json: the coordinator's record).
 import type { Command } from 'commander';
 import { findJob } from './jobref.js';
+import { callerOf } from '../agent/typed.js';
+import type { ControlMethods } from '../wire/control.js';
 
 export function registerStatus(program: Command): void {
   program
@@ -14,7 +16,7 @@ missing (error code ESYM_NO_JOB, as JSON on stderr with --json); 4 if the job ca
     .action(async (f: { job?: string; json?: boolean }) => {
       const j = await findJob(f.job);
       const peer = await j.connect();
-      const s = (await peer.call('status', {}, { timeoutMs: 10_000 })) as { jobId: string; state: string; vms: Array<Record<string, string>>; hosts: Array<Record<string, unknown>> };
+      const s = await callerOf<ControlMethods>(peer).call('status', {}, { timeoutMs: 10_000 });
       peer.close();
       if (f.json) process.stdout.write(JSON.stringify(s, null, 2) + '\n');
       else {

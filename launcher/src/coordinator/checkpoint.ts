@@ -29,32 +29,11 @@ import type { JobAccess, QuiesceGate, QuiesceAdapter } from './migrate.js';
 import { parseFaults } from './faults.js';
 import { isPlugged, plugParams, unplugParams } from './job/interconnect.js';
 import { readJournal } from '../protocol/journal.js';
-
-export interface CheckpointRequest {
-  /** checkpoint root (default checkpoint.dir) */
-  dir?: string;
-  /** complete checkpoints of this job kept (default checkpoint.keep) */
-  keep?: number;
-  /** why (user, interval): recorded in the events */
-  reason?: string;
-  /** fault injection for this checkpoint only (tests, the soak): NAME@WHERE, see faults.ts */
-  faults?: string[];
-}
+import type { CheckpointRequest, CheckpointResult } from '../wire/control.js';
 
 export type CheckpointOutcome = Terminal;
 
-export interface CheckpointResult extends OpResult<CkptPhase> {
-  name: string;
-  root: string;
-  /** the complete checkpoint (outcome done) */
-  path?: string;
-  vms: Array<{ name: string; host: string; file: string; size: number; sha256: string; saveMs?: number }>;
-  sizeBytes: number;
-  /** ranks frozen: quiesce .. resume (ms) */
-  frozenMs?: number;
-  pruned: string[];
-  warnings: string[];
-}
+export type { CheckpointRequest, CheckpointResult } from '../wire/control.js';
 
 export interface CheckpointInfo {
   op: string;

@@ -13,6 +13,7 @@ import type { MigrationProgress, MigrationTuning } from '../migration/qemu.js';
 import { deadlineDecision } from '../migration/deadline.js';
 import { newTlsRequest } from '../migration/psk.js';
 import type { HostAgentCaller } from '../wire/hostagent.js';
+import type { MigrateRequest } from '../wire/control.js';
 import type { GuestClient } from '../agent/guest.js';
 import type { MigrationConfig } from '../config/types.js';
 import type { VmSpec } from '../vm/index.js';
@@ -22,20 +23,7 @@ import { isPlugged, plugParams, unplugParams, type InterconnectDevice } from './
 export type MigrationMode = MigrationConfig['mode'];
 export type QuiesceAdapter = MigrationConfig['quiesce'];
 
-export interface MigrateRequest {
-  vm: string;
-  /** destination host; default: a free spare */
-  to?: string;
-  mode?: MigrationMode;
-  quiesce?: QuiesceAdapter;
-  deadlineMs?: number;
-  /** why (user, drain of host X, health check): recorded in the events */
-  reason?: string;
-  /** per-operation cap of the migration stream (bytes/s), e.g. to keep a link free */
-  maxBandwidthBytes?: number;
-  /** fault injection for this operation only (tests): NAME@WHERE, see faults.ts */
-  faults?: string[];
-}
+export type { MigrateRequest } from '../wire/control.js';
 
 /** What the migration code needs from the job (narrow on purpose: tests can supply a fake). */
 export interface JobAccess {

@@ -10,13 +10,15 @@ import crypto from 'node:crypto';
 import { SymError, EXIT } from '../../errors.js';
 import { serveUnix, type RpcPeer } from '../../agent/channel.js';
 import type { ExecHandle } from '../../agent/guest.js';
-import type { Migrations, MigrateRequest } from '../migrate.js';
-import type { Checkpoints, CheckpointRequest } from '../checkpoint.js';
+import type { Migrations } from '../migrate.js';
+import type { Checkpoints } from '../checkpoint.js';
+import { notifier, serve } from '../../agent/typed.js';
+import { CONTROL_PARAMS, type ControlJobEvents, type ControlMethods, type JobStatus } from '../../wire/control.js';
 import type { EventSink } from './events.js';
 import type { JobContext } from './context.js';
 
 export interface ControlDeps {
-  status(): Record<string, unknown>;
+  status(): JobStatus;
   migrations: Migrations;
   checkpoints: Checkpoints;
   events: EventSink;
@@ -70,29 +72,31 @@ export async function serveControl(job: JobContext, deps: ControlDeps): Promise<
 
 function attach(job: JobContext, deps: ControlDeps, p: RpcPeer): void {
   const execs = new Map<string, ExecHandle>();
-  p.handle('status', () => deps.status());
-  p.handle('events.subscribe', () => { deps.events.subscribe(p); return {}; });
-  p.handle('migrate', async (a: MigrateRequest & { wait?: boolean }) => {
+  const ev = notifier<ControlJobEvents>(p);
+  const s = serve<ControlMethods>(p, CONTROL_PARAMS, `job ${job.id}`);
+  s.handle('status', () => deps.status());
+  s.handle('events.subscribe', () => { deps.events.subscribe(p); return {}; });
+  s.handle('migrate', async (a) => {
     if (job.state !== 'running') throw new SymError('ESYM_JOB_STATE', { message: `job ${job.id} is ${job.state}; VMs can be migrated while the job runs`, fix: 'wait until `symrun status` shows the job running' });
     deps.events.subscribe(p);
     const { op, done } = deps.migrations.migrate(a);
     if (!a.wait) return { op };
     return { op, result: await done };
   });
-  p.handle('cancel', (a: { vm: string }) => deps.migrations.cancel(a.vm));
-  p.handle('checkpoint', (a: CheckpointRequest & { wait?: boolean }) => { deps.events.subscribe(p); return deps.checkpoints.request(a); });
-  p.handle('exec.start', async (a: { vm: string; argv: string[]; pty?: { cols: number; rows: number }; cwd?: string }) => {
+  s.handle('cancel', (a) => deps.migrations.cancel(a.vm));
+  s.handle('checkpoint', (a) => { deps.events.subscribe(p); return deps.checkpoints.request(a); });
+  s.handle('exec.start', async (a) => {
     const vm = job.vms.get(a.vm);
     if (!vm) throw new SymError('ESYM_NO_VM', { message: `no VM named ${a.vm} in job ${job.id}`, fix: `VMs: ${[...job.vms.keys()].join(', ')}` });
     // output can arrive before exec() returns the session id: hold it until then
     let sid = '';
     const early: Array<[1 | 2, Buffer]> = [];
-    const out = (fd: 1 | 2) => (d: Buffer) => (sid ? p.notify('exec.out', { sid, fd, data: d.toString('base64') }) : early.push([fd, d]));
+    const out = (fd: 1 | 2) => (d: Buffer) => (sid ? ev.notify('exec.out', { sid, fd, data: d.toString('base64') }) : early.push([fd, d]));
     const h = await vm.client.exec({ argv: a.argv, pty: a.pty, cwd: a.cwd, stdin: true }, { onStdout: out(1), onStderr: out(2) });
     sid = h.sid;
-    for (const [fd, d] of early) p.notify('exec.out', { sid, fd, data: d.toString('base64') });
+    for (const [fd, d] of early) ev.notify('exec.out', { sid, fd, data: d.toString('base64') });
     execs.set(h.sid, h);
-    void h.done.then((r) => { execs.delete(h.sid); p.notify('exec.exit', { sid: h.sid, status: r.status }); });
+    void h.done.then((r) => { execs.delete(h.sid); ev.notify('exec.exit', { sid: h.sid, status: r.status }); });
     return { sid: h.sid };
   });
   p.on('event', (name: string, d: any) => {

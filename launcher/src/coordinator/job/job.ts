@@ -38,6 +38,7 @@ import { Allocation } from './allocation.js';
 import { cleanStaleRunDirs, newJobId, recoverable, writeOwner, writeRecovery, type RecoveryState } from './rundir.js';
 import { nodeLayer } from '../../node/layer.js';
 import { opEvent } from '../../protocol/events.js';
+import type { JobStatus } from '../../wire/control.js';
 
 export interface JobResult { exitCode: number; jobId: string; phases: Record<string, number>; firstOutputMs?: number }
 
@@ -432,7 +433,7 @@ export class Job implements JobContext {
   }
 
   // ---------- control socket (symrun status) ----------
-  statusReport(): Record<string, unknown> {
+  statusReport(): JobStatus {
     const policy = this.allocation.policy;
     return {
       jobId: this.id,
