@@ -15,9 +15,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS, CHECKPOINT_DEFAULTS } from '../defaults.js';
-import { Executor, type OpJournal, type OpResult, type Ports } from '../protocol/executor.js';
+import { Executor, type OpJournal, type Ports } from '../protocol/executor.js';
 import { opEvent, type OpEvent } from '../protocol/events.js';
-import { CHECKPOINT, type CkptForward, type CkptRollback, type CkptMark, type CkptState, type CkptPhase } from '../protocol/checkpoint.js';
+import { CHECKPOINT, type CkptForward, type CkptRollback, type CkptMark, type CkptState } from '../protocol/checkpoint.js';
 import type { Terminal } from '../protocol/machine.js';
 import {
   CKPT_FORMAT, CKPT_FORMAT_VERSION, checkpointName, checkSpace, createTempDir, estimateBytes, freeBytes, hashFile, noSpaceError,

@@ -19,7 +19,6 @@ import type { ParamChecks } from './rpc.js';
 
 type NoParams = Record<string, never>;
 
-// prettier-ignore
 /** What a control client may ask of the job. */
 export interface ControlMethods {
   'status':           { params: NoParams; result: JobStatus };
@@ -30,7 +29,6 @@ export interface ControlMethods {
   'exec.start':       { params: { vm: string; argv: string[]; pty?: { cols: number; rows: number }; cwd?: string }; result: { sid: string } };
 }
 
-// prettier-ignore
 /** Events the job sends a control client (no reply). */
 export interface ControlJobEvents {
   'op.event':  OpEvent;                                         // a migration / checkpoint / restart phase
@@ -38,7 +36,6 @@ export interface ControlJobEvents {
   'exec.exit': { sid: string; status: number };
 }
 
-// prettier-ignore
 /** Events a control client sends the job (no reply): the input side of an exec. */
 export interface ControlClientEvents {
   'exec.in':     { sid: string; data?: string; eof?: boolean };  // base64
@@ -46,7 +43,6 @@ export interface ControlClientEvents {
   'exec.signal': { sid: string; sig: string };
 }
 
-// prettier-ignore
 export const CONTROL_PARAMS: ParamChecks<ControlMethods> = {
   'status': {},
   'events.subscribe': {},

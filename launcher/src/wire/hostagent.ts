@@ -10,8 +10,9 @@
 // Errors cross as SymErrors with their ESYM_* code (a code the peer invents becomes ESYM_REMOTE). A
 // method the host agent does not have is refused with ESYM_NO_METHOD; params without a required field,
 // or with one of the wrong JSON kind, with ESYM_RPC_PARAMS naming the field (HOST_AGENT_PARAMS below).
-// Sides: agent/hostagent.ts answers (agent/typed.ts serve), coordinator/** calls (agent/typed.ts
-// Caller through HostAgents.peer and JobAccess.peer); test/fakes/host-agent.ts plays the host agent.
+// Sides: agent/hostagent.ts answers (agent/typed.ts serve); coordinator/** calls through the typed
+// views HostAgents.peer (HostAgentPeer) and JobAccess.peer (HostAgentCaller), wire/rpc.ts Caller;
+// test/fakes/host-agent.ts plays the host agent in unit tests.
 // Types only (and one constant table): no I/O.
 import type { GuestFrame, HostFrame } from '../../../guest/protocol/index.js';
 import type { HeldVf, InterconnectDevice, PciDeviceInfo, PlugResult, TapRequest, UnplugResult, VfOffer } from './device.js';
@@ -26,7 +27,6 @@ export type Done = Record<string, never>;
 /** Most methods act on one VM of this host, by name. */
 export interface ByName { name: string }
 
-// prettier-ignore
 /** Every method of the host agent: params (what the coordinator sends) and result (what it answers). */
 export interface HostAgentMethods {
   // ---- the agent and its VMs ----
@@ -60,7 +60,6 @@ export interface HostAgentMethods {
 /** What the deadline policy may ask of a running migration (mig.action). */
 export type MigrationAction = 'postcopy' | 'throttle' | 'stop-copy' | 'bandwidth';
 
-// prettier-ignore
 /** Events the host agent sends the coordinator (no reply). */
 export interface HostAgentEvents {
   'vm.exit':      { vm: string; code: number | null; signal: string | null; expected: boolean };  // QEMU is gone
@@ -81,7 +80,6 @@ export type HostAgentCaller = Caller<HostAgentMethods>;
 /** ... and the events the coordinator sends it (coordinator/job/agents.ts HostAgents.peer). */
 export interface HostAgentPeer extends HostAgentCaller, Notifier<CoordinatorEvents> {}
 
-// prettier-ignore
 /** The host agent's check of what arrives: each method's required fields (optional ones are the handler's). */
 export const HOST_AGENT_PARAMS: ParamChecks<HostAgentMethods> = {
   'host.info': {},
