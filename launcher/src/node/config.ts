@@ -26,6 +26,11 @@ export interface NodeConfig {
   scontrol: string;
   qemu: string;
   nodeName?: string;
+  /**
+   * the site's read-only guest-image cache, looked up before each user's own cache ('' = none;
+   * docs/site-install.md, docs/images.md): filled by `SYMRUN_CACHE_DIR=<its parent> symrun image build`
+   */
+  siteImages: string;
 }
 
 export const NODE_CONFIG_DEFAULTS: NodeConfig = {
@@ -41,6 +46,7 @@ export const NODE_CONFIG_DEFAULTS: NodeConfig = {
   nft: '/usr/sbin/nft',
   scontrol: '/usr/bin/scontrol',
   qemu: '/usr/bin/qemu-system-x86_64',
+  siteImages: '/var/cache/symrun/images',
 };
 
 const KEYS: Record<string, keyof NodeConfig> = {
@@ -57,6 +63,7 @@ const KEYS: Record<string, keyof NodeConfig> = {
   SCONTROL: 'scontrol',
   SYMRUN_QEMU: 'qemu',
   SYMRUN_NODENAME: 'nodeName',
+  SYMRUN_SITE_IMAGES: 'siteImages',
 };
 
 function bad(file: string, line: number, key: string, value: string, fix: string): SymError {
@@ -94,6 +101,10 @@ export function parseNodeConfig(text: string, file = 'node.conf'): NodeConfig {
         if (!v.startsWith('/') || /\s|\.\./.test(v)) throw bad(file, n + 1, key, v, 'an absolute path without spaces or ".."');
         c[field] = v;
         break;
+      case 'siteImages':
+        if (v && (!v.startsWith('/') || /\s|\.\./.test(v))) throw bad(file, n + 1, key, v, 'an absolute path without spaces or ".." (or empty for no site cache)');
+        c.siteImages = v;
+        break;
       case 'overlayDev':
         if (v && !/^[A-Za-z0-9_.-]{1,15}$/.test(v)) throw bad(file, n + 1, key, v, 'a network interface name');
         c.overlayDev = v;
@@ -126,4 +137,9 @@ export function readNodeConfig(file = process.env.SYMRUN_NODE_CONF || '/etc/symr
     throw new SymError('ESYM_NODE_CONFIG', { message: `${file} is not owned by root or is writable by others: root does not trust it`, field: 'SYMRUN_NODE_CONF', value: file, fix: `chown root ${file} && chmod go-w ${file}`, exitCode: EXIT.environment });
   }
   return parseNodeConfig(fs.readFileSync(file, 'utf8'), file);
+}
+
+/** The site's read-only image cache (SYMRUN_SITE_IMAGES) as resolveImage's siteDirs; none if node.conf is not trusted. */
+export function siteImageDirs(): string[] {
+  try { const d = readNodeConfig().siteImages; return d ? [d] : []; } catch { return []; }
 }

@@ -14,6 +14,8 @@ export interface VmSpec {
   kernel: string;
   initrd: string;
   rootfs: string;
+  /** format of rootfs (default raw); qcow2 for a disk image a user brought (docs/images.md) */
+  rootFormat?: 'raw' | 'qcow2';
   append: string;
   agentSocket: string;
   agentPortName: string;
@@ -73,7 +75,7 @@ export function qemuArgs(spec: VmSpec, qemu: { version: QemuVersion }): string[]
     '-kernel', spec.kernel,
     '-initrd', spec.initrd,
     '-append', spec.append,
-    '-drive', `file=${optEscape(spec.rootfs)},if=none,id=root0,format=raw,readonly=on`,
+    '-drive', `file=${optEscape(spec.rootfs)},if=none,id=root0,format=${spec.rootFormat ?? 'raw'},readonly=on`,
     '-device', 'virtio-blk-pci,drive=root0,id=rootdisk0',
     '-device', 'virtio-serial-pci,id=vser0',
     '-chardev', `socket,id=agent0,path=${optEscape(spec.agentSocket)},server=on,wait=off`,
