@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseAptFile, debianMirror, osCodename } from '../../launcher/src/image/apt-sources.js';
-import { diskFormat, readDiskManifest, diskManifestPath, rootListing, AGENT_ENTRY } from '../../launcher/src/image/disk.js';
+import { diskFormat, isDiskImage, readDiskManifest, diskManifestPath, rootListing, AGENT_ENTRY } from '../../launcher/src/image/disk.js';
 import { resolveImage } from '../../launcher/src/image/index.js';
 import { loadConfig } from '../../launcher/src/config/index.js';
 import { qemuArgs, type VmSpec } from '../../launcher/src/vm/index.js';
@@ -106,6 +106,17 @@ t.test('resolveImage: a missing disk and a disk whose side file says it has no a
   const q = path.join(tmp, 'noagent.qcow2');
   fs.writeFileSync(q, Buffer.from([0x51, 0x46, 0x49, 0xfb]));
   fs.writeFileSync(diskManifestPath(q), JSON.stringify({ format: 1, files: ['/etc/hosts'], aliases: {}, agent: false, createdAt: 'x' }));
+  const junk = path.join(tmp, 'junk.img');
+  fs.writeFileSync(junk, Buffer.alloc(4096));
+  const e3 = await resolveImage({ disk: junk }).catch((x) => x);
+  t.equal(e3.code, 'ESYM_IMAGE_DISK', 'a raw file without an ext superblock is refused');
+  t.match(e3.message, /neither a qcow2 image nor a raw disk/);
+  const ext = path.join(tmp, 'ext.raw');
+  const sb = Buffer.alloc(4096);
+  sb.writeUInt16LE(0xef53, 1080);
+  fs.writeFileSync(ext, sb);
+  t.ok(await isDiskImage(ext), 'raw with an ext superblock');
+  t.notOk(await isDiskImage(junk));
   for (const spec of [{ disk: q }, q]) {
     const e2 = await resolveImage(spec).catch((x) => x);
     t.equal(e2.code, 'ESYM_IMAGE_NO_AGENT', `${typeof spec}: no agent`);

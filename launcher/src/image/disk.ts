@@ -49,6 +49,17 @@ export async function readDiskManifest(disk: string): Promise<DiskManifest | und
   } catch { return undefined; }
 }
 
+/** Is this file a disk image: qcow2, or raw with an ext2/3/4 superblock at its start (magic 0xEF53 at 1080)? */
+export async function isDiskImage(file: string): Promise<boolean> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const b = Buffer.alloc(1082);
+    const { bytesRead } = await fh.read(b, 0, b.length, 0);
+    if (bytesRead >= 4 && b.subarray(0, 4).equals(Buffer.from([0x51, 0x46, 0x49, 0xfb]))) return true;
+    return bytesRead === b.length && b.readUInt16LE(1080) === 0xef53;
+  } finally { await fh.close(); }
+}
+
 /** raw or qcow2 from the file's first bytes ("QFI\xfb" is qcow2). */
 export async function diskFormat(disk: string): Promise<DiskFormat> {
   const fh = await fsp.open(disk, 'r');

@@ -12,7 +12,7 @@ import { cacheDir, IMAGE_DEFAULTS } from '../defaults.js';
 import { computeInputs, saveHashMemo, setHashMemoFile, ImageInputs } from './inputs.js';
 import { buildInto, randomSuffix, BuildResult } from './build.js';
 import { checkAbort } from './exec.js';
-import { diskFormat, readDiskManifest, diskManifestPath, AGENT_ENTRY } from './disk.js';
+import { diskFormat, isDiskImage, readDiskManifest, diskManifestPath, AGENT_ENTRY } from './disk.js';
 
 export { moduleClosure, parseModulesDep, moduleName } from './modules.js';
 export { diskFormat, makeDisk, extractDisk, readDiskManifest, diskManifestPath, AGENT_ENTRY, type DiskFormat, type DiskManifest } from './disk.js';
@@ -214,9 +214,9 @@ async function buildImageOnce(opts: ImageOpts): Promise<ImageInfo> {
 export async function resolveImage(spec: string | DiskImageSpec, opts: ImageOpts = {}): Promise<ImageInfo> {
   if (typeof spec === 'object') return resolveDisk(spec, opts);
   if (spec === 'auto') return buildImage(opts);
-  try { if (spec && (await fsp.stat(spec)).isFile()) return resolveDisk({ disk: spec }, opts); } catch { /* the directory checks below say what is wrong */ }
+  try { if (spec && (await fsp.stat(spec)).isFile() && await isDiskImage(spec)) return resolveDisk({ disk: spec }, opts); } catch { /* the directory checks below say what is wrong */ }
   const need = [IMAGE_FILES.kernel, IMAGE_FILES.initrd, IMAGE_FILES.rootfs];
-  const fix = `run \`symrun image build\` or point image: at a directory holding ${need.join(', ')} (manifest.json optional)`;
+  const fix = `run \`symrun image build\` or point image: at a directory holding ${need.join(', ')} (manifest.json optional), or at a disk image (qcow2, or raw ext4: docs/images.md)`;
   const dir = path.resolve(spec || '.');
   let st: fs.Stats | undefined;
   try { st = await fsp.stat(dir); } catch { /* missing */ }
@@ -273,6 +273,15 @@ async function resolveDisk(spec: DiskImageSpec, opts: ImageOpts): Promise<ImageI
       field: 'image.disk',
       value: spec.disk,
       fix: 'build one with `symrun image debian --out FILE` or `symrun image disk DIR FILE` (docs/images.md)',
+      exitCode: EXIT.usage,
+    });
+  }
+  if (!(await isDiskImage(disk))) {
+    throw new SymError('ESYM_IMAGE_DISK', {
+      message: `${disk} is neither a qcow2 image nor a raw disk holding an ext2/3/4 filesystem at its start`,
+      field: 'image.disk',
+      value: spec.disk,
+      fix: 'make the disk from a root directory with `symrun image disk DIR FILE` (a disk with a partition table is not supported; docs/images.md)',
       exitCode: EXIT.usage,
     });
   }
