@@ -51,6 +51,14 @@ export interface ExecArgs {
 }
 export interface NetConfigArgs {
   mac: string;
+  /**
+   * how the interface is found: by `mac` (the default: the emulated NIC, an Ethernet VF whose MAC the
+   * node set), by `guid` (an IPoIB interface: its port GUID, the last 8 bytes of its 20-byte address),
+   * or `passthrough` (the guest's one network interface that is not virtio: a VF whose identity nobody set)
+   */
+  find?: 'mac' | 'guid' | 'passthrough';
+  /** find: guid — the port GUID, 8 bytes aa:bb:… */
+  guid?: string;
   name: string;
   /** CIDR like 198.18.3.101/24 */
   address: string;

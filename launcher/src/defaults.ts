@@ -132,6 +132,12 @@ export const IMAGE_DEFAULTS = {
   initrdModules: ['crc32c_generic', 'virtio_pci', 'virtio_blk', 'virtio_net', 'virtio_console', 'e1000e', 'ext4', 'overlay'],
   /** extra modules shipped in the root for later features (modprobe-able, not loaded by default) */
   rootModules: ['virtio_net', 'e1000e', 'bonding', 'failover', 'net_failover'],
+  /**
+   * drivers of passed-through VFs (only in images for interconnect.type vfio; ~7.6 MB with their
+   * dependencies on Debian 6.1): Intel VFs (iavf: X710/E810, igbvf: 82576/QEMU igb, ixgbevf: 82599),
+   * Mellanox ConnectX (mlx5_core; mlx5_ib for verbs; ib_ipoib for IP over an InfiniBand VF)
+   */
+  passthroughModules: ['iavf', 'igbvf', 'ixgbevf', 'mlx5_core', 'mlx5_ib', 'ib_ipoib'],
   /** Debian packages whose files (and the ldd closure of their ELFs) go into the root */
   mpiPackages: ['openmpi-bin', 'openmpi-common', 'libopenmpi3', 'libpmix2'],
   /** the same for MPICH (Hydra, libmpich, UCX with its transport modules): only in images for MPICH programs */

@@ -46,6 +46,7 @@ export const ERROR_CODES = {
   ESYM_DEVICE_BIND: { exit: 'runtime', means: 'a VF could not be bound to vfio-pci, or given back to its driver (the file, value and errno say which)' },
   ESYM_DEVICE_COMMAND: { exit: 'runtime', means: 'an ip link command on the PF failed (VF MAC, spoof-check, trust, InfiniBand GUIDs)' },
   ESYM_DEVICE_IDENTITY: { exit: 'usage', means: 'a job id, node index or slot is outside the range VF MACs/GUIDs encode' },
+  ESYM_DEVICE_KIND: { exit: 'usage', means: 'a checkpoint\'s VMs had another kind of interconnect device (emulated NIC / vfio VF) than the restarting job gives them' },
   ESYM_DEVICE_IOMMU_GROUP: { exit: 'runtime', means: 'a VF\'s IOMMU group cannot be handed to the job (no group, a member on another driver or claimed by another job)' },
   ESYM_DEVICE_NONE_FREE: { exit: 'runtime', means: 'no free VF in the node\'s pools for a claim (the claim was rolled back)' },
   ESYM_DEVICE_NOT_CLAIMED: { exit: 'usage', means: 'the VF named is not claimed by that job: nothing released' },

@@ -33,7 +33,7 @@ Examples:
   symrun exec -it vm2 -- sh                      interactive shell in a guest
   symrun status --json                           the running job: hosts, VMs, phases
   symrun --local 3 --spares 1 -- ./app           a spare host to migrate to
-  symrun migrate vm2 [--to h4] [--mode postcopy] live-migrate a VM of the running job
+  symrun migrate vm2 [--to h4]                   live-migrate a VM of the running job
   symrun cancel vm2                              abort that migration (rolls back)
   symrun checkpoint [--dir DIR] [--keep N]       save every VM of the running job (docs/checkpoint.md)
   symrun checkpoints DIR                         list checkpoints: complete / incomplete / corrupt
@@ -44,13 +44,12 @@ Exit status: the application's (first non-zero rank; 128+N for a signal); 127 if
 missing; 2 for bad usage or configuration; 3 for a missing part of the environment; 4 for a
 failure of symrun itself.`;
 
-export async function main(argv: string[]): Promise<number> {
-  const dd = argv.indexOf('--');
-  const left = normalizeArgs(dd >= 0 ? argv.slice(0, dd) : argv);
-  const right = dd >= 0 ? argv.slice(dd + 1) : [];
-  const json = left.includes('--json');
-  let exit = 0;
-
+/**
+ * The whole command tree (every command, option, help text); nothing runs until it parses. `argv`: the
+ * arguments before `--`, `right`: after it; `setExit` receives a command's exit status. The man pages
+ * are rendered from this tree too (cli/manpage.ts, scripts/gen-manpage.mjs).
+ */
+export function buildProgram(argv: readonly string[] = [], right: string[] = [], setExit: (n: number) => void = () => {}): Command {
   const program = new Command('symrun')
     .description('Run MPI jobs in VMs with passthrough interconnects; migrate, checkpoint and restart them')
     .usage('[options] -- PROGRAM [ARGS...]')
@@ -60,19 +59,29 @@ export async function main(argv: string[]): Promise<number> {
     .showSuggestionAfterError(true);
   program.addHelpText('after', EXAMPLES);
 
-  registerRun(program, dd >= 0 ? argv.slice(0, dd) : argv, right, (n) => { exit = n; });
+  registerRun(program, argv, right, setExit);
   registerImage(program);
-  registerExec(program, right, (n) => { exit = n; });
+  registerExec(program, right, setExit);
   registerStatus(program);
-  registerMigrate(program, findJob, (n) => { exit = n; });
-  registerCheckpoint(program, findJob, (n) => { exit = n; });
-  registerRestart(program, right, (n) => { exit = n; });
-  registerWatchd(program, (n) => { exit = n; });
-  registerNode(program, (n) => { exit = n; });
-  registerNodeDevices(program, (n) => { exit = n; });
-  registerRecover(program, (n) => { exit = n; });
+  registerMigrate(program, findJob, setExit);
+  registerCheckpoint(program, findJob, setExit);
+  registerRestart(program, right, setExit);
+  registerWatchd(program, setExit);
+  registerNode(program, setExit);
+  registerNodeDevices(program, setExit);
+  registerRecover(program, setExit);
   registerConfig(program);
   registerReport(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const dd = argv.indexOf('--');
+  const left = normalizeArgs(dd >= 0 ? argv.slice(0, dd) : argv);
+  const right = dd >= 0 ? argv.slice(dd + 1) : [];
+  const json = left.includes('--json');
+  let exit = 0;
+  const program = buildProgram(dd >= 0 ? argv.slice(0, dd) : argv, right, (n) => { exit = n; });
 
   try {
     await program.parseAsync(left, { from: 'user' });

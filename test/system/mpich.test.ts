@@ -10,7 +10,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { repoRoot } from '../../launcher/src/defaults.js';
 import { need, needRoot, runSymrun } from '../fixtures/symrun-env.js';
-import { startRingJob } from '../fixtures/ring-job.js';
+import { startRingJob, type RingJob } from '../fixtures/ring-job.js';
 
 need('mpicc.mpich', 'libmpich-dev');
 need('mpiexec.hydra', 'mpich');
@@ -21,6 +21,20 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'symrun-mpich-'));
 t.teardown(() => fs.rmSync(work, { recursive: true, force: true }));
 execFileSync('mpicc.mpich', ['-O2', '-o', path.join(work, 'ring-mpich'), path.join(repoRoot(), 'test', 'fixtures', 'mpi', 'ring.c')]);
 const stopFile = path.join(work, 'stop');
+const STOP_MS = 120_000;
+
+/** Each guest's processes (state, kernel wait channel, command) and its TCP sockets with queued bytes. */
+async function guestState(job: RingJob): Promise<string> {
+  const script = 'for d in /proc/[0-9]*; do c=$(tr "\\0" " " < $d/cmdline 2>/dev/null | cut -c1-160); [ -n "$c" ] || continue; '
+    + 'echo "$(basename $d) $(cut -d" " -f3 $d/stat) $(cat $d/wchan 2>/dev/null) $c"; done; '
+    + 'echo "tcp (local remote tx:rx queue, non-empty):"; awk \'NR>1 && $5!="00000000:00000000" {print $2, $3, $5}\' /proc/net/tcp';
+  const out: string[] = [];
+  for (const vm of ['vm1', 'vm2', 'vm3']) {
+    const r = await job.sym(['exec', vm, '--', 'sh', '-c', script], 30_000).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
+    out.push(`--- ${vm} (pid state wchan command):\n${r.stdout}${r.stderr}`);
+  }
+  return out.join('\n');
+}
 
 t.test('--mpi openmpi for an MPICH program: a usage error naming the field, before any VM boots', async (t) => {
   const r = await runSymrun(['--local', '3', '--mpi', 'openmpi', '--', './ring-mpich', '5'], { cwd: work, timeoutMs: 60_000 });
@@ -60,7 +74,20 @@ t.test('an MPICH ring on 3 VMs: real ranks, a live migration mid-run, the right 
   t.equal(st.vms.find((v) => v.name === 'vm2')!.host, 'host4', 'vm2 runs on the spare');
   await job.stillRunning('the migration of vm2');
 
-  const { touch, code } = await job.stop();
+  // The ranks finish within seconds of the stop file; a job still running after STOP_MS hangs (the
+  // MPI_Finalize hang of docs/mpi.md): fail now, with each guest's processes and socket queues.
+  const t0 = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const stopped = await Promise.race([job.stop(), new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), STOP_MS); })]);
+  clearTimeout(timer); // a pending 120 s timer would keep the test process alive after it passed
+  if (!stopped) {
+    const dump = await guestState(job);
+    job.kill();
+    t.fail(`the job did not exit within ${STOP_MS / 1000} s after the stop file was made (a hang at MPI_Finalize?)\n${dump}\nstdout: ${job.stdout().slice(-1500)}\nstderr: ${job.stderr().slice(-2000)}`);
+    return;
+  }
+  const { touch, code } = stopped;
+  t.comment(`stop file to exit: ${Date.now() - t0} ms`);
   t.equal(touch.code, 0, `exec touch: ${touch.stdout}${touch.stderr}`);
   t.equal(code, 0, `symrun exit 0\n${job.stderr().slice(-3000)}`);
   t.match(job.stdout(), /ring OK: ranks=3 /, 'the checksum over every message is right');

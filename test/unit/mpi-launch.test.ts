@@ -1,5 +1,5 @@
 import t from 'tap';
-import { planMpi, retagLine, LineSplitter, checkMpiOptions, HYDRA } from '../../launcher/src/mpi/launch.js';
+import { planMpi, retagLine, LineSplitter, checkMpiOptions, HYDRA, FINALIZE_SHIM } from '../../launcher/src/mpi/launch.js';
 import { detectMpi, chooseMpi, missingLauncher, launcherMissingError } from '../../launcher/src/mpi/detect.js';
 import { SymError } from '../../launcher/src/errors.js';
 
@@ -59,6 +59,21 @@ t.test('MPICH: mpiexec.hydra through symrun-rsh, hosts and ranks per VM as for O
   t.throws(() => planMpi({ ...base, implementation: 'mpich', vms: [{ name: 'vm1', slots: 1 }], np: 2 }), SymError, '-np checked as for Open MPI');
 });
 
+t.test('MPICH: every rank gets the MPI_Finalize progress library (LD_PRELOAD through -genv), Open MPI ranks do not', async (t) => {
+  t.equal(FINALIZE_SHIM, '/opt/symrun/lib/libsymrun-ucx-finalize.so');
+  const p = planMpi({ ...base, implementation: 'mpich', vms: [{ name: 'vm1', slots: 1 }, { name: 'vm2', slots: 1 }], extraArgs: ['-genv', 'X', '1'] });
+  const i = p.argv.indexOf('LD_PRELOAD');
+  t.ok(i > 0, 'LD_PRELOAD is set');
+  t.same(p.argv.slice(i - 1, i + 2), ['-genv', 'LD_PRELOAD', FINALIZE_SHIM], 'with -genv: the ranks\' environment, not mpiexec\'s own');
+  t.ok(i < p.argv.indexOf('X'), 'before the user\'s extra arguments');
+  t.ok(i < p.argv.indexOf('/w/ring'), 'before the program');
+  t.notOk('LD_PRELOAD' in p.env, 'not in mpiexec\'s environment (Hydra and its proxies run without it)');
+  t.same(p.argv.slice(-2), ['/w/ring', '5']);
+  const o = planMpi({ ...base, vms: [{ name: 'vm1', slots: 1 }] });
+  t.notMatch(o.argv.join(' '), /LD_PRELOAD|libsymrun-ucx-finalize/, 'Open MPI: not preloaded');
+  t.notOk('LD_PRELOAD' in o.env);
+});
+
 t.test('MPICH: MCA parameters are refused naming the field; Hydra tags name VM and stream', async (t) => {
   try {
     checkMpiOptions('mpich', { btl: 'self,tcp' }, '/w/ring', 'mpi.mca (--mca)');
@@ -103,9 +118,10 @@ t.test('detection: the MPI a program is linked against, from the libraries ldd l
 });
 
 t.test('an image without Hydra cannot launch an MPICH program: the error names image', async (t) => {
-  const withHydra = new Set(['/usr/bin/mpirun', '/usr/bin/mpiexec.hydra', '/usr/bin/hydra_pmi_proxy']);
+  const withHydra = new Set(['/usr/bin/mpirun', '/usr/bin/mpiexec.hydra', '/usr/bin/hydra_pmi_proxy', FINALIZE_SHIM]);
   t.same(missingLauncher('mpich', withHydra), []);
-  t.same(missingLauncher('mpich', new Set(['/usr/bin/mpirun'])), ['/usr/bin/mpiexec.hydra', '/usr/bin/hydra_pmi_proxy']);
+  t.same(missingLauncher('mpich', new Set(['/usr/bin/mpirun'])), ['/usr/bin/mpiexec.hydra', '/usr/bin/hydra_pmi_proxy', FINALIZE_SHIM]);
+  t.same(missingLauncher('mpich', new Set(['/usr/bin/mpiexec.hydra', '/usr/bin/hydra_pmi_proxy'])), [FINALIZE_SHIM], 'an MPICH image built before the finalize library: refused, it would hang at MPI_Finalize');
   t.same(missingLauncher('openmpi', new Set()), []);
   const e = launcherMissingError('mpich', ['/usr/bin/mpiexec.hydra'], '/srv/img', '/w/ring-mpich');
   t.equal(e.code, 'ESYM_MPI_MISSING');

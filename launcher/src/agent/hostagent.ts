@@ -8,10 +8,12 @@ import { connectChannel, type RpcPeer } from './channel.js';
 import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError, type HostFrame } from '../../../guest/protocol/index.js';
 import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
 import { plugNic, plugVfio, unplugDevice, listDevices } from '../hotplug/index.js';
-import type { InterconnectDevice, TapRequest } from '../wire/device.js';
+import type { InterconnectDevice, TapRequest, VfOffer } from '../wire/device.js';
+import { JobVfs, offersFromClaims } from '../device/job-vfs.js';
+import { FsDeviceIO, type DeviceIO } from '../device/sysfs.js';
 import { askHelper } from '../node/client.js';
 import { readNodeConfig } from '../node/config.js';
-import { helperSocket } from '../node/record.js';
+import { helperSocket, readRecord } from '../node/record.js';
 import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, completeIncoming, startPostcopy, throttleGuest, setMaxBandwidth, saveStateToFile, shellQuote, type MigrationTuning, type MigrationProgress } from '../migration/qemu.js';
 import { derivePsk, pskIdentity, tlsDir, writePskFile, removePskDir, type MigrationTlsRequest } from '../migration/psk.js';
 import { tlsCredsId, tlsObjectArgs, addTlsCreds, dropTlsCreds, tlsFailure } from '../migration/tls.js';
@@ -48,6 +50,8 @@ function nodeHelperSocket(): string {
 
 export class HostAgent {
   private vms = new Map<string, VmEntry>();
+  /** the job's VFs on this node: which VM holds which (device/job-vfs.ts) */
+  readonly vfs: JobVfs;
   peer!: RpcPeer;
 
   /**
@@ -58,8 +62,10 @@ export class HostAgent {
   /**
    * secret: the per-job secret (migration stream keys are derived from it, migration/psk.ts).
    * spawnVm: starts QEMU (default vm/index.ts startVm; unit tests pass a fake backed by a fake QMP server).
+   * deviceIO: where sysfs and /dev/vfio are read (default the node's own; unit tests pass a fake tree).
    */
-  constructor(readonly host: string, peer: RpcPeer, private opts: { reconnect?: () => Promise<RpcPeer>; graceMs?: number; secret?: string; spawnVm?: (spec: VmSpec) => Promise<VmProcess> } = {}) {
+  constructor(readonly host: string, peer: RpcPeer, private opts: { reconnect?: () => Promise<RpcPeer>; graceMs?: number; secret?: string; spawnVm?: (spec: VmSpec) => Promise<VmProcess>; deviceIO?: DeviceIO; nodeClaims?: (job: string) => unknown } = {}) {
+    this.vfs = new JobVfs(opts.deviceIO ?? new FsDeviceIO('/'), host);
     this.attach(peer);
   }
 
@@ -77,7 +83,14 @@ export class HostAgent {
         const e = this.vm(p.name);
         const d = p.device;
         const opts = { timeoutMs: p.timeoutMs ?? DEFAULTS.hotplug.plugTimeoutMs };
-        if (d.kind === 'vfio') return plugVfio(e.proc.qmp, { id: d.id, host: d.host, bus: d.bus }, opts);
+        if (d.kind === 'vfio') {
+          // only the VF this VM holds on this node (dev.claim): never another VM's, never an unclaimed one
+          const held = this.vfs.list().find((h) => h.vm === p.name);
+          if (held?.pci !== d.host) {
+            throw new SymError('ESYM_NO_DEVICE', { message: `${p.name} does not hold VF ${d.host} on ${this.host}${held ? ` (it holds ${held.pci})` : ''}`, field: 'device.host', value: d.host, fix: 'claim the VF first (dev.claim) and plug the one claimed' });
+          }
+          return plugVfio(e.proc.qmp, { id: d.id, host: d.host, bus: d.bus }, opts);
+        }
         // the node helper made this VM's taps already (node layer); else the tap is ours to make
         if (!e.helper) {
           if (p.bridge) await ensureTap(d.tap, p.bridge);
@@ -85,6 +98,13 @@ export class HostAgent {
         }
         return plugNic(e.proc.qmp, { id: d.id, netdevId: d.netdevId, tap: d.tap, mac: d.mac, model: d.model, bus: d.bus }, opts);
       })
+      // ---- the job's VFs on this node (device/job-vfs.ts): claimed for a VM, released when it left ----
+      // with the node layer (nodeLayerJob), the VFs root claimed for the job here come first: they carry
+      // the MAC / GUID the guest finds them by
+      .handle('dev.claim', (p: { vm: string; offers: VfOffer[]; nodeLayerJob?: string }) =>
+        this.vfs.claim(p.vm, [...(p.nodeLayerJob ? offersFromClaims(this.nodeClaims(p.nodeLayerJob)) : []), ...(Array.isArray(p.offers) ? p.offers : [])]))
+      .handle('dev.release', (p: { vm: string }) => ({ released: this.vfs.release(p.vm) ?? null }))
+      .handle('dev.list', () => this.vfs.list())
       // ---- migration endpoints (the coordinator drives the protocol; see migration/machine.ts) ----
       .handle('mig.prepare', (p: { spec: VmSpec; taps?: TapRequest[]; tuning: MigrationTuning; listenIp: string; tls?: MigrationTlsRequest }) => this.prepareIncoming(p.spec, p.taps ?? [], p.tuning, p.listenIp, p.tls))
       .handle('mig.perform', (p: { name: string; uri: string; tuning: MigrationTuning; mode: MigrationMode; op: string; tls?: MigrationTlsRequest }) => this.perform(p))
@@ -153,6 +173,12 @@ export class HostAgent {
     // the coordinator is gone for good: leave nothing behind on this node
     await this.stopAll();
     process.exit(0);
+  }
+
+  /** The VFs the node layer claimed for Slurm job `job` on this node (its job record's `vfs`; unit tests pass their own). */
+  private nodeClaims(job: string): unknown {
+    if (this.opts.nodeClaims) return this.opts.nodeClaims(job);
+    return readRecord(readNodeConfig().stateDir, process.env.SLURMD_NODENAME ?? '', job)?.vfs;
   }
 
   private vm(name: string): VmEntry {

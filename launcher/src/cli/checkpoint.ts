@@ -2,7 +2,7 @@
 // (list the checkpoints in a directory, verified). Talks to the job's control socket like migrate.ts.
 import type { JobRef } from './jobref.js';
 import path from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { SymError, EXIT } from '../errors.js';
 import type { OpEvent } from '../protocol/executor.js';
 import type { CheckpointResult } from '../coordinator/checkpoint.js';
@@ -63,8 +63,9 @@ export function registerCheckpoint(program: Command, findJob: FindJob, setExit: 
     .option('--dir <dir>', "checkpoint directory (default: the job's --checkpoint-dir)")
     .option('--keep <n>', "complete checkpoints of the job kept (default: the job's --keep)")
     .option('--json', 'print the result as JSON on stdout')
+    .addOption(new Option('--fault <spec>', 'fault injection for tests (NAME@WHERE, docs/checkpoint.md); repeatable').hideHelp().argParser((v: string, prev: string[] = []) => [...prev, v]))
     .addHelpText('after', CHECKPOINT_HELP)
-    .action(async (f: { job?: string; dir?: string; keep?: string; json?: boolean }) => {
+    .action(async (f: { job?: string; dir?: string; keep?: string; json?: boolean; fault?: string[] }) => {
       const keep = parseKeep(f.keep);
       const dir = f.dir !== undefined ? path.resolve(f.dir) : undefined;
       const j = await findJob(f.job);
@@ -84,7 +85,7 @@ export function registerCheckpoint(program: Command, findJob: FindJob, setExit: 
       });
       let res: { op: string; name: string; result?: CheckpointResult };
       try {
-        res = await peer.call<{ op: string; name: string; result?: CheckpointResult }>('checkpoint', { dir, keep, wait: true, reason: 'symrun checkpoint' }, { timeoutMs: 24 * 3600_000 });
+        res = await peer.call<{ op: string; name: string; result?: CheckpointResult }>('checkpoint', { dir, keep, wait: true, reason: 'symrun checkpoint', faults: f.fault }, { timeoutMs: 24 * 3600_000 });
       } finally {
         peer.close();
       }

@@ -25,7 +25,7 @@ export function registerImage(program: Command): void {
     .description('show the image a job would use')
     .option('-C, --config <file>', 'symrun.yaml to read (default: $SYMRUN_CONFIG)')
     .addOption(new Option('-c <value>').hideHelp())
-    .option('--json')
+    .option('--json', 'print the image description as JSON')
     .action(async (f: { config?: string; json?: boolean; c?: string }) => {
       checkCpusPerTask(f.c, '-c', true);
       const cfg = loadConfig({ file: f.config });
@@ -42,7 +42,7 @@ export function registerConfig(program: Command): void {
     .description('show the resolved configuration')
     .option('-C, --config <file>', 'symrun.yaml to read (default: $SYMRUN_CONFIG)')
     .addOption(new Option('-c <value>').hideHelp())
-    .option('--json')
+    .option('--json', 'print the configuration as JSON')
     .action((f: { config?: string; json?: boolean; c?: string }) => {
       checkCpusPerTask(f.c, '-c', true);
       const cfg = loadConfig({ file: f.config });

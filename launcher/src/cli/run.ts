@@ -78,7 +78,8 @@ export function registerRun(program: Command, argv: readonly string[], app: stri
       .option('-q, --quiet', 'no progress messages')
       .option('--json', 'print a JSON summary (job id, exit code, phase timings) on stderr at the end');
 
-  runOpts(program.command('run', { isDefault: true, hidden: true }).usage('[options] -- PROGRAM [ARGS...]')).action(async (flags: RunFlags) => {
+  runOpts(program.command('run', { isDefault: true, hidden: true }).usage('[options] -- PROGRAM [ARGS...]')
+    .description('run PROGRAM as an MPI job in VMs, one per host (the default command: symrun [options] -- PROGRAM is the same)')).action(async (flags: RunFlags) => {
     if (!app.length) throw new SymError('ESYM_USAGE', { message: 'no program given', fix: 'symrun [options] -- PROGRAM [ARGS...]   (see symrun --help)', exitCode: EXIT.usage });
     setExit(await runCommand(flags, app, argv));
   });

@@ -37,6 +37,8 @@ export interface CheckpointRequest {
   keep?: number;
   /** why (user, interval): recorded in the events */
   reason?: string;
+  /** fault injection for this checkpoint only (tests, the soak): NAME@WHERE, see faults.ts */
+  faults?: string[];
 }
 
 export type CheckpointOutcome = Terminal;
@@ -125,7 +127,7 @@ export class Checkpoints {
     const op = `c${crypto.randomBytes(3).toString('hex')}`;
     const name = checkpointName(job.id);
     const info: CheckpointInfo = { op, name, root, phase: 'queued', startedAt: new Date().toISOString(), reason: req.reason };
-    const ctx: Ctx = { op, name, root, keep, names, tmp: undefined, vms: new Map(), warnings: [], pruned: [] };
+    const ctx: Ctx = { op, name, root, keep, names, tmp: undefined, vms: new Map(), warnings: [], pruned: [], faults: Array.isArray(req.faults) ? req.faults.map(String) : [] };
     const exec: CheckpointExecutor = new Executor({
       op, machine: CHECKPOINT, ports: this.ports(ctx),
       journal: this.h.journal(),
@@ -241,7 +243,7 @@ export class Checkpoints {
 
   private ports(ctx: Ctx): Ports<CkptForward | CkptRollback> {
     const h = this.h;
-    const faults = parseFaults(process.env.SYMRUN_FAULTS);
+    const faults = parseFaults([process.env.SYMRUN_FAULTS ?? '', ...(ctx.faults ?? [])].filter(Boolean).join(','));
     const self = this;
     const job = h.access;
     const vm = (n: string) => job.vm(n)!;
@@ -270,7 +272,8 @@ export class Checkpoints {
     const unplugged = (n: string) => peerOf(n).call<Array<{ qdevId?: string }>>('vm.devices', { name: n }).then((d) => !isPlugged(d));
     const replug = () => each('replug', async (n) => {
       if (!(await unplugged(n))) return { skipped: 'device still plugged' };
-      return peerOf(n).call('vm.plug', plugParams(n, device(n), hostOf(vm(n).host).bridge), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+      // the device the VM holds on its host (a VF: the same one it was unplugged from)
+      return peerOf(n).call('vm.plug', plugParams(n, await device(n), hostOf(vm(n).host).bridge), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
     });
     const reconfigure = () => each('reconfigure', (n) => vm(n).client.request('net-config', job.netConfigArgs(n), { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs }));
     const contAll = () => each('cont', (n) => peerOf(n).call<{ status: string; resumed: boolean }>('ckpt.resume', { name: n }, { timeoutMs: CHECKPOINT_DEFAULTS.contTimeoutMs }));
@@ -288,7 +291,7 @@ export class Checkpoints {
       async unplug(signal) {
         const r = await each('unplug', async (n) => {
           if (await unplugged(n)) return false;
-          await peerOf(n).call('vm.unplug', unplugParams(n, device(n)), { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
+          await peerOf(n).call('vm.unplug', unplugParams(n, await device(n)), { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
           return true;
         });
         return { vms: ctx.names.length, unplugged: count(r, (x) => x) };
@@ -353,7 +356,7 @@ export class Checkpoints {
           rec.sha256 = sha256;
           rec.size = size;
           const spec = job.spec(n, v.host, false);
-          const d = device(n);
+          const d = await device(n);
           vms.push({
             name: n, host: v.host, file: rec.file, size, sha256, spec,
             ...(version ? { qemuArgs: qemuArgs(spec, { version }) } : {}),
@@ -444,4 +447,6 @@ interface Ctx {
   frozenMs?: number;
   warnings: string[];
   pruned: string[];
+  /** faults of this checkpoint only (a recovered one has none) */
+  faults?: string[];
 }

@@ -42,8 +42,15 @@ export interface JobAccess {
   readonly id: string;
   readonly runDir: string;
   readonly migration: MigrationConfig;
-  /** the VM's interconnect device on `host` (job/interconnect.ts) */
-  device(vm: string, host: string): InterconnectDevice;
+  /**
+   * the VM's interconnect device on `host` (job/interconnect.ts), claimed there if the VM holds none
+   * (a VF from that host's agent); idempotent: asked again, the same device
+   */
+  device(vm: string, host: string): Promise<InterconnectDevice>;
+  /** the VM gives its device on `host` back (a VF returns to the job's free VFs there); idempotent */
+  releaseDevice(vm: string, host: string): Promise<{ released?: string }>;
+  /** the kind of device every VM of the job has (interconnect.type) */
+  deviceKind(): InterconnectDevice['kind'];
   vm(name: string): { name: string; index?: number; host: string; mac: string; ip: string; tap: string; client: GuestClient; state: string } | undefined;
   vmNames(): string[];
   hosts(): Array<{ name: string; ip: string; bridge: string; spare: boolean; usable: boolean }>;
@@ -67,6 +74,10 @@ export interface OpInfo {
   quiesce: QuiesceAdapter;
   /** the stream is TLS-encrypted with a per-migration key (migration.tls) */
   tls: boolean;
+  /** the kind of interconnect device unplugged on the source and plugged on the destination */
+  device: InterconnectDevice['kind'];
+  /** the destination's device, claimed in prepare (a VF: its address there and identity) */
+  dstDevice?: InterconnectDevice;
   phase: string;
   startedAt: string;
   reason?: string;
@@ -192,7 +203,7 @@ export class Migrations {
     const op = `m${crypto.randomBytes(3).toString('hex')}`;
     const cfg = this.job.migration;
     const info: OpInfo = {
-      op, vm: req.vm, from: v.host, to, mode: req.mode ?? cfg.mode, quiesce: req.quiesce ?? cfg.quiesce, tls: cfg.tls === 'on',
+      op, vm: req.vm, from: v.host, to, mode: req.mode ?? cfg.mode, quiesce: req.quiesce ?? cfg.quiesce, tls: cfg.tls === 'on', device: this.job.deviceKind(),
       phase: 'queued', startedAt: new Date().toISOString(), reason: req.reason, actions: [],
     };
     const deadlineMs = req.deadlineMs ?? cfg.deadlineMs;
@@ -249,7 +260,7 @@ export class Migrations {
       const state = r.state as MigrationState;
       if (r.kind !== 'migrate' || !r.params || state.phase === 'new' || MIGRATION.isTerminal(state.phase)) continue;
       const p = r.params as unknown as OpInfo & { deadlineMs?: number };
-      const info: OpInfo = { op: r.op, vm: p.vm, from: p.from, to: p.to, mode: p.mode, quiesce: p.quiesce, tls: p.tls ?? this.job.migration.tls === 'on', phase: state.phase, startedAt: p.startedAt, reason: `recovered after a coordinator restart (was in ${state.phase})`, actions: [] };
+      const info: OpInfo = { op: r.op, vm: p.vm, from: p.from, to: p.to, mode: p.mode, quiesce: p.quiesce, tls: p.tls ?? this.job.migration.tls === 'on', device: p.device ?? this.job.deviceKind(), ...(p.dstDevice ? { dstDevice: p.dstDevice } : {}), phase: state.phase, startedAt: p.startedAt, reason: `recovered after a coordinator restart (was in ${state.phase})`, actions: [] };
       const exec = new Executor({ op: r.op, machine: MIGRATION, ports: this.ports(info, { faults: parseFaults('') }), journal: this.journal, from: state, onEvent: (e) => this.emit({ ...e, data: { vm: info.vm, from: info.from, to: info.to, ...(e.data ?? {}) } }) });
       this.ops.set(r.op, { info, exec });
       const done = exec.recover(`the coordinator was restarted during ${state.phase}`).then((res) => { info.result = res; return res; });
@@ -295,20 +306,30 @@ export class Migrations {
     // the fault wrong-tls-key@dst gives the destination another salt, hence another key
     const tls = info.tls ? newTlsRequest(info.op) : undefined;
     const dstTls = tls && faults.has('wrong-tls-key', 'dst') ? newTlsRequest(info.op) : tls;
-    const plug = (host: string, bus?: string) => plugParams(info.vm, job.device(info.vm, host), hostOf(host).bridge, bus);
+    const plug = async (host: string, bus?: string) => plugParams(info.vm, await job.device(info.vm, host), hostOf(host).bridge, bus);
     const self = this;
+    /** the device as the events and the journal show it (kind, and a VF's address and identity) */
+    const shown = (d: InterconnectDevice) => (d.kind === 'nic' ? { kind: d.kind, model: d.model } : { kind: d.kind, pci: d.host, ...(d.link ? { link: d.link } : {}), ...(d.vfMac ? { vfMac: d.vfMac } : {}), ...(d.guid ? { guid: d.guid } : {}) });
 
     return {
       async prepare(signal) {
+        // the destination's device first: a host without a free VF refuses the move before QEMU starts
+        const d = await job.device(info.vm, info.to);
+        info.dstDevice = d;
+        // journalled with the operation, so a successor coordinator knows what this migration claimed
+        const ex = self.ops.get(info.op)?.exec;
+        if (ex) await self.journal.write({ op: info.op, kind: 'migrate', phase: ex.state.phase, state: ex.state, params: { ...info, deadlineMs } });
         const r = await dst().call<{ uri: string; pid: number }>('mig.prepare', { spec: job.spec(info.vm, info.to, false), taps: job.taps(info.vm, hostOf(info.to).bridge), tuning, listenIp: hostOf(info.to).ip, ...(dstTls ? { tls: dstTls } : {}) }, { timeoutMs: PROTOCOL_DEFAULTS.prepareTimeoutMs, signal });
         uri = r.uri;
-        return { uri, dstPid: r.pid, tls: info.tls };
+        return { uri, dstPid: r.pid, tls: info.tls, device: shown(d) };
       },
       quiesce: (signal) => self.gate.acquire(info.op, info.quiesce, info.vm, signal, faults),
       async unplug(signal) {
         const devs = await src().call<Array<{ qdevId?: string }>>('vm.devices', { name: info.vm }, { signal });
         if (!isPlugged(devs)) return { skipped: 'no interconnect device plugged' };
-        return src().call('vm.unplug', unplugParams(info.vm, job.device(info.vm, info.from)), { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
+        const d = await job.device(info.vm, info.from);
+        const r = await src().call<Record<string, unknown>>('vm.unplug', unplugParams(info.vm, d), { timeoutMs: DEFAULTS.hotplug.unplugTimeoutMs + 2000, signal });
+        return { ...r, device: shown(d) };
       },
       async perform(signal) {
         const samples: Array<{ atMs: number; p: MigrationProgress }> = [];
@@ -362,7 +383,9 @@ export class Migrations {
       },
       async replug(signal) {
         const bus = faults.has('refuse-device-add', info.to) || faults.has('refuse-device-add', 'dst') ? 'rp-fault-injected' : undefined;
-        return dst().call('vm.plug', plug(info.to, bus), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000, signal });
+        const p = await plug(info.to, bus);
+        const r = await dst().call<Record<string, unknown>>('vm.plug', p, { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000, signal });
+        return { ...r, device: shown(p.device) };
       },
       async reconfigure() {
         await vm().client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs);
@@ -370,7 +393,9 @@ export class Migrations {
       },
       resume: () => self.gate.release(info.op, info.quiesce, info.vm),
       async confirm() {
-        return src().call('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
+        const r = await src().call<Record<string, unknown>>('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
+        // the source's device goes back to the job's free ones there (a VF: for the next VM that comes)
+        return { ...r, ...(await job.releaseDevice(info.vm, info.from)) };
       },
       // ---- rollback (before finish: the VM belongs to the source) ----
       async 'rb-cancel'() {
@@ -387,12 +412,16 @@ export class Migrations {
         return { migration: c.migration, dstStopped, sourceResumed: r.resumed };
       },
       async 'rb-dst-stop'() {
-        return dst().call('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
+        const r = await dst().call<Record<string, unknown>>('vm.stop', { name: info.vm }, { timeoutMs: DEFAULTS.teardown.totalMs });
+        // what prepare claimed there is given back (by VM: also when the claim's answer was lost)
+        return { ...r, ...(await job.releaseDevice(info.vm, info.to)) };
       },
       async 'rb-replug'() {
         const devs = await src().call<Array<{ qdevId?: string }>>('vm.devices', { name: info.vm });
         if (isPlugged(devs)) return { skipped: 'device still plugged' };
-        return src().call('vm.plug', plug(info.from), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+        const p = await plug(info.from);
+        const r = await src().call<Record<string, unknown>>('vm.plug', p, { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+        return { ...r, device: shown(p.device) };
       },
       async 'rb-reconfigure'() {
         await vm().client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs); // the source VM was paused: its agent answers once it runs again

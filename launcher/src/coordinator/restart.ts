@@ -12,7 +12,7 @@ import { readJournal } from '../protocol/journal.js';
 import type { OpEvent } from '../protocol/events.js';
 import { RESTART, type RestartForward } from '../protocol/restart.js';
 import type { JobAccess } from './migrate.js';
-import { plugParams, type InterconnectDevice } from './job/interconnect.js';
+import { findArgs, plugParams, type InterconnectDevice } from './job/interconnect.js';
 
 export type RestartPhase = RestartForward;
 
@@ -117,6 +117,21 @@ function restartPorts(o: RestoreOptions, loads: Map<string, number>): Ports<Rest
     const errs = rs.flatMap((r, i) => (r.status === 'rejected' ? [`${names[i]}: ${(r.reason as Error).message}`] : []));
     if (errs.length) throw new SymError('ESYM_RESTART', { message: `${what} failed on ${errs.join('; ')}` });
   };
+  /** the device of VM n on its target, claimed there (a VF on a spare: one of that host's); the checkpoint's kind */
+  const claimed = new Map<string, InterconnectDevice>();
+  const claim = async (n: string, host: string): Promise<InterconnectDevice> => {
+    const want = deviceOf(rec(n).device).kind;
+    const d = await job.device(n, host);
+    if (d.kind !== want) {
+      throw new SymError('ESYM_DEVICE_KIND', {
+        message: `${n} was checkpointed with a ${want === 'vfio' ? 'passed-through VF' : 'emulated NIC'}; this job gives it a ${d.kind === 'vfio' ? 'VF' : 'NIC'}`,
+        field: 'interconnect.type', value: d.kind === 'vfio' ? 'vfio' : 'emulated',
+        fix: `restart with the interconnect the checkpoint was taken with (interconnect.type: ${want === 'vfio' ? 'vfio' : 'emulated'})`,
+      });
+    }
+    claimed.set(n, d);
+    return d;
+  };
   const hostOf = (h: string) => {
     const x = job.hosts().find((y) => y.name === h);
     if (!x) throw new SymError('ESYM_NO_HOST', { message: `no host ${h} in the job` });
@@ -136,6 +151,8 @@ function restartPorts(o: RestoreOptions, loads: Map<string, number>): Ports<Rest
       const v = job.vm(n)!;
       job.setVmHost(n, host); // detaches the guest link; the restored guest syncs on the new one
       v.client.rewind(rec(n).guestSeq ?? 0);
+      // the device first: a target without a usable VF fails the restart before the state is loaded
+      await claim(n, host);
       const spec = job.spec(n, host, false);
       const r = await job.peer(host).call<{ loadMs: number }>('ckpt.restore', { spec, taps: job.taps(n, hostOf(host).bridge), file: path.join(ck.dir, rec(n).file), timeoutMs: 600_000 }, { timeoutMs: 610_000 });
       loads.set(n, r.loadMs);
@@ -143,13 +160,17 @@ function restartPorts(o: RestoreOptions, loads: Map<string, number>): Ports<Rest
     cont: () => each('cont', (n) => job.peer(job.vm(n)!.host).call('vm.cont', { name: n }, { timeoutMs: 30_000 })),
     replug: () => each('replug', async (n) => {
       const v = job.vm(n)!;
-      // the kind of device the VM had when it was saved (a checkpoint of a vfio job plugs vfio again)
-      await job.peer(v.host).call('vm.plug', plugParams(n, deviceOf(rec(n).device), hostOf(v.host).bridge), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
+      // the kind of device the VM had when it was saved (a checkpoint of a vfio job plugs vfio again),
+      // the one it holds on its host now (a VF moved to a spare is another VF, with another identity)
+      const d = claimed.get(n) ?? await claim(n, v.host);
+      await job.peer(v.host).call('vm.plug', plugParams(n, d, hostOf(v.host).bridge), { timeoutMs: DEFAULTS.hotplug.plugTimeoutMs + 2000 });
     }),
     reconfigure: () => each('reconfigure', async (n) => {
       const v = job.vm(n)!;
       await v.client.ready(PROTOCOL_DEFAULTS.finishTimeoutMs);
-      await v.client.request('net-config', rec(n).network, { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs });
+      // the saved configuration, found by the identity of the device it has now (a VF's MAC / GUID follow the node)
+      const d = claimed.get(n) ?? await claim(n, v.host);
+      await v.client.request('net-config', { ...rec(n).network, ...findArgs(d, v.mac) }, { timeoutMs: PROTOCOL_DEFAULTS.reconfigureTimeoutMs });
     }),
     resume: () => each('resume', (n) => job.vm(n)!.client.request('resume', resumeArgs(job, m), { timeoutMs: PROTOCOL_DEFAULTS.quiesceTimeoutMs })),
   };

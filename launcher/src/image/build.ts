@@ -11,6 +11,8 @@ import { IMAGE_DEFAULTS } from '../defaults.js';
 import { run, mapLimit, checkAbort } from './exec.js';
 import { ComputedInputs, SCRIPT_NAMES, walk, hashTree } from './inputs.js';
 import { moduleClosure, parseModulesBuiltin, parseModulesDep, renderModulesDep, moduleName } from './modules.js';
+import { FINALIZE_SHIM } from '../mpi/detect.js';
+import { buildFinalizeShim } from '../mpi/finalize-shim.js';
 
 export interface BuildOpts {
   onProgress?: (step: string) => void;
@@ -270,6 +272,7 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
   const { kernel, paths } = ci;
   const rootDir = path.join(outDir, 'stage-root');
   const initrdDir = path.join(outDir, 'stage-initrd');
+  const shimHost = path.join(outDir, 'stage-finalize-shim.so');
   const S = new Stage(rootDir);
   await fsp.mkdir(rootDir);
   await fsp.mkdir(initrdDir);
@@ -324,6 +327,11 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
     for (const f of ['/usr/bin/mpiexec.hydra', '/usr/bin/hydra_pmi_proxy']) {
       if (!S.seen.has(f)) throw new SymError('ESYM_MPI_MISSING', { message: `the guest image for an MPICH program needs ${f} from this host, and it is missing`, field: 'mpi.implementation', value: 'mpich', fix: 'reinstall Debian\'s mpich package on this host (bash scripts/setup)', exitCode: EXIT.environment });
     }
+    // preloaded into every rank: UCX progress while MPI_Finalize waits in its PMI barrier (docs/mpi.md)
+    // (kept until the stage is removed: the shared-library closure runs ldd on it)
+    await buildFinalizeShim(shimHost, signal);
+    await S.mkdir(path.dirname(FINALIZE_SHIM));
+    await S.copyFile(shimHost, FINALIZE_SHIM, 0o755);
     step('mpich');
   }
 
@@ -378,7 +386,11 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
   try { builtinText = await fsp.readFile(path.join(kernel.modulesDir, 'modules.builtin'), 'utf8'); } catch { /* none */ }
   const builtin = parseModulesBuiltin(builtinText);
   const initrdMods = moduleClosure(deps, IMAGE_DEFAULTS.initrdModules, builtin);
-  const rootMods = moduleClosure(deps, [...IMAGE_DEFAULTS.initrdModules, ...IMAGE_DEFAULTS.rootModules], builtin);
+  const passthrough = ci.inputs.modules.passthrough ?? [];
+  const rootMods = moduleClosure(deps, [...IMAGE_DEFAULTS.initrdModules, ...IMAGE_DEFAULTS.rootModules, ...passthrough], builtin);
+  // the guest agent loads these before it looks for a passed-through VF (no udev in the guest loads a
+  // driver for a hot-plugged function by itself)
+  if (passthrough.length) await S.write('/etc/symrun-passthrough-modules', passthrough.join('\n') + '\n');
   const guestModDir = `/lib/modules/${kernel.version}`;
   for (const rel of rootMods.order) {
     await decompressModule(path.join(kernel.modulesDir, rel), S.p(S.canon(`${guestModDir}/${koName(rel)}`)), signal);
@@ -446,6 +458,7 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
   await fsp.chmod(path.join(outDir, 'vmlinuz'), 0o644);
   await fsp.rm(rootDir, { recursive: true, force: true });
   await fsp.rm(initrdDir, { recursive: true, force: true });
+  await fsp.rm(shimHost, { force: true });
   step('finish');
 
   const sizes: BuildResult['sizes'] = {};

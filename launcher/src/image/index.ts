@@ -51,6 +51,8 @@ export interface ImageOpts {
    * looked up before the user's own cache; never written, pruned or touched
    */
   siteDirs?: readonly string[];
+  /** an image for vfio jobs: the VF drivers too (docs/passthrough.md) */
+  passthrough?: boolean;
 }
 
 export interface ImageManifest {
@@ -129,7 +131,7 @@ async function buildImageOnce(opts: ImageOpts): Promise<ImageInfo> {
   }
   setHashMemoFile(path.join(root, '.hash-memo.json'));
   const t0 = Date.now();
-  const ci = await computeInputs(opts.signal, { mpich: opts.mpich });
+  const ci = await computeInputs(opts.signal, { mpich: opts.mpich, passthrough: opts.passthrough });
   await saveHashMemo();
   progress(`inputs hashed in ${Date.now() - t0} ms: ${ci.hash}`);
   // the site's read-only cache first (an image every user of the site shares), then the user's own

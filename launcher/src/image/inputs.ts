@@ -7,6 +7,7 @@ import path from 'node:path';
 import { SymError, EXIT } from '../errors.js';
 import { IMAGE_DEFAULTS, repoRoot } from '../defaults.js';
 import { run } from './exec.js';
+import { finalizeShimSha } from '../mpi/finalize-shim.js';
 
 /** Bump when the builder's output changes for the same inputs. */
 export const BUILDER_VERSION = 'symrun-image-2';
@@ -44,9 +45,10 @@ export interface ImageInputs {
   busybox: { path: string; sha256: string };
   guestDist: { present: boolean; files: number; sha256: string };
   nodePty: { present: boolean; files: number; sha256: string };
-  modules: { initrd: readonly string[]; root: readonly string[] };
+  /** passthrough: only in images for vfio jobs (so other images' hashes never depend on it) */
+  modules: { initrd: readonly string[]; root: readonly string[]; passthrough?: readonly string[] };
   /** only in images for MPICH programs (so an Open MPI image's hash never depends on MPICH) */
-  mpich?: { packages: Record<string, string> };
+  mpich?: { packages: Record<string, string>; finalizeShimSha256: string };
 }
 
 const sha256 = (b: string | Buffer) => crypto.createHash('sha256').update(b).digest('hex');
@@ -236,6 +238,8 @@ export interface ComputedInputs {
 export interface InputOpts {
   /** an image for MPICH programs: MPICH's packages too (their versions go into the hash) */
   mpich?: boolean;
+  /** an image for vfio jobs: the VF drivers too (IMAGE_DEFAULTS.passthroughModules) */
+  passthrough?: boolean;
 }
 
 export async function computeInputs(signal?: AbortSignal, opts: InputOpts = {}): Promise<ComputedInputs> {
@@ -294,8 +298,8 @@ export async function computeInputs(signal?: AbortSignal, opts: InputOpts = {}):
     busybox: { path: paths.busybox, sha256: busyboxSha },
     guestDist: { present: guestDistFiles.length > 0, files: guestDistFiles.length, sha256: distSha },
     nodePty: { present: nodePtyFiles.length > 0, files: nodePtyFiles.length, sha256: ptySha },
-    modules: { initrd: IMAGE_DEFAULTS.initrdModules, root: IMAGE_DEFAULTS.rootModules },
-    ...(mpichPackages ? { mpich: { packages: mpichPackages } } : {}),
+    modules: { initrd: IMAGE_DEFAULTS.initrdModules, root: IMAGE_DEFAULTS.rootModules, ...(opts.passthrough ? { passthrough: IMAGE_DEFAULTS.passthroughModules } : {}) },
+    ...(mpichPackages ? { mpich: { packages: mpichPackages, finalizeShimSha256: await finalizeShimSha() } } : {}),
   };
   return { inputs, hash: sha256(canonicalJson(inputs)), kernel, paths, guestDistFiles, nodePtyFiles, scripts };
 }

@@ -17,10 +17,18 @@ export const MPI_SONAMES: Readonly<Record<string, MpiImpl>> = {
 
 export const MPI_NAMES: Readonly<Record<MpiImpl, string>> = { openmpi: 'Open MPI', mpich: 'MPICH' };
 
+/**
+ * Guest path of the library preloaded into every MPICH rank (mpi/native/ucx-finalize-progress.c, built
+ * into the MPICH image by mpi/finalize-shim.ts): it keeps UCX progressing while MPI_Finalize waits in
+ * its PMI barrier, without which a rank that finalizes late waits forever for its peers' flush ACKs
+ * (docs/mpi.md, "MPI_Finalize and UCX over TCP").
+ */
+export const FINALIZE_SHIM = '/opt/symrun/lib/libsymrun-ucx-finalize.so';
+
 /** Guest files each implementation's launcher needs (the image must have them). */
 export const MPI_LAUNCHER_FILES: Readonly<Record<MpiImpl, readonly string[]>> = {
   openmpi: [], // mpirun: every image has it (the builder copies Open MPI always)
-  mpich: ['/usr/bin/mpiexec.hydra', '/usr/bin/hydra_pmi_proxy'],
+  mpich: ['/usr/bin/mpiexec.hydra', '/usr/bin/hydra_pmi_proxy', FINALIZE_SHIM],
 };
 
 export interface MpiDetection {

@@ -6,7 +6,7 @@
 // ranks' traffic (Debian's MPICH is ch4:ucx). Which one a program needs: mpi/detect.ts, docs/mpi.md.
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
-import type { MpiImpl } from './detect.js';
+import { FINALIZE_SHIM, type MpiImpl } from './detect.js';
 
 export interface MpiVm { name: string; slots: number }
 export interface MpiPlanInput {
@@ -67,15 +67,21 @@ export function planMpi(p: MpiPlanInput): MpiPlan {
 /** Guest path of Hydra's launcher (Debian's mpich package; mpiexec.mpich is a link to it). */
 export const HYDRA = '/usr/bin/mpiexec.hydra';
 
+/** Preloaded into every MPICH rank (defined with the image's launcher files: mpi/detect.ts). */
+export { FINALIZE_SHIM };
+
 /**
  * Hydra (MPICH): `-hosts vm1:S,vm2:S` fills vm1's slots first, as Open MPI's --map-by slot does; the
- * environment of mpiexec reaches every rank (Hydra's default -genvall). Output tags (--tag-output):
+ * environment of mpiexec reaches every rank (Hydra's default -genvall), and `-genv LD_PRELOAD` adds
+ * FINALIZE_SHIM to the ranks' environment. Output tags (--tag-output):
  * `[1,R]<out>:`, rewritten by retagLine like Open MPI's.
  */
 function planMpich(p: MpiPlanInput, np: number, rankVm: string[]): MpiPlan {
   checkMpiOptions('mpich', p.mca, p.program, p.mcaOrigin);
   const argv = [HYDRA, '-launcher', 'rsh', '-launcher-exec', p.rshAgent ?? '/opt/symrun/bin/symrun-rsh',
-    '-hosts', p.vms.map((v) => `${v.name}:${v.slots}`).join(','), '-n', String(np), '-wdir', p.cwd, '-iface', p.ifName];
+    '-hosts', p.vms.map((v) => `${v.name}:${v.slots}`).join(','), '-n', String(np), '-wdir', p.cwd, '-iface', p.ifName,
+    // to the ranks only (not to mpiexec or the proxies)
+    '-genv', 'LD_PRELOAD', FINALIZE_SHIM];
   const pe = /^slot:PE=(\d+)$/.exec(p.mapBy ?? '');
   if (pe) argv.push('-bind-to', `core:${pe[1]}`);
   if (p.tagOutput) argv.push('-prepend-pattern', '[1,%r]<out>:');

@@ -29,6 +29,11 @@ export interface JobRecord {
   network?: { bridge: string; vxlan: string; vni: number; group: string; dev: string; local: string; port: number; mtu: number };
   nftTable?: string;
   attached: AttachedVm[];
+  /**
+   * the VFs root claimed for the job on this node (`symrun node devices claim --json`, its `claimed`
+   * entries: pci, type, mac or portGuid): the host agent hands these to the job's VMs (device/job-vfs.ts)
+   */
+  vfs?: Array<{ pci: string; type?: string; mac?: string; portGuid?: string }>;
   /** everything the prolog finished (the epilog undoes a partial one too) */
   complete: boolean;
 }

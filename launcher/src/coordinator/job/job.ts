@@ -29,6 +29,7 @@ import { Teardown } from './teardown.js';
 import { EventSink } from './events.js';
 import { HostAgents } from './agents.js';
 import { Vms } from './vms.js';
+import { deviceKind } from './interconnect.js';
 import { MpiSession } from './mpi-session.js';
 import { stageIn, stageOut } from './staging.js';
 import { serveControl } from './control.js';
@@ -141,12 +142,14 @@ export class Job implements JobContext {
       id: this.id,
       runDir: this.runDir,
       get migration() { return job.config.migration; },
-      device: (n, host) => this.vmSet.device(this.vms.get(n)!, host),
+      device: (n, host) => this.vmSet.claim(this.vms.get(n)!, host),
+      releaseDevice: (n, host) => this.vmSet.release(this.vms.get(n)!, host),
+      deviceKind: () => deviceKind(this.config),
       vm: (n) => this.vms.get(n),
       vmNames: () => [...this.vms.keys()],
       hosts: () => (this.cluster?.hosts ?? []).map((h, i) => ({ name: h.name, ip: h.ip, bridge: h.bridge, spare: i >= this.vmHostCount, usable: this.agents.has(h.name) && !this.lostHosts.has(h.name) && !this.allocation.policy?.unusable(h.name) })),
       peer: (h) => this.agents.peer(h),
-      spec: (n, host, withDevice) => this.vmSet.spec(this.vms.get(n)!, withDevice, host),
+      spec: (n, host, withDevice) => this.vmSet.spec(this.vms.get(n)!, withDevice ? this.vmSet.device(this.vms.get(n)!, host) : undefined, host),
       taps: (n, bridge) => this.vmSet.taps(this.vms.get(n)!, bridge, false),
       failoverReady: () => this.config.migration.quiesce === 'failover',
       setVmHost: (n, host) => {
@@ -204,7 +207,7 @@ export class Job implements JobContext {
 
     const [image, , accel] = await this.phase('image', () =>
       Promise.all([
-        restore ? checkpointImage(restore, cfg.image, (s: string) => this.say(`image: ${s}`), this.opts.signal) : resolveImage(cfg.imageDisk ?? cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal, mpich: mpiImpl === 'mpich', siteDirs: siteImageDirs() }),
+        restore ? checkpointImage(restore, cfg.image, (s: string) => this.say(`image: ${s}`), this.opts.signal) : resolveImage(cfg.imageDisk ?? cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal, mpich: mpiImpl === 'mpich', passthrough: cfg.interconnect.type === 'vfio', siteDirs: siteImageDirs() }),
         detectQemu(),
         probeAccel(cfg.accel),
       ]),

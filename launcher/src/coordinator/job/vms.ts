@@ -11,7 +11,7 @@ import { GuestClient } from '../../agent/guest.js';
 import type { RpcPeer } from '../../agent/channel.js';
 import type { GuestFrame } from '../../../../guest/protocol/index.js';
 import type { VmSpec } from '../../vm/index.js';
-import { STANDBY, bootArgs, interconnectFor, vmMac, type InterconnectDevice } from './interconnect.js';
+import { STANDBY, bootArgs, deviceKind, findArgs, nicFor, vfOffers, vfioFor, vmMac, type HeldVf, type InterconnectDevice } from './interconnect.js';
 import { vmTap, standbyTap, vmMacFor } from '../../node/names.js';
 import type { TapRequest } from '../../wire/device.js';
 import { tail, type HostAgents } from './agents.js';
@@ -23,7 +23,15 @@ type RshFrame = Extract<GuestFrame, { t: 'rsh' }>;
 /** What guest/image/initrd-init.sh prints when the root has no guest agent (it then powers the VM off). */
 export const NO_AGENT_CONSOLE = 'symrun-initrd: FATAL: no symrun guest agent';
 
+/** The configured offers, or none (the node layer's claims may be all a host has). */
+function vfOffersOrNone(cfg: Parameters<typeof vfOffers>[0], host: string): ReturnType<typeof vfOffers> {
+  try { return vfOffers(cfg, host); } catch { return []; }
+}
+
 export class Vms {
+  /** the device each VM holds on each host (`vm@host`): NICs as computed, VFs as their host agent handed them out */
+  private held = new Map<string, InterconnectDevice>();
+
   constructor(
     private job: JobContext,
     private agents: HostAgents,
@@ -61,11 +69,38 @@ export class Vms {
     return v;
   }
 
-  device(vm: VmState, host = vm.host): InterconnectDevice {
-    return interconnectFor(this.job.config, vm, host);
+  /**
+   * The VM's interconnect device on `host`, claimed there if it holds none yet: a NIC is the VM's own
+   * (nothing to claim); a VF is what the host agent hands out (dev.claim: idempotent, so a VM asking
+   * again, or a successor coordinator asking, gets the VF it already holds).
+   */
+  async claim(vm: VmState, host = vm.host): Promise<InterconnectDevice> {
+    let d: InterconnectDevice;
+    if (deviceKind(this.job.config) === 'nic') d = nicFor(this.job.config, vm);
+    else {
+      const lj = this.layerJob();
+      // under the node layer the host agent offers the VFs root claimed for the job first (job record)
+      const offers = lj ? vfOffersOrNone(this.job.config, host) : vfOffers(this.job.config, host);
+      d = vfioFor(await this.agents.peer(host).call<HeldVf>('dev.claim', { vm: vm.name, offers, ...(lj ? { nodeLayerJob: lj } : {}) }, { timeoutMs: 10_000 }), vm);
+    }
+    this.held.set(`${vm.name}@${host}`, d);
+    return d;
   }
 
-  spec(vm: VmState, withNic: boolean, host = vm.host): VmSpec {
+  /** The VM no longer needs a device on `host` (it left, or a migration there was rolled back). */
+  async release(vm: VmState, host: string): Promise<{ released?: string }> {
+    this.held.delete(`${vm.name}@${host}`);
+    if (deviceKind(this.job.config) === 'nic') return {};
+    const r = await this.agents.peer(host).call<{ released: HeldVf | null }>('dev.release', { vm: vm.name }, { timeoutMs: 10_000 });
+    return r.released ? { released: r.released.pci } : {};
+  }
+
+  /** The device the VM was last handed on `host` (undefined: none claimed by this coordinator). */
+  device(vm: VmState, host = vm.host): InterconnectDevice | undefined {
+    return this.held.get(`${vm.name}@${host}`);
+  }
+
+  spec(vm: VmState, device: InterconnectDevice | undefined, host = vm.host): VmSpec {
     const cfg = this.job.config;
     // per host: source and destination of a migration may share a filesystem (local mode)
     const dir = path.join(this.job.runDir, host, vm.name);
@@ -76,7 +111,7 @@ export class Vms {
       nic.push('-netdev', `tap,id=${STANDBY.netdevId},ifname=${sb.tap},script=no,downscript=no`);
       nic.push('-device', `virtio-net-pci,netdev=${STANDBY.netdevId},id=${STANDBY.deviceId},mac=${sb.mac},bus=${STANDBY.bus}`);
     }
-    if (withNic) nic.push(...bootArgs(this.device(vm, host)));
+    if (device) nic.push(...bootArgs(device));
     const image = this.job.image!;
     return {
       name: vm.name,
@@ -122,7 +157,7 @@ export class Vms {
   async boot(name: string): Promise<void> {
     const vm = this.job.vms.get(name)!;
     const host = this.job.cluster!.hosts.find((h) => h.name === vm.host)!;
-    const spec = this.spec(vm, true);
+    const spec = this.spec(vm, await this.claim(vm));
     fs.mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
     await this.agents.peer(vm.host).call('vm.start', { spec, taps: this.taps(vm, host.bridge, true) }, { timeoutMs: 120_000 });
     try {
@@ -140,7 +175,7 @@ export class Vms {
     const cfg = this.job.config;
     const mtu = this.job.cluster?.nodeLayer?.mtu;
     return {
-      mac: v.mac, name: cfg.network.guestIfName, address: `${v.ip}/${this.job.prefixLenOverride ?? this.job.cluster!.prefixLen}`, announce: true, waitMs: 15_000,
+      ...findArgs(this.device(v), v.mac), name: cfg.network.guestIfName, address: `${v.ip}/${this.job.prefixLenOverride ?? this.job.cluster!.prefixLen}`, announce: true, waitMs: 15_000,
       ...(mtu ? { mtu } : {}),
       ...(cfg.migration.quiesce === 'failover' ? { standbyMac: this.standby(v).mac } : {}),
     };
