@@ -21,6 +21,8 @@ export interface NodeConfig {
   prepare: 'comment' | 'all';
   /** vm.extraArgs allowed for users' jobs */
   allowExtraArgs: boolean;
+  /** VFs the prolog claims for each symrun job on this node (node/vfs.ts; 0: none) */
+  vfSlots: number;
   ip: string;
   nft: string;
   scontrol: string;
@@ -42,6 +44,7 @@ export const NODE_CONFIG_DEFAULTS: NodeConfig = {
   vniBase: 0,
   prepare: 'comment',
   allowExtraArgs: false,
+  vfSlots: 0,
   ip: '/usr/sbin/ip',
   nft: '/usr/sbin/nft',
   scontrol: '/usr/bin/scontrol',
@@ -58,6 +61,7 @@ const KEYS: Record<string, keyof NodeConfig> = {
   SYMRUN_VNI_BASE: 'vniBase',
   SYMRUN_PREPARE: 'prepare',
   SYMRUN_ALLOW_EXTRA_ARGS: 'allowExtraArgs',
+  SYMRUN_VF_SLOTS: 'vfSlots',
   SYMRUN_IP: 'ip',
   SYMRUN_NFT: 'nft',
   SCONTROL: 'scontrol',
@@ -89,6 +93,10 @@ export function parseNodeConfig(text: string, file = 'node.conf'): NodeConfig {
         c[field] = Number(v);
         break;
       }
+      case 'vfSlots':
+        if (!/^[0-9]{1,2}$/.test(v) || Number(v) > 64) throw bad(file, n + 1, key, v, 'a whole number 0-64 (VFs claimed per job on this node; 0 = none)');
+        c.vfSlots = Number(v);
+        break;
       case 'prepare':
         if (v !== 'comment' && v !== 'all') throw bad(file, n + 1, key, v, 'comment (jobs whose --comment mentions symrun) or all');
         c.prepare = v;
