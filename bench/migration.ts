@@ -1,4 +1,6 @@
 // Migration benchmark: what a SymVirt migration costs, where the time goes, and what the application sees.
+// (A long file on purpose: the four experiments share one run, one machine and one results table, so
+// their numbers are comparable side by side; each experiment is one function below.)
 // One run, one VM size (symrun's default, 512 MiB / 1 vCPU), one machine:
 //
 //   (a) phase breakdown of `symrun migrate vm2 --json` (freeze adapter, live mode), R times in one job
