@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { NetConfigArgs, InterfaceReport } from '../protocol/index.js';
 import { AgentError, execFileP, log, readSys, sleep } from './util.js';
-import { checkMtu, ipBatch, reportOf } from './iface.js';
+import { canSend, checkMtu, ipBatch, reportOf } from './iface.js';
 
 const GUID_RE = /^([0-9a-f]{2}:){7}[0-9a-f]{2}$/;
 
@@ -84,7 +84,7 @@ export async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
   const shown = await ipBatch(cmds);
   const t2 = Date.now();
   const upDeadline = t2 + 10_000;
-  while (readSys(`/sys/class/net/${a.name}/operstate`) !== 'up' && Date.now() < upDeadline) await sleep(20);
+  while (!canSend(a.name) && Date.now() < upDeadline) await sleep(10);
   const timing = { appearMs: t1 - t0, ipMs: t2 - t1, upMs: Date.now() - t2 };
   if (a.announce) {
     const ip = a.address.split('/')[0]!;
