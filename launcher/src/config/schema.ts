@@ -1,6 +1,8 @@
 // The JSON schema of symrun.yaml. It is the single description of every key: load.ts validates
 // with it (ajv), docs.ts renders docs/config.md from its descriptions, and editors can use it
 // (yaml-language-server) if it is written out as JSON.
+// Over 500 lines on purpose: one table of every key, read top to bottom like docs/config.md; split by
+// section it would scatter the single description the three readers share.
 //
 // Annotations beyond standard JSON schema (registered with ajv as no-op keywords):
 //   x-expect   the expected form in a few words; used in error fixes ("a size like 512M")
