@@ -1,4 +1,6 @@
 // Migration benchmark: what a SymVirt migration costs, where the time goes, and what the application sees.
+// (A long file on purpose: the four experiments share one run, one machine and one results table, so
+// their numbers are comparable side by side; each experiment is one function below.)
 // One run, one VM size (symrun's default, 512 MiB / 1 vCPU), one machine:
 //
 //   (a) phase breakdown of `symrun migrate vm2 --json` (freeze adapter, live mode), R times in one job
@@ -187,6 +189,8 @@ interface MigrationRun {
   phasesMs?: Record<string, number>;
   perform?: { transferredBytes?: number; downtimeMs?: number; throughputMbps?: number; qemuTotalMs?: number; setupMs?: number; dirtySyncs?: number; actions?: string[] };
   actions?: Array<{ action?: string; reason?: string }>;
+  /** where finish and reconfigure spent their time (their end events: launcher/src/coordinator/migrate.ts, guest/src/nic.ts) */
+  sub?: Record<string, number>;
   loadavg1: number;
 }
 
@@ -299,6 +303,14 @@ async function migrateOnce(j: Job, work: string, vm: string): Promise<MigrationR
     m.perform = { transferredBytes: d.transferredBytes, downtimeMs: d.downtimeMs, throughputMbps: d.throughputMbps, qemuTotalMs: d.totalTimeMs, setupMs: d.setupTimeMs, dirtySyncs: d.dirtySyncCount, actions: d.actions };
   }
   m.actions = (res.events as Array<{ event: string; data?: Record<string, any> }> | undefined)?.filter((e) => e.event === 'action').map((e) => ({ action: e.data?.action, reason: e.data?.reason }));
+  const endOf = (phase: string) => (res.events as Array<{ phase: string; event: string; data?: Record<string, any> }> | undefined)?.find((e) => e.phase === phase && e.event === 'end')?.data;
+  const fin = endOf('finish'), rec = endOf('reconfigure');
+  const sub: Record<string, number> = {};
+  for (const [k, v] of [['finish.incoming', fin?.incomingMs], ['finish.reconnect', fin?.reconnectMs], ['finish.guestReady', fin?.readyMs],
+    ['reconfigure.nicAppears', rec?.timing?.appearMs], ['reconfigure.ip', rec?.timing?.ipMs], ['reconfigure.carrier', rec?.timing?.upMs]] as Array<[string, unknown]>) {
+    if (typeof v === 'number') sub[k] = v;
+  }
+  if (Object.keys(sub).length) m.sub = sub;
   m.to = await hostOf(j, work, vm);
   return m;
 }
@@ -702,6 +714,9 @@ function phaseStats(ms: MigrationRun[]) {
     downtimeMs: stat(ok.map((m) => m.perform?.downtimeMs)),
     throughputMbps: stat(ok.map((m) => m.perform?.throughputMbps)),
     qemuTotalMs: stat(ok.map((m) => m.perform?.qemuTotalMs)),
+    /** the frozen window without the transfer (perform): what symrun itself adds while ranks are frozen */
+    frozenBeyondPerformMs: stat(ok.map((m) => ['quiesce', 'unplug', 'finish', 'replug', 'reconfigure', 'resume'].reduce((s, p) => s + (m.phasesMs![p] ?? 0), 0))),
+    subMs: Object.fromEntries([...new Set(ok.flatMap((m) => Object.keys(m.sub ?? {})))].map((k) => [k, stat(ok.map((m) => m.sub?.[k]))]).filter(([, v]) => v !== null)) as Record<string, Stat>,
   };
 }
 
@@ -836,6 +851,8 @@ function markdown(r: any): string {
     L.push(`| **total** (protocol, result.totalMs) | **${msS(fz?.totalMs)}** | **${msS(fo?.totalMs)}** |`);
     L.push(`| \`symrun migrate\` wall (CLI process) | ${msS(fz?.cliWallMs)} | ${msS(fo?.cliWallMs)} |`);
     L.push(`| quiesce → resume (ranks frozen with freeze) | ${msS(fz?.quiesceToResumeMs)} | ${msS(fo?.quiesceToResumeMs)} |`);
+    L.push(`| quiesce → resume without perform (symrun's share of the frozen window) | ${msS(fz?.frozenBeyondPerformMs)} | ${msS(fo?.frozenBeyondPerformMs)} |`);
+    for (const k of [...new Set([...Object.keys(fz?.subMs ?? {}), ...Object.keys(fo?.subMs ?? {})])]) L.push(`| ${k} | ${msS(fz?.subMs?.[k])} | ${msS(fo?.subMs?.[k])} |`);
     L.push(`| perform: QEMU total-time | ${msS(fz?.qemuTotalMs)} | ${msS(fo?.qemuTotalMs)} |`);
     L.push(`| perform: transferred (MiB) | ${msS(fz?.transferredMiB)} | ${msS(fo?.transferredMiB)} |`);
     L.push(`| perform: downtime (ms) | ${msS(fz?.downtimeMs)} | ${msS(fo?.downtimeMs)} |`);

@@ -68,6 +68,9 @@ mount -t tmpfs -o mode=0755 symrun-rw /rw || fail "cannot mount the tmpfs for th
 mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work symrun-root /newroot \
   || fail "cannot mount the overlay root (is the overlay module in the initrd?)"
+# a disk a user brought may lack symrun's guest agent: say so now (the host reports ESYM_IMAGE_NO_AGENT)
+# instead of booting a guest nobody answers for
+[ -e /newroot/opt/symrun/dist/guest/src/agent.js ] || fail "no symrun guest agent in the root image on $dev (/opt/symrun/dist/guest/src/agent.js is missing)"
 [ -x /newroot/sbin/init ] || fail "/sbin/init is missing in the root image on $dev"
 
 # keep the layers reachable for debugging: /run is a tmpfs in the final root, so use /.symrun

@@ -83,7 +83,14 @@ export interface QuiesceArgs {
   /** fault injection (tests): answer a quiesce only after this long */
   stallMs?: number;
 }
-export interface InterfaceReport { name: string; mac: string; up: boolean; addresses: string[] }
+export interface InterfaceReport {
+  name: string; mac: string; up: boolean; addresses: string[];
+  /**
+   * where net-config spent its time, in ms (a migration's reconfigure phase, ranks frozen): waiting for
+   * the hot-plugged device to appear in /sys/class/net, the `ip` batch, waiting for carrier (operstate up)
+   */
+  timing?: { appearMs: number; ipMs: number; upMs: number };
+}
 
 export const OPS = ['exec', 'net-config', 'net-report', 'hosts', 'quiesce', 'resume', 'info', 'kill'] as const;
 export type Op = (typeof OPS)[number];

@@ -46,6 +46,7 @@ export async function bondConfig(a: NetConfigArgs & { standbyMac: string }): Pro
     fs.writeFileSync(`${bondDir(bond)}/miimon`, '50');
     await ipBatch([`addr flush dev ${bond}`, `addr add ${a.address} dev ${bond}`, `link set dev ${bond} up`]);
   }
+  const t0 = Date.now();
   const slaves = () => readSys(`${bondDir(bond)}/slaves`).split(/\s+/).filter(Boolean);
   if (!slaves().includes(stby)) await enslave(bond, await waitIface((n) => freeNicWithMac(n, sbMac, bond) || n === stby, `standby NIC ${sbMac}`, waitMs), stby);
   if (!slaves().includes(prim)) {
@@ -55,14 +56,17 @@ export async function bondConfig(a: NetConfigArgs & { standbyMac: string }): Pro
   }
   fs.writeFileSync(`${bondDir(bond)}/primary`, prim);
   const mtu = checkMtu(a.mtu);
+  const t1 = Date.now();
   const shown = await ipBatch([`addr replace ${a.address} dev ${bond}`, ...(mtu ? [`link set dev ${bond} mtu ${mtu}`] : []), `addr show dev ${bond}`]);
-  const deadline = Date.now() + 10_000;
+  const t2 = Date.now();
+  const deadline = t2 + 10_000;
   while (readSys(`${bondDir(bond)}/active_slave`) !== prim && Date.now() < deadline) {
     fs.writeFileSync(`${bondDir(bond)}/active_slave`, prim);
     await sleep(50);
   }
+  const timing = { appearMs: t1 - t0, ipMs: t2 - t1, upMs: Date.now() - t2 };
   if (a.announce) void execFileP('arping', ['-U', '-c', '2', '-I', bond, a.address.split('/')[0]!]).catch(() => undefined);
-  return reportOf(bond, shown);
+  return { ...(await reportOf(bond, shown)), timing };
 }
 
 /** failover quiesce: traffic to the standby before the primary is unplugged. */

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { NetConfigArgs, InterfaceReport } from '../protocol/index.js';
 import { AgentError, execFileP, log, readSys, sleep } from './util.js';
-import { checkMtu, ipBatch, reportOf } from './iface.js';
+import { canSend, checkMtu, ipBatch, reportOf } from './iface.js';
 
 const GUID_RE = /^([0-9a-f]{2}:){7}[0-9a-f]{2}$/;
 
@@ -61,7 +61,8 @@ export async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
   if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(a.address)) throw new AgentError('EINVAL', `bad address ${a.address}`);
   const mtu = checkMtu(a.mtu);
   if (a.find !== undefined) await loadPassthroughDrivers(); // only a passed-through device is found other than by the NIC's MAC
-  const deadline = Date.now() + (a.waitMs ?? 10_000);
+  const t0 = Date.now();
+  const deadline = t0 + (a.waitMs ?? 10_000);
   let cur: string | undefined;
   for (;;) {
     cur = findInterface('/sys/class/net', a);
@@ -79,9 +80,12 @@ export async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
     `link set dev ${a.name} up`,
     `addr show dev ${a.name}`,
   ];
+  const t1 = Date.now();
   const shown = await ipBatch(cmds);
-  const upDeadline = Date.now() + 10_000;
-  while (readSys(`/sys/class/net/${a.name}/operstate`) !== 'up' && Date.now() < upDeadline) await sleep(20);
+  const t2 = Date.now();
+  const upDeadline = t2 + 10_000;
+  while (!canSend(a.name) && Date.now() < upDeadline) await sleep(10);
+  const timing = { appearMs: t1 - t0, ipMs: t2 - t1, upMs: Date.now() - t2 };
   if (a.announce) {
     const ip = a.address.split('/')[0]!;
     // gratuitous ARP so the switches learn where the MAC lives now (the MAC itself never changes, so
@@ -89,6 +93,6 @@ export async function netConfig(a: NetConfigArgs): Promise<InterfaceReport> {
     // every millisecond here is time the ranks stay frozen.
     void execFileP('arping', ['-U', '-c', '2', '-I', a.name, ip]).catch(() => execFileP('busybox', ['arping', '-U', '-c', '2', '-I', a.name, ip]).catch(() => undefined));
   }
-  return reportOf(a.name, shown);
+  return { ...(await reportOf(a.name, shown)), timing };
 }
 

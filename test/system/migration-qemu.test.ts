@@ -12,11 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { detectQemu, startVm, type VmProcess, type VmSpec } from '../../launcher/src/vm/index.js';
-import {
-  configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, startPostcopy,
-  throttleGuest, queryMigration, saveStateToFile, incomingFromFileArgs, deadlineDecision, completeIncoming,
-  type MigrationProgress, type MigrationTuning,
-} from '../../launcher/src/migration/qemu.js';
+import { configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, startPostcopy, throttleGuest, queryMigration, deadlineDecision, completeIncoming, type MigrationProgress, type MigrationTuning } from '../../launcher/src/migration/qemu.js';
+import { saveStateToFile, incomingFromFileArgs } from '../../launcher/src/migration/statefile.js';
 import { buildMemstress, buildMemstressInitramfs, findKernel, parseMemstressLog } from '../fixtures/memstress/build.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

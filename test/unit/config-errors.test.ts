@@ -214,6 +214,11 @@ t.test('interconnect: vfio needs addresses or pool; type-specific keys', async (
   t.match(e.fix, 'addresses');
   t.match(e.fix, 'pool');
 
+  t.match(e.fix, 'Slurm');
+  const inJob = loadConfig({ file: fixture('vfio-no-device.yaml'), env: { SLURM_JOB_ID: '4711' } });
+  t.equal(inJob.interconnect.type, 'vfio', 'inside a Slurm job the node layer may give the VFs: no device needed in the config');
+  t.equal(inJob.interconnect.type === 'vfio' ? inJob.interconnect.pool : 'not vfio', undefined);
+
   const emptyAddr = load('interconnect: { type: vfio, addresses: {} }\n');
   t.equal(emptyAddr.field, 'interconnect.addresses');
 

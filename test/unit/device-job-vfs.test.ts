@@ -39,7 +39,7 @@ t.test('claim: first usable offer not held by another VM; idempotent per VM; rel
   t.equal(v.release('vm1')?.pci, '0000:3b:02.0');
   t.equal(v.release('vm1'), undefined, 'releasing twice is harmless');
   t.equal(v.claim('vm3', offers).pci, '0000:3b:02.0', 'a released VF is handed out again');
-  t.throws(() => v.claim('vm4', []), { code: 'ESYM_NO_DEVICE', message: /no VF is offered on n7/ });
+  t.throws(() => v.claim('vm4', []), { code: 'ESYM_NO_DEVICE', message: /no VF is offered on n7/, fix: /interconnect\.pool.*SYMRUN_VF_SLOTS/ });
   t.throws(() => v.claim('vm4', [{ pci: '0000:99:00.0' }]), { message: /0000:99:00\.0: no such PCI function/ });
   t.throws(() => v.claim('vm4', [{ pci: '0000:3b:00.0' }]), { message: /bound to i40e/ }, 'a PF on its driver is not handed out');
 });

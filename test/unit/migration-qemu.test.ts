@@ -1,10 +1,7 @@
 import t from 'tap';
 import { QmpClient } from '../../launcher/src/qmp/client.js';
-import {
-  capabilitiesFor, parametersFor, parseQueryMigrate, configureMigration, startIncoming, startOutgoing,
-  waitMigration, cancelMigration, startPostcopy, setMaxBandwidth, throttleGuest, shellQuote,
-  incomingFromFileArgs, saveStateToFile, deadlineDecision, projectPrecopy, completeIncoming, type MigrationProgress,
-} from '../../launcher/src/migration/qemu.js';
+import { capabilitiesFor, parametersFor, parseQueryMigrate, configureMigration, startIncoming, startOutgoing, waitMigration, cancelMigration, startPostcopy, setMaxBandwidth, throttleGuest, deadlineDecision, projectPrecopy, completeIncoming, type MigrationProgress } from '../../launcher/src/migration/qemu.js';
+import { shellQuote, incomingFromFileArgs, saveStateToFile } from '../../launcher/src/migration/statefile.js';
 import { DEFAULTS } from '../../launcher/src/defaults.js';
 import { FakeQmpServer } from '../fakes/qmp-server.js';
 import { within } from '../fixtures/wait.js';

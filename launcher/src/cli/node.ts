@@ -23,7 +23,7 @@ export function registerNode(program: Command, setExit: (n: number) => void): vo
       const cfg = readNodeConfig();
       const e = jobEnv(process.env, cfg);
       const r = await prolog(cfg, e);
-      log(r.prepared ? `job ${e.job} (${e.user}): prepared ${r.record!.network!.bridge} (VNI ${r.record!.network!.vni}, MTU ${r.record!.network!.mtu}), ${r.record!.runDir}` : r.why!);
+      log(r.prepared ? `job ${e.job} (${e.user}): prepared ${r.record!.network!.bridge} (VNI ${r.record!.network!.vni}, MTU ${r.record!.network!.mtu}), ${r.record!.runDir}${r.record!.vfs?.length ? `, VFs ${r.record!.vfs.map((v) => v.pci).join(' ')}` : ''}` : r.why!);
       setExit(0);
     });
   node.command('epilog')

@@ -53,7 +53,11 @@ export function renderConfigDocs(): string {
   const sections: Array<[string, Node]> = [];
   for (const [k, n] of Object.entries(props)) {
     if (n.type === 'object' && n.properties) sections.push([k, n]);
-    else top.push([k, n]);
+    else {
+      top.push([k, n]);
+      // a key that is a value or a mapping (image: auto | { disk: FILE }): its mapping's keys follow it
+      if (n.properties) for (const [c, cn] of Object.entries(n.properties as Record<string, Node>)) top.push([`${k}.${c}`, cn]);
+    }
   }
   const table = (rows: Array<[string, Node]>) =>
     [

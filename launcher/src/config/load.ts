@@ -82,7 +82,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): SymrunConfig {
     const pr = fromAjv(e, raw);
     if (pr) problems.push(pr);
   }
-  problems.push(...semanticProblems(raw));
+  problems.push(...semanticProblems(raw, { slurmJob: !!(env.SLURM_JOB_ID ?? env.SLURM_JOBID) }));
 
   if (problems.length > 0) throw toSymError(problems, parsed, origin);
 

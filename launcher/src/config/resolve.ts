@@ -17,8 +17,15 @@ export function resolveConfig(raw: Record<string, unknown>, source: string, imag
   const obj = (k: string): Record<string, unknown> => (isPlainObject(raw[k]) ? (raw[k] as Record<string, unknown>) : {});
   const vm = obj('vm'), ic = obj('interconnect'), net = obj('network'), mpi = obj('mpi'), share = obj('share'), mig = obj('migration'), ckpt = obj('checkpoint');
 
-  const imageRaw = (raw.image as string | undefined) ?? CONFIG_DEFAULTS.image;
-  const image = imageRaw === 'auto' ? 'auto' : path.resolve(imageBase, expandHome(imageRaw, env));
+  const imageRaw = (raw.image as string | Record<string, unknown> | undefined) ?? CONFIG_DEFAULTS.image;
+  const imagePath = (p: string) => path.resolve(imageBase, expandHome(p, env));
+  let imageDisk: SymrunConfig['imageDisk'];
+  if (isPlainObject(imageRaw)) {
+    imageDisk = { disk: imagePath(String(imageRaw.disk)) };
+    if (imageRaw.kernel !== undefined) imageDisk.kernel = imagePath(String(imageRaw.kernel));
+    if (imageRaw.initrd !== undefined) imageDisk.initrd = imagePath(String(imageRaw.initrd));
+  }
+  const image = imageDisk ? imageDisk.disk : imageRaw === 'auto' ? 'auto' : imagePath(imageRaw as string);
 
   let interconnect: InterconnectConfig;
   if ((ic.type ?? CONFIG_DEFAULTS.interconnectType) === 'vfio') {
@@ -38,6 +45,7 @@ export function resolveConfig(raw: Record<string, unknown>, source: string, imag
     source,
     accel: (raw.accel as SymrunConfig['accel'] | undefined) ?? DEFAULTS.accel,
     image,
+    ...(imageDisk ? { imageDisk } : {}),
     vm: {
       memoryMiB: vm.memory !== undefined ? parseSize(vm.memory as string | number, 'vm.memory') : DEFAULTS.vm.memoryMiB,
       cpus: (vm.cpus as number | undefined) ?? DEFAULTS.vm.cpus,

@@ -1,6 +1,8 @@
 // The JSON schema of symrun.yaml. It is the single description of every key: load.ts validates
 // with it (ajv), docs.ts renders docs/config.md from its descriptions, and editors can use it
 // (yaml-language-server) if it is written out as JSON.
+// Over 500 lines on purpose: one table of every key, read top to bottom like docs/config.md; split by
+// section it would scatter the single description the three readers share.
 //
 // Annotations beyond standard JSON schema (registered with ajv as no-op keywords):
 //   x-expect   the expected form in a few words; used in error fixes ("a size like 512M")
@@ -80,14 +82,25 @@ export const CONFIG_SCHEMA = {
         'emulation, slow but works everywhere); `kvm` fails if KVM is not usable; `tcg` never uses KVM.',
     },
     image: {
-      type: 'string',
+      type: ['string', 'object'],
       minLength: 1,
       default: CONFIG_DEFAULTS.image,
-      'x-expect': "'auto' or a directory holding vmlinuz, initrd.img and root.ext4",
+      'x-type': 'string or mapping',
+      'x-expect': "'auto', a directory holding vmlinuz, initrd.img and root.ext4, a disk image file, or { disk: FILE }",
       description:
-        'Guest image. `auto` builds (once) or reuses the content-addressed image in the cache; otherwise a ' +
-        'directory holding `vmlinuz`, `initrd.img` and `root.ext4`. A relative path is relative to the ' +
+        'Guest image. `auto` builds (once) or reuses the content-addressed image in the cache (the site\'s ' +
+        'read-only cache first: docs/site-install.md); a directory holding `vmlinuz`, `initrd.img` and ' +
+        '`root.ext4`; or a disk image a user brings (raw or qcow2 holding an ext4 root with symrun\'s guest ' +
+        'agent: docs/images.md), as a file name or as `{ disk: FILE, kernel: FILE, initrd: FILE }` (kernel ' +
+        'and initrd default to the host\'s kernel and symrun\'s initrd). A relative path is relative to the ' +
         'directory of the config file (or to the current directory when given with --image); `~/` is expanded.',
+      required: ['disk'],
+      additionalProperties: false,
+      properties: {
+        disk: { type: 'string', minLength: 1, description: 'The root disk image (raw or qcow2, an ext4 filesystem without a partition table).' },
+        kernel: { type: 'string', minLength: 1, description: 'Kernel to boot (default: the host\'s, from the default image).' },
+        initrd: { type: 'string', minLength: 1, description: 'Initrd to boot; it must mount root=/dev/vda read-only (default: symrun\'s).' },
+      },
     },
     vm: {
       type: 'object',

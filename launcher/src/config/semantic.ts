@@ -11,8 +11,12 @@ export const SIZE_FIELDS: ReadonlyArray<{ path: Seg[]; unit: 'MiB' | 'bytes'; mi
 ];
 
 
-/** Checks JSON schema cannot express clearly. Defensive: runs on data that may also have schema errors. */
-export function semanticProblems(raw: Record<string, unknown>): Problem[] {
+/**
+ * Checks JSON schema cannot express clearly. Defensive: runs on data that may also have schema errors.
+ * ctx.slurmJob: loaded inside a Slurm job, where the site's node layer may claim the VFs of a vfio job
+ * (SYMRUN_VF_SLOTS, docs/passthrough.md), so a vfio interconnect may name no device of its own.
+ */
+export function semanticProblems(raw: Record<string, unknown>, ctx: { slurmJob?: boolean } = {}): Problem[] {
   const out: Problem[] = [];
 
   for (const f of SIZE_FIELDS) {
@@ -40,7 +44,7 @@ export function semanticProblems(raw: Record<string, unknown>): Problem[] {
     const hasAddresses = isPlainObject(ic.addresses) && Object.keys(ic.addresses).length > 0;
     const hasPool = Array.isArray(ic.pool) && ic.pool.length > 0;
     if (type === 'vfio') {
-      if (!hasAddresses && !hasPool && ic.addresses === undefined && ic.pool === undefined) {
+      if (!hasAddresses && !hasPool && ic.addresses === undefined && ic.pool === undefined && !ctx.slurmJob) {
         out.push({
           path: ['interconnect', 'type'],
           text: 'is vfio, but no device is given',
@@ -48,7 +52,8 @@ export function semanticProblems(raw: Record<string, unknown>): Problem[] {
           value: 'vfio',
           fix:
             'add addresses (one PCI address per host, e.g. addresses: { node01: "0000:3b:00.1" }) or pool ' +
-            '(SR-IOV VFs, e.g. pool: ["0000:3b:02.0", "0000:3b:02.1"]) under interconnect; or use type: emulated',
+            '(SR-IOV VFs, e.g. pool: ["0000:3b:02.0", "0000:3b:02.1"]) under interconnect; or use type: emulated ' +
+            '(inside a Slurm job on a site whose prolog claims VFs, neither is needed: docs/passthrough.md)',
         });
       } else if (isPlainObject(ic.addresses) && !hasAddresses && !hasPool) {
         out.push({

@@ -96,8 +96,10 @@ export interface SymrunConfig {
   /** where this config came from (file path or "defaults") */
   source: string;
   accel: Accel;
-  /** "auto" = build or reuse the content-addressed image; otherwise a directory holding vmlinuz, initrd.img, root.ext4 */
+  /** "auto" = build or reuse the content-addressed image; otherwise a directory holding vmlinuz, initrd.img, root.ext4, or a disk image file */
   image: string;
+  /** `image: { disk, kernel, initrd }` (paths absolute); `image` is then the disk's path (docs/images.md) */
+  imageDisk?: { disk: string; kernel?: string; initrd?: string };
   vm: VmConfig;
   interconnect: InterconnectConfig;
   network: NetworkConfig;

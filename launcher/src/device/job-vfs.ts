@@ -87,7 +87,9 @@ export class JobVfs {
         : `no VF is offered on ${this.host} for ${vm}`,
       field: 'interconnect.pool',
       value: offers.map((o) => o.pci),
-      fix: `give the job one usable VF per VM on ${this.host} (bound to vfio-pci, /dev/vfio/GROUP the job user's: docs/passthrough.md), or start fewer VMs there`,
+      fix: offers.length
+        ? `give the job one usable VF per VM on ${this.host} (bound to vfio-pci, /dev/vfio/GROUP the job user's: docs/passthrough.md), or start fewer VMs there`
+        : `set interconnect.addresses or interconnect.pool, or (a site) let the Slurm prolog claim VFs for symrun jobs: SYMRUN_VF_SLOTS in node.conf (docs/passthrough.md)`,
       details: { host: this.host, vm, refused: why },
     });
   }

@@ -12,8 +12,12 @@ import { cacheDir, IMAGE_DEFAULTS } from '../defaults.js';
 import { computeInputs, saveHashMemo, setHashMemoFile, ImageInputs } from './inputs.js';
 import { buildInto, randomSuffix, BuildResult } from './build.js';
 import { checkAbort } from './exec.js';
+import { diskFormat, isDiskImage, readDiskManifest, diskManifestPath, AGENT_ENTRY } from './disk.js';
 
 export { moduleClosure, parseModulesDep, moduleName } from './modules.js';
+export { diskFormat, makeDisk, extractDisk, readDiskManifest, diskManifestPath, AGENT_ENTRY, type DiskFormat, type DiskManifest } from './disk.js';
+export { installAgent } from './agent.js';
+export { buildDebian, debianSource, DEBIAN_PACKAGES, type DebianImage } from './debian.js';
 
 export interface ImageInfo {
   hash: string;
@@ -24,7 +28,16 @@ export interface ImageInfo {
   kernelVersion: string;
   manifestPath: string;
   builtNow: boolean;
+  /** root disk format for QEMU (raw unless a qcow2 disk image was brought: image.disk) */
+  rootFormat?: 'raw' | 'qcow2';
+  /** set when the root is a disk image a user brought (image: { disk: FILE }) */
+  disk?: string;
+  /** the image came from the site's read-only cache (siteDirs) */
+  site?: boolean;
 }
+
+/** `image: { disk: FILE }` (docs/images.md): a root disk a user brings, with an optional kernel and initrd. */
+export interface DiskImageSpec { disk: string; kernel?: string; initrd?: string }
 
 export interface ImageOpts {
   /** rebuild even if an image with this hash exists */
@@ -33,6 +46,11 @@ export interface ImageOpts {
   signal?: AbortSignal;
   /** an image for MPICH programs (MPICH's packages too; a different hash): docs/mpi.md */
   mpich?: boolean;
+  /**
+   * read-only image directories of the site (node config SYMRUN_SITE_IMAGES, docs/site-install.md),
+   * looked up before the user's own cache; never written, pruned or touched
+   */
+  siteDirs?: readonly string[];
   /** an image for vfio jobs: the VF drivers too (docs/passthrough.md) */
   passthrough?: boolean;
 }
@@ -101,8 +119,9 @@ async function buildImageOnce(opts: ImageOpts): Promise<ImageInfo> {
   const progress = opts.onProgress ?? (() => {});
   checkAbort(opts.signal);
   const root = imagesDir();
+  let cacheError: SymError | undefined;
   try { await fsp.mkdir(root, { recursive: true }); } catch (e) {
-    throw new SymError('ESYM_IMAGE_CACHE', {
+    cacheError = new SymError('ESYM_IMAGE_CACHE', {
       message: `cannot create the image cache ${root}: ${(e as Error).message}`,
       fix: 'set SYMRUN_CACHE_DIR to a writable directory',
       value: root,
@@ -115,6 +134,17 @@ async function buildImageOnce(opts: ImageOpts): Promise<ImageInfo> {
   const ci = await computeInputs(opts.signal, { mpich: opts.mpich, passthrough: opts.passthrough });
   await saveHashMemo();
   progress(`inputs hashed in ${Date.now() - t0} ms: ${ci.hash}`);
+  // the site's read-only cache first (an image every user of the site shares), then the user's own
+  if (!opts.force) {
+    for (const site of opts.siteDirs ?? []) {
+      const dir = path.join(site, ci.hash);
+      if (isComplete(dir)) {
+        progress(`site image ${dir}`);
+        return { ...infoFor(dir, ci.hash, ci.kernel.version, false), site: true };
+      }
+    }
+  }
+  if (cacheError) throw cacheError;
   if (!ci.inputs.guestDist.present) progress(`warning: ${ci.paths.guestDist} is missing; the image will have no guest agent (build with \`npx tsc -p tsconfig.json\`)`);
   const final = path.join(root, ci.hash);
 
@@ -179,11 +209,16 @@ async function buildImageOnce(opts: ImageOpts): Promise<ImageInfo> {
   try { return await p; } finally { inflight.delete(key); }
 }
 
-/** 'auto' builds (or reuses) the image; anything else must be a directory holding a prebuilt image. */
-export async function resolveImage(spec: string, opts: ImageOpts = {}): Promise<ImageInfo> {
+/**
+ * 'auto' builds (or reuses) the image; a disk image (an object, or a string naming a regular file) boots
+ * that disk as the root; anything else must be a directory holding a prebuilt image.
+ */
+export async function resolveImage(spec: string | DiskImageSpec, opts: ImageOpts = {}): Promise<ImageInfo> {
+  if (typeof spec === 'object') return resolveDisk(spec, opts);
   if (spec === 'auto') return buildImage(opts);
+  try { if (spec && (await fsp.stat(spec)).isFile() && await isDiskImage(spec)) return resolveDisk({ disk: spec }, opts); } catch { /* the directory checks below say what is wrong */ }
   const need = [IMAGE_FILES.kernel, IMAGE_FILES.initrd, IMAGE_FILES.rootfs];
-  const fix = `run \`symrun image build\` or point image: at a directory holding ${need.join(', ')} (manifest.json optional)`;
+  const fix = `run \`symrun image build\` or point image: at a directory holding ${need.join(', ')} (manifest.json optional), or at a disk image (qcow2, or raw ext4: docs/images.md)`;
   const dir = path.resolve(spec || '.');
   let st: fs.Stats | undefined;
   try { st = await fsp.stat(dir); } catch { /* missing */ }
@@ -220,6 +255,79 @@ export async function resolveImage(spec: string, opts: ImageOpts = {}): Promise<
   const kernelVersion = manifest?.kernelVersion ?? (await kernelVersionOf(path.join(dir, IMAGE_FILES.kernel))) ?? 'unknown';
   if (path.dirname(dir) === imagesDir()) await touch(dir);
   return infoFor(dir, hash, kernelVersion, false);
+}
+
+/**
+ * A disk image a user brought. Its side file (DISK.symrun.json, written by `symrun image disk|debian|
+ * install-agent`) lists the root's files, so staging copies only what the image lacks; without it
+ * everything the program needs is staged. A side file saying the agent is missing fails here, before any
+ * VM boots; an image without a side file and without an agent is caught by the initrd at boot
+ * (ESYM_IMAGE_NO_AGENT, coordinator/job/vms.ts). Kernel and initrd: the given ones, else the default
+ * image's (the host's kernel and symrun's initrd, which mounts the disk read-only under a RAM overlay).
+ */
+async function resolveDisk(spec: DiskImageSpec, opts: ImageOpts): Promise<ImageInfo> {
+  const disk = path.resolve(spec.disk);
+  let st: fs.Stats | undefined;
+  try { st = await fsp.stat(disk); } catch { /* missing */ }
+  if (!st?.isFile()) {
+    throw new SymError('ESYM_IMAGE_DISK', {
+      message: st ? `disk image ${disk} is not a regular file` : `disk image ${disk} does not exist`,
+      field: 'image.disk',
+      value: spec.disk,
+      fix: 'build one with `symrun image debian --out FILE` or `symrun image disk DIR FILE` (docs/images.md)',
+      exitCode: EXIT.usage,
+    });
+  }
+  if (!(await isDiskImage(disk))) {
+    throw new SymError('ESYM_IMAGE_DISK', {
+      message: `${disk} is neither a qcow2 image nor a raw disk holding an ext2/3/4 filesystem at its start`,
+      field: 'image.disk',
+      value: spec.disk,
+      fix: 'make the disk from a root directory with `symrun image disk DIR FILE` (a disk with a partition table is not supported; docs/images.md)',
+      exitCode: EXIT.usage,
+    });
+  }
+  const manifest = await readDiskManifest(disk);
+  if (manifest && !manifest.agent) throw noAgentError(disk, `its side file ${diskManifestPath(disk)} lists no ${AGENT_ENTRY}`);
+  for (const [field, f] of [['image.kernel', spec.kernel], ['image.initrd', spec.initrd]] as const) {
+    if (f !== undefined && !fs.existsSync(f)) {
+      throw new SymError('ESYM_IMAGE_DISK', { message: `${field} ${f} does not exist`, field, value: f, fix: `give an existing file, or leave ${field} out to boot the host's kernel with symrun's initrd`, exitCode: EXIT.usage });
+    }
+  }
+  let kernel = spec.kernel, initrd = spec.initrd, base = '';
+  if (!kernel || !initrd) {
+    const def = await buildImage(opts);
+    kernel ??= def.kernel;
+    initrd ??= def.initrd;
+    base = def.hash;
+  }
+  const format = await diskFormat(disk);
+  const h = crypto.createHash('sha256').update(`disk:${await fsp.realpath(disk)} ${st.size} ${st.mtimeMs} ${format}\nbase:${base}\n`);
+  for (const f of [kernel, initrd]) { const s = await fsp.stat(f); h.update(`${f} ${s.size} ${s.mtimeMs}\n`); }
+  const kernelVersion = (await kernelVersionOf(kernel)) ?? 'unknown';
+  return {
+    hash: h.digest('hex'),
+    dir: path.dirname(disk),
+    kernel,
+    initrd,
+    rootfs: disk,
+    kernelVersion,
+    manifestPath: diskManifestPath(disk),
+    builtNow: false,
+    rootFormat: format,
+    disk,
+  };
+}
+
+/** The image has no symrun guest agent: name it and the fix. */
+export function noAgentError(disk: string, why: string): SymError {
+  return new SymError('ESYM_IMAGE_NO_AGENT', {
+    message: `the guest image ${disk} has no symrun guest agent (${why})`,
+    field: 'image.disk',
+    value: disk,
+    fix: `install it: \`symrun image install-agent ${disk}\` (as root), or build the image with \`symrun image debian\` (docs/images.md)`,
+    exitCode: EXIT.usage,
+  });
 }
 
 /** Absolute guest paths of every file and symlink in the image's root (both /usr/bin/x and /bin/x). */

@@ -21,11 +21,18 @@ export interface NodeConfig {
   prepare: 'comment' | 'all';
   /** vm.extraArgs allowed for users' jobs */
   allowExtraArgs: boolean;
+  /** VFs the prolog claims for each symrun job on this node (node/vfs.ts; 0: none) */
+  vfSlots: number;
   ip: string;
   nft: string;
   scontrol: string;
   qemu: string;
   nodeName?: string;
+  /**
+   * the site's read-only guest-image cache, looked up before each user's own cache ('' = none;
+   * docs/site-install.md, docs/images.md): filled by `SYMRUN_CACHE_DIR=<its parent> symrun image build`
+   */
+  siteImages: string;
 }
 
 export const NODE_CONFIG_DEFAULTS: NodeConfig = {
@@ -37,10 +44,12 @@ export const NODE_CONFIG_DEFAULTS: NodeConfig = {
   vniBase: 0,
   prepare: 'comment',
   allowExtraArgs: false,
+  vfSlots: 0,
   ip: '/usr/sbin/ip',
   nft: '/usr/sbin/nft',
   scontrol: '/usr/bin/scontrol',
   qemu: '/usr/bin/qemu-system-x86_64',
+  siteImages: '/var/cache/symrun/images',
 };
 
 const KEYS: Record<string, keyof NodeConfig> = {
@@ -52,11 +61,13 @@ const KEYS: Record<string, keyof NodeConfig> = {
   SYMRUN_VNI_BASE: 'vniBase',
   SYMRUN_PREPARE: 'prepare',
   SYMRUN_ALLOW_EXTRA_ARGS: 'allowExtraArgs',
+  SYMRUN_VF_SLOTS: 'vfSlots',
   SYMRUN_IP: 'ip',
   SYMRUN_NFT: 'nft',
   SCONTROL: 'scontrol',
   SYMRUN_QEMU: 'qemu',
   SYMRUN_NODENAME: 'nodeName',
+  SYMRUN_SITE_IMAGES: 'siteImages',
 };
 
 function bad(file: string, line: number, key: string, value: string, fix: string): SymError {
@@ -82,6 +93,10 @@ export function parseNodeConfig(text: string, file = 'node.conf'): NodeConfig {
         c[field] = Number(v);
         break;
       }
+      case 'vfSlots':
+        if (!/^[0-9]{1,2}$/.test(v) || Number(v) > 64) throw bad(file, n + 1, key, v, 'a whole number 0-64 (VFs claimed per job on this node; 0 = none)');
+        c.vfSlots = Number(v);
+        break;
       case 'prepare':
         if (v !== 'comment' && v !== 'all') throw bad(file, n + 1, key, v, 'comment (jobs whose --comment mentions symrun) or all');
         c.prepare = v;
@@ -93,6 +108,10 @@ export function parseNodeConfig(text: string, file = 'node.conf'): NodeConfig {
       case 'ip': case 'nft': case 'scontrol': case 'qemu': case 'stateDir': case 'runtimeDir':
         if (!v.startsWith('/') || /\s|\.\./.test(v)) throw bad(file, n + 1, key, v, 'an absolute path without spaces or ".."');
         c[field] = v;
+        break;
+      case 'siteImages':
+        if (v && (!v.startsWith('/') || /\s|\.\./.test(v))) throw bad(file, n + 1, key, v, 'an absolute path without spaces or ".." (or empty for no site cache)');
+        c.siteImages = v;
         break;
       case 'overlayDev':
         if (v && !/^[A-Za-z0-9_.-]{1,15}$/.test(v)) throw bad(file, n + 1, key, v, 'a network interface name');
@@ -126,4 +145,9 @@ export function readNodeConfig(file = process.env.SYMRUN_NODE_CONF || '/etc/symr
     throw new SymError('ESYM_NODE_CONFIG', { message: `${file} is not owned by root or is writable by others: root does not trust it`, field: 'SYMRUN_NODE_CONF', value: file, fix: `chown root ${file} && chmod go-w ${file}`, exitCode: EXIT.environment });
   }
   return parseNodeConfig(fs.readFileSync(file, 'utf8'), file);
+}
+
+/** The site's read-only image cache (SYMRUN_SITE_IMAGES) as resolveImage's siteDirs; none if node.conf is not trusted. */
+export function siteImageDirs(): string[] {
+  try { const d = readNodeConfig().siteImages; return d ? [d] : []; } catch { return []; }
 }

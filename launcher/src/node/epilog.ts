@@ -15,6 +15,7 @@ import { isJobInterface } from './names.js';
 import { readRecord, removeRecord, type JobRecord } from './record.js';
 import { destroyJobNetwork } from './network.js';
 import { sys } from './sys.js';
+import { releaseJobVfs, realDeviceManager, type DeviceManagerFactory } from './vfs.js';
 
 export interface EpilogReport { job: string; killed: number[]; survivors: number[]; removed: string[]; runDir?: string; problems: string[] }
 
@@ -78,14 +79,21 @@ function removeAsUser(dir: string, uid: number, gid: number): Promise<void> {
   });
 }
 
-export async function epilog(cfg: NodeConfig, job: string, node: string, o: { graceMs?: number } = {}): Promise<EpilogReport | undefined> {
+export async function epilog(cfg: NodeConfig, job: string, node: string, o: { graceMs?: number; devices?: DeviceManagerFactory } = {}): Promise<EpilogReport | undefined> {
   const rec = readRecord(cfg.stateDir, node, job);
   if (!rec) return undefined;
   const report: EpilogReport = { job, killed: [], survivors: [], removed: [], problems: [] };
   report.killed = await jobProcesses(cfg, rec);
   report.survivors = await killAll(report.killed, o.graceMs ?? 2000);
   for (const p of report.survivors) report.problems.push(`pid ${p} of job ${job} survives SIGKILL`);
-  report.removed = await destroyJobNetwork(cfg, rec);
+  // the job's VFs, once no process of the job holds /dev/vfio/N (by job id: also what a prolog that
+  // died half-way claimed; node/vfs.ts)
+  if (cfg.vfSlots > 0 || rec.vfs?.length) {
+    const v = await releaseJobVfs(o.devices ?? realDeviceManager, job);
+    report.removed.push(...v.released.map((p) => `VF ${p}`));
+    report.problems.push(...v.problems);
+  }
+  report.removed.push(...(await destroyJobNetwork(cfg, rec)));
   if (fs.existsSync(rec.runDir) && path.dirname(rec.runDir) === cfg.runtimeDir) {
     await removeAsUser(rec.runDir, rec.uid, rec.gid);
     if (fs.existsSync(rec.runDir)) report.problems.push(`${rec.runDir} could not be removed`);

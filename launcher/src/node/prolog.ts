@@ -1,6 +1,6 @@
 // The Slurm prolog's work for a job that asks for symrun (root, on every node of the allocation: the
 // prolog runs with PrologFlags=Alloc): the job's run directory (owned by the user, 0700), the job's
-// private network (network.ts), written down first (record.ts). Everything from Slurm's own
+// private network (network.ts), the job's VFs if the node lends them (vfs.ts), written down first (record.ts). Everything from Slurm's own
 // environment (slurmd sets SLURM_JOB_ID/UID/GID, not the user) and the node configuration.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { readRecord, writeRecord, proofDir, type JobRecord } from './record.js';
 import { createJobNetwork } from './network.js';
 import { tableName } from './nft.js';
 import { ensureProofDir } from './proof.js';
+import { claimJobVfs, realDeviceManager, type DeviceManagerFactory } from './vfs.js';
 
 export interface SlurmJobEnv { job: string; uid: number; gid: number; user: string; node: string; comment: string }
 
@@ -49,7 +50,7 @@ export async function nodeAddress(cfg: NodeConfig, node: string): Promise<string
 
 export interface PrologResult { prepared: boolean; record?: JobRecord; why?: string }
 
-export async function prolog(cfg: NodeConfig, e: SlurmJobEnv): Promise<PrologResult> {
+export async function prolog(cfg: NodeConfig, e: SlurmJobEnv, devices: DeviceManagerFactory = realDeviceManager): Promise<PrologResult> {
   if (!wantsSymrun(cfg, e)) return { prepared: false, why: `job ${e.job} does not ask for symrun (--comment=symrun)` };
   const rec: JobRecord = readRecord(cfg.stateDir, e.node, e.job) ?? {
     v: 1, job: e.job, uid: e.uid, gid: e.gid, user: e.user, node: e.node, createdAt: new Date().toISOString(),
@@ -70,6 +71,8 @@ export async function prolog(cfg: NodeConfig, e: SlurmJobEnv): Promise<PrologRes
   const local = await nodeAddress(cfg, e.node);
   rec.network = await createJobNetwork(cfg, e.job, local);
   rec.nftTable = tableName(e.job);
+  // the job's VFs (node/vfs.ts): the device manager's claim files are their own record for the epilog
+  if (cfg.vfSlots > 0) rec.vfs = await claimJobVfs(devices, e, cfg.vfSlots);
   rec.complete = true;
   writeRecord(cfg.stateDir, rec);
   return { prepared: true, record: rec };

@@ -4,6 +4,8 @@
 // A,B,..` per second, ~1 ms of slurmctld CPU each, so J jobs cost slurmctld J ms per second. watchd makes
 // one `scontrol show node -o` (every node) per interval, whatever the number of jobs, and sends each
 // subscriber the changes of the nodes it asked for.
+// (Over 500 lines: the protocol below and the one server that implements it, kept on one page; the
+// poller (watch.ts), codecs (scontrol.ts) and MUNGE (munge.ts) live in their own files.)
 //
 // Protocol, over the authenticated channel of agent/channel.ts (JSON lines over TCP; mutual HMAC
 // handshake with the shared secret of the key file, then sealed frames: docs/channels.md):

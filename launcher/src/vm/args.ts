@@ -47,7 +47,7 @@ export function qemuArgs(spec: VmSpec, qemu: { version: QemuVersion }): string[]
     '-kernel', spec.kernel,
     '-initrd', spec.initrd,
     '-append', spec.append,
-    '-drive', `file=${optEscape(spec.rootfs)},if=none,id=root0,format=raw,readonly=on`,
+    '-drive', `file=${optEscape(spec.rootfs)},if=none,id=root0,format=${spec.rootFormat ?? 'raw'},readonly=on`,
     '-device', 'virtio-blk-pci,drive=root0,id=rootdisk0',
     '-device', 'virtio-serial-pci,id=vser0',
     '-chardev', `socket,id=agent0,path=${optEscape(spec.agentSocket)},server=on,wait=off`,

@@ -16,6 +16,8 @@ export interface VmSpec {
   kernel: string;
   initrd: string;
   rootfs: string;
+  /** format of rootfs (default raw); qcow2 for a disk image a user brought (docs/images.md) */
+  rootFormat?: 'raw' | 'qcow2';
   append: string;
   agentSocket: string;
   agentPortName: string;

@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import type { SymrunConfig } from '../../config/types.js';
 import { SymError, EXIT } from '../../errors.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS, runtimeRoot } from '../../defaults.js';
-import { resolveImage, imageFiles, type ImageInfo } from '../../image/index.js';
+import { resolveImage, imageFiles, diskFormat, type ImageInfo } from '../../image/index.js';
 import { detectQemu, probeAccel } from '../../vm/index.js';
 import { cleanupJob, findStaleJobs, requireRoot } from '../../local/index.js';
 import { procStartTime, readState, writeState } from '../../local/state.js';
@@ -37,6 +37,7 @@ import { Restarts } from './restarts.js';
 import { Allocation } from './allocation.js';
 import { cleanStaleRunDirs, newJobId, recoverable, writeOwner, writeRecovery, type RecoveryState } from './rundir.js';
 import { nodeLayer } from '../../node/layer.js';
+import { siteImageDirs } from '../../node/config.js';
 import { opEvent } from '../../protocol/events.js';
 import type { JobStatus } from '../../wire/control.js';
 
@@ -207,7 +208,7 @@ export class Job implements JobContext {
 
     const [image, , accel] = await this.phase('image', () =>
       Promise.all([
-        restore ? checkpointImage(restore, cfg.image, (s: string) => this.say(`image: ${s}`), this.opts.signal) : resolveImage(cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal, mpich: mpiImpl === 'mpich', passthrough: cfg.interconnect.type === 'vfio' }),
+        restore ? checkpointImage(restore, cfg.image, (s: string) => this.say(`image: ${s}`), this.opts.signal) : resolveImage(cfg.imageDisk ?? cfg.image, { onProgress: (s: string) => this.say(`image: ${s}`), signal: this.opts.signal, mpich: mpiImpl === 'mpich', passthrough: cfg.interconnect.type === 'vfio', siteDirs: siteImageDirs() }),
         detectQemu(),
         probeAccel(cfg.accel),
       ]),
@@ -496,9 +497,10 @@ function runDirFor(opts: JobOptions, id: string): string {
 async function checkpointImage(ck: PickedCheckpoint, configured: string, onProgress: (s: string) => void, signal?: AbortSignal): Promise<ImageInfo> {
   const im = ck.manifest.image;
   if ([im.kernel, im.initrd, im.rootfs].every((f) => fs.existsSync(f))) {
-    return { hash: im.hash, dir: path.dirname(im.rootfs), kernel: im.kernel, initrd: im.initrd, rootfs: im.rootfs, kernelVersion: '', manifestPath: path.join(path.dirname(im.rootfs), 'manifest.json'), builtNow: false };
+    const rootFormat = await diskFormat(im.rootfs);
+    return { hash: im.hash, dir: path.dirname(im.rootfs), kernel: im.kernel, initrd: im.initrd, rootfs: im.rootfs, kernelVersion: '', manifestPath: path.join(path.dirname(im.rootfs), 'manifest.json'), builtNow: false, ...(rootFormat === 'qcow2' ? { rootFormat, disk: im.rootfs } : {}) };
   }
-  const cur = await resolveImage(configured, { onProgress, signal });
+  const cur = await resolveImage(configured, { onProgress, signal, siteDirs: siteImageDirs() });
   if (cur.hash === im.hash) return cur;
   throw new SymError('ESYM_RESTART_IMAGE', {
     message: `checkpoint ${ck.manifest.name} was taken with guest image ${im.hash.slice(0, 12)} (${im.rootfs}), which is not on this machine; the configured image is ${cur.hash.slice(0, 12)}`,

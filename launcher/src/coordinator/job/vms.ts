@@ -15,9 +15,13 @@ import { STANDBY, bootArgs, deviceKind, findArgs, nicFor, vfOffers, vfioFor, vmM
 import { vmTap, standbyTap, vmMacFor } from '../../node/names.js';
 import type { TapRequest } from '../../wire/device.js';
 import { tail, type HostAgents } from './agents.js';
+import { noAgentError } from '../../image/index.js';
 import type { JobContext, VmState } from './context.js';
 
 type RshFrame = Extract<GuestFrame, { t: 'rsh' }>;
+
+/** What guest/image/initrd-init.sh prints when the root has no guest agent (it then powers the VM off). */
+export const NO_AGENT_CONSOLE = 'symrun-initrd: FATAL: no symrun guest agent';
 
 /** The configured offers, or none (the node layer's claims may be all a host has). */
 function vfOffersOrNone(cfg: Parameters<typeof vfOffers>[0], host: string): ReturnType<typeof vfOffers> {
@@ -119,6 +123,7 @@ export class Vms {
       kernel: image.kernel,
       initrd: image.initrd,
       rootfs: image.rootfs,
+      ...(image.rootFormat && image.rootFormat !== 'raw' ? { rootFormat: image.rootFormat } : {}),
       append: `console=ttyS0 root=/dev/vda ro quiet panic=-1 symrun.hostname=${vm.name}`,
       agentSocket: path.join(dir, 'agent.sock'),
       agentPortName: DEFAULTS.agent.portName,
@@ -159,6 +164,7 @@ export class Vms {
       await vm.client.ready(DEFAULTS.agent.bootTimeoutMs, this.job.opts.signal);
     } catch (e) {
       const con = tail(path.join(spec.runDir, `${vm.name}.console.log`), 1500);
+      if (con.includes(NO_AGENT_CONSOLE)) throw noAgentError(this.job.image!.disk ?? this.job.image!.rootfs, `${vm.name}'s initrd found no /opt/symrun/dist/guest/src/agent.js in the root`);
       throw new SymError('ESYM_BOOT', { message: `${vm.name} did not come up: ${(e as Error).message}`, fix: `console of ${vm.name}:\n${con}` });
     }
     vm.state = 'ready';
@@ -208,6 +214,9 @@ export class Vms {
       case 'vm.exit':
         if (named && !vm && !data.expected) this.job.say(`QEMU of ${named.name} on ${p.name} exited (${data.code ?? data.signal}); the VM runs on ${named.host}`);
         if (vm && !data.expected && this.job.state !== 'tearing-down') this.job.say(`${vm.name} stopped unexpectedly (exit ${data.code ?? data.signal})`);
+        // a VM that ends while it boots (the initrd powers off when the root is unusable) fails its boot now,
+        // not after the boot timeout
+        if (vm && vm.state === 'booting' && !data.expected) vm.client.close();
         if (vm) vm.state = 'stopped';
         break;
       default:
