@@ -10,8 +10,8 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import type { SymrunConfig } from '../../config/types.js';
 import { SymError, EXIT } from '../../errors.js';
-import { DEFAULTS, PROTOCOL_DEFAULTS, runtimeRoot } from '../../defaults.js';
-import { resolveImage, imageFiles, diskFormat, type ImageInfo } from '../../image/index.js';
+import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../defaults.js';
+import { resolveImage, imageFiles, type ImageInfo } from '../../image/index.js';
 import { detectQemu, probeAccel } from '../../vm/index.js';
 import { cleanupJob, findStaleJobs, requireRoot } from '../../local/index.js';
 import { procStartTime, readState, writeState } from '../../local/state.js';
@@ -31,12 +31,12 @@ import { HostAgents } from './agents.js';
 import { Vms } from './vms.js';
 import { deviceKind } from './interconnect.js';
 import { MpiSession } from './mpi-session.js';
-import { stageIn, stageOut } from './staging.js';
+import { checkpointExclude, eventsExclude, stageIn, stageOut } from './staging.js';
 import { serveControl } from './control.js';
 import { Restarts } from './restarts.js';
 import { Allocation } from './allocation.js';
-import { cleanStaleRunDirs, newJobId, recoverable, writeOwner, writeRecovery, type RecoveryState } from './rundir.js';
-import { nodeLayer } from '../../node/layer.js';
+import { cleanStaleRunDirs, newJobId, recoverable, removeRunDir, runDirFor, writeOwner, writeRecovery, type RecoveryState } from './rundir.js';
+import { checkpointImage } from './image.js';
 import { siteImageDirs } from '../../node/config.js';
 import { opEvent } from '../../protocol/events.js';
 import type { JobStatus } from '../../wire/control.js';
@@ -467,64 +467,3 @@ export class Job implements JobContext {
  * Remove the run directory, or (one the root node layer made: its parent is root's and the epilog
  * removes the directory itself) everything in it.
  */
-function removeRunDir(dir: string): void {
-  try {
-    fs.rmSync(dir, { recursive: true, force: true });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EACCES' && (e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
-    for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
-  }
-}
-
-/**
- * The job's run directory: in a Slurm job prepared by the root node layer, the directory root made for
- * it (owned by the user, on every node); otherwise runtimeRoot()/<symrun job id>.
- */
-function runDirFor(opts: JobOptions, id: string): string {
-  const env = process.env;
-  const job = env.SLURM_JOB_ID ?? env.SLURM_JOBID;
-  if (opts.config.local < 1 && job && env.SLURMD_NODENAME) {
-    const layer = nodeLayer(job, env.SLURMD_NODENAME);
-    if (layer) return layer.record.runDir;
-  }
-  return path.join(runtimeRoot(), id);
-}
-
-/**
- * The guest image a checkpoint was taken with: its own files if they are still there, else the configured
- * image if it has the same content hash. Any other image cannot run the saved guests.
- */
-async function checkpointImage(ck: PickedCheckpoint, configured: string, onProgress: (s: string) => void, signal?: AbortSignal): Promise<ImageInfo> {
-  const im = ck.manifest.image;
-  if ([im.kernel, im.initrd, im.rootfs].every((f) => fs.existsSync(f))) {
-    const rootFormat = await diskFormat(im.rootfs);
-    return { hash: im.hash, dir: path.dirname(im.rootfs), kernel: im.kernel, initrd: im.initrd, rootfs: im.rootfs, kernelVersion: '', manifestPath: path.join(path.dirname(im.rootfs), 'manifest.json'), builtNow: false, ...(rootFormat === 'qcow2' ? { rootFormat, disk: im.rootfs } : {}) };
-  }
-  const cur = await resolveImage(configured, { onProgress, signal, siteDirs: siteImageDirs() });
-  if (cur.hash === im.hash) return cur;
-  throw new SymError('ESYM_RESTART_IMAGE', {
-    message: `checkpoint ${ck.manifest.name} was taken with guest image ${im.hash.slice(0, 12)} (${im.rootfs}), which is not on this machine; the configured image is ${cur.hash.slice(0, 12)}`,
-    fix: 'restart where the checkpoint\'s image is (the image cache must be shared or the same), or rebuild the same image (same symrun version and inputs)',
-    exitCode: EXIT.environment,
-  });
-}
-
-/**
- * The --events file inside the job's directory is symrun's output, not the job's input: never staged in
- * (the job writes it while staging, so the guests' stale copy would look newer than the stage marker and
- * be copied back over the real one at the end).
- */
-export function eventsExclude(cwd: string, file: string | undefined): string[] {
-  if (!file) return [];
-  const rel = path.relative(path.resolve(cwd), path.resolve(cwd, file));
-  if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) return [];
-  return [`/${rel.split(path.sep).join('/')}`];
-}
-
-/** A checkpoint directory inside the job's directory is not staged into the guests (it holds their memory). */
-export function checkpointExclude(cwd: string, dir: string | undefined): string[] {
-  if (!dir) return [];
-  const rel = path.relative(path.resolve(cwd), path.resolve(dir));
-  if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) return [];
-  return [`/${rel.split(path.sep).join('/')}/`];
-}

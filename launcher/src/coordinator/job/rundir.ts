@@ -11,6 +11,8 @@ import { writeFileAtomic } from '../../util/fsatomic.js';
 import type { ImageInfo } from '../../image/index.js';
 import type { SymrunConfig } from '../../config/types.js';
 import { readNodeConfig } from '../../node/config.js';
+import { nodeLayer } from '../../node/layer.js';
+import type { JobOptions } from './context.js';
 
 export function newJobId(): string {
   return crypto.randomBytes(4).toString('hex').slice(0, 6).replace(/^\d/, 'j');
@@ -122,4 +124,28 @@ export function listRecoverable(): Array<{ id: string; state: RecoveryState }> {
         return [];
       }
     });
+}
+
+/** Remove the run directory (one the node layer made is the user's but not its parent: empty it then). */
+export function removeRunDir(dir: string): void {
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EACCES' && (e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
+    for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+  }
+}
+
+/**
+ * The job's run directory: in a Slurm job prepared by the root node layer, the directory root made for
+ * it (owned by the user, on every node); otherwise runtimeRoot()/<symrun job id>.
+ */
+export function runDirFor(opts: JobOptions, id: string): string {
+  const env = process.env;
+  const job = env.SLURM_JOB_ID ?? env.SLURM_JOBID;
+  if (opts.config.local < 1 && job && env.SLURMD_NODENAME) {
+    const layer = nodeLayer(job, env.SLURMD_NODENAME);
+    if (layer) return layer.record.runDir;
+  }
+  return path.join(runtimeRoot(), id);
 }

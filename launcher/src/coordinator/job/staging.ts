@@ -3,6 +3,7 @@
 // Out: files the ranks wrote in the job's directory since staging (newer than a marker), copied back
 // through the checked extractor (no links, no `..`, size-limited): a guest is not trusted.
 import fs from 'node:fs';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { SymError } from '../../errors.js';
 import { tarCreate, tarExtractSafe } from '../../stage/index.js';
@@ -57,4 +58,24 @@ function collect(t: { stream: NodeJS.ReadableStream; done: Promise<void> }): Pro
     t.stream.on('error', reject);
     t.stream.on('end', () => t.done.then(() => resolve(Buffer.concat(chunks)), reject));
   });
+}
+
+/**
+ * The --events file inside the job's directory is symrun's output, not the job's input: never staged in
+ * (the job writes it while staging, so the guests' stale copy would look newer than the stage marker and
+ * be copied back over the real one at the end).
+ */
+export function eventsExclude(cwd: string, file: string | undefined): string[] {
+  if (!file) return [];
+  const rel = path.relative(path.resolve(cwd), path.resolve(cwd, file));
+  if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) return [];
+  return [`/${rel.split(path.sep).join('/')}`];
+}
+
+/** A checkpoint directory inside the job's directory is not staged into the guests (it holds their memory). */
+export function checkpointExclude(cwd: string, dir: string | undefined): string[] {
+  if (!dir) return [];
+  const rel = path.relative(path.resolve(cwd), path.resolve(dir));
+  if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) return [];
+  return [`/${rel.split(path.sep).join('/')}/`];
 }
