@@ -54,7 +54,7 @@ async function throughMiddle(t: Test, c2s: Parameters<typeof middle>[1]) {
   const srv = await serveChannel({ host: '127.0.0.1', secret: SECRET, onPeer: next.onPeer });
   const mid = await middle(srv.port, c2s);
   t.teardown(() => { mid.close(); return srv.close({ graceMs: 100 }); });
-  const agent = await connectChannel({ host: '127.0.0.1', port: mid.port, secret: SECRET, name: 'h1', timeoutMs: 2_000 });
+  const agent = await connectChannel({ host: '127.0.0.1', port: mid.port, secret: SECRET, name: 'h1', timeoutMs: 15_000 });
   agent.start();
   const server = await next.peer;
   const events: unknown[] = [];
@@ -85,7 +85,7 @@ t.test('the coordinator proves the secret too: an impostor at its address is ref
   });
   await listen(impostor, port);
   t.teardown(() => impostor.close());
-  const connect = () => connectChannel({ host: '127.0.0.1', port, secret: SECRET, name: 'h1', timeoutMs: 2_000 });
+  const connect = () => connectChannel({ host: '127.0.0.1', port, secret: SECRET, name: 'h1', timeoutMs: 15_000 });
   await t.rejects(connect(), { code: 'ESYM_CHANNEL_AUTH', message: `the peer at 127.0.0.1:${port} did not prove the key (an impostor listening at that address, or another job's coordinator): refused` }, 'a welcome without a proof');
   welcome = (h) => ({ t: 'welcome', v: CHANNEL_VERSION, mac: proof('another-jobs-secret', 'server', 'h1', 'a'.repeat(64), h.nonce!) });
   await t.rejects(connect(), { code: 'ESYM_CHANNEL_AUTH' }, 'a proof made with another secret');
@@ -99,7 +99,7 @@ t.test('a wrong secret is refused on both sides, and the server says why', async
   const refused: SymError[] = [];
   const srv = await serveChannel({ host: '127.0.0.1', secret: SECRET, onPeer: (p) => p.start(), onRefused: (e) => refused.push(e) });
   t.teardown(() => srv.close());
-  await t.rejects(connectChannel({ host: '127.0.0.1', port: srv.port, secret: 'wrong', name: 'evil', timeoutMs: 2_000 }), { code: 'ESYM_CHANNEL_AUTH', message: /refused evil: wrong key/ });
+  await t.rejects(connectChannel({ host: '127.0.0.1', port: srv.port, secret: 'wrong', name: 'evil', timeoutMs: 15_000 }), { code: 'ESYM_CHANNEL_AUTH', message: /refused evil: wrong key/ });
   t.equal(refused.length, 1);
   t.match(refused[0], { code: 'ESYM_CHANNEL_AUTH', message: /\(calling itself "evil"\) did not prove the key: refused/ });
 });
@@ -122,7 +122,7 @@ t.test('a peer of another channel version gets an error naming both versions', a
   const v1 = net.createServer((s) => { s.on('error', () => {}); s.write(JSON.stringify({ t: 'challenge', nonce: 'ab'.repeat(16), v: 1 }) + '\n'); });
   const port = await listen(v1);
   t.teardown(() => v1.close());
-  await t.rejects(connectChannel({ host: '127.0.0.1', port, secret: SECRET, name: 'h1', timeoutMs: 2_000 }),
+  await t.rejects(connectChannel({ host: '127.0.0.1', port, secret: SECRET, name: 'h1', timeoutMs: 15_000 }),
     { code: 'ESYM_CHANNEL_VERSION', message: new RegExp(`speaks channel version 1, this client speaks version ${CHANNEL_VERSION}`) });
 });
 
