@@ -424,7 +424,8 @@ export class Job implements JobContext {
     const [results, ckResults] = await Promise.all([Promise.all(ops.map((o) => o.done)), Promise.all(cks.map((c) => c.done))]);
     for (const [i, r] of results.entries()) this.say(`migration ${ops[i]!.op} of ${ops[i]!.vm}: ${r.outcome}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
     for (const r of ckResults) this.say(`checkpoint ${r.name}: ${r.outcome}${r.path ? ` (${r.path})` : ''}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
-    const status = mpi ? await this.phase('run', () => mpi!) : EXIT.runtime;
+    // as in a run: a host lost from here on restarts the job from its last checkpoint (not the end of it)
+    const status = mpi ? await this.phase('run', () => this.restarts.supervise(mpi!)) : EXIT.runtime;
     await Promise.allSettled(adopted.relays);
     this.state = 'finishing';
     await this.phase('stage-out', () => stageOut(this));
