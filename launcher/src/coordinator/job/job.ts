@@ -361,7 +361,7 @@ export class Job implements JobContext {
       accel: this.accel, image: this.image, config: this.config, app: this.opts.app, cwd: this.opts.cwd,
       hosts: c.hosts, prefixLen: c.prefixLen, vmHostCount: this.vmHostCount,
       vms: [...this.vms.values()].map((v) => ({ name: v.name, index: v.index, host: v.host, mac: v.mac, ip: v.ip, tap: v.tap })),
-      mpirun: s.mpirun, rsh: s.rsh,
+      mpirun: s.mpirun, rsh: s.rsh, lostHosts: [...this.lostHosts],
     });
   }
 
@@ -401,7 +401,9 @@ export class Job implements JobContext {
     await this.agents.listen(st.channel.host, st.secret, st.channel.port);
     this.onCleanup('channel', () => this.agents.closeChannel());
     await serveControl(this, { status: () => this.statusReport(), migrations: this.migrations, checkpoints: this.checkpoints, events: this.events });
-    await this.phase('agents', () => this.agents.awaitReconnect(st.hosts.map((h) => h.name), 30_000));
+    // a host lost before the coordinator died stays lost: its agent is gone with it (its VMs run on spares)
+    for (const h of st.lostHosts ?? []) this.lostHosts.add(h);
+    await this.phase('agents', () => this.agents.awaitReconnect(st.hosts.map((h) => h.name).filter((h) => !this.lostHosts.has(h)), 30_000));
     // from here on the job is ours: a failure removes it like any run (until now it stays recoverable)
     this.onCleanup('run directory', () => removeRunDir(this.runDir));
     this.onCleanup('emulated hosts', () => this.cluster!.destroy());
