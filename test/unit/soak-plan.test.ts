@@ -1,7 +1,7 @@
 // The chaos soak's plan (bench/soak-plan.ts): seeded draws replay, preconditions hold, and a run's
 // records become figures where any outcome outside an operation's allowed set is a violation.
 import t from 'tap';
-import { SOAK_OPS, draw, eligible, rng, summarize, soakMarkdown, type OpName, type OpRecord, type SoakState } from '../../bench/soak-plan.js';
+import { SOAK_OPS, draw, eligible, journalUnexplained, rng, summarize, soakMarkdown, type OpName, type OpRecord, type SoakState } from '../../bench/soak-plan.js';
 
 const base: SoakState = { haveCheckpoint: true, freeHosts: 2, vms: ['vm1', 'vm2', 'vm3'] };
 
@@ -66,4 +66,25 @@ t.test('summarize: allowed outcomes count, anything else is a violation', async 
   const md = soakMarkdown(bad, 'env');
   for (const k of Object.keys(SOAK_OPS)) t.match(md, `| ${k} |`, `table row for ${k}`);
   t.match(md, /invariant violations \*\*6\*\*/);
+});
+
+t.test('journal: done and rolled back are explained; degraded only with a return trip that ended done', async (t) => {
+  t.same(journalUnexplained([
+    { op: 'm1', kind: 'migrate', phase: 'done' },
+    { op: 'c1', kind: 'checkpoint', phase: 'rolled-back' },
+    { op: 'm2', kind: 'migrate', phase: 'degraded', error: 'hot-plug refused' },
+    { op: 'm3', kind: 'migrate', phase: 'done', reason: 'return trip of m2' },
+  ]), [], 'a refused device_add moved back by its return trip');
+  const bad = journalUnexplained([
+    { op: 'm2', kind: 'migrate', phase: 'degraded', error: 'hot-plug refused' },
+    { op: 'm3', kind: 'migrate', phase: 'rolled-back', reason: 'return trip of m2' },
+    { op: 'm4', kind: 'migrate', phase: 'degraded' },
+    { op: 'm5', kind: 'migrate', phase: 'done', reason: 'return trip of m9' },
+    { op: 'm6', kind: 'migrate', phase: 'rollback-failed' },
+    { op: 'c2', kind: 'checkpoint', phase: 'save' },
+    { op: 'c3', kind: 'checkpoint', phase: 'degraded', reason: 'return trip of c3' },
+  ]);
+  t.equal(bad.length, 5, bad.join('\n'));
+  t.match(bad[0], /migrate m2 ended in degraded \(hot-plug refused\) and no return trip of it ended done/);
+  t.match(bad.join('\n'), /m4[^]*m6 ended in rollback-failed[^]*c2 ended in save[^]*c3 ended in degraded/);
 });

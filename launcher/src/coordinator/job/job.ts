@@ -363,7 +363,7 @@ export class Job implements JobContext {
       accel: this.accel, image: this.image, config: this.config, app: this.opts.app, cwd: this.opts.cwd,
       hosts: c.hosts, prefixLen: c.prefixLen, vmHostCount: this.vmHostCount,
       vms: [...this.vms.values()].map((v) => ({ name: v.name, index: v.index, host: v.host, mac: v.mac, ip: v.ip, tap: v.tap })),
-      mpirun: s.mpirun, rsh: s.rsh,
+      mpirun: s.mpirun, rsh: s.rsh, lostHosts: [...this.lostHosts],
     });
   }
 
@@ -403,7 +403,9 @@ export class Job implements JobContext {
     await this.agents.listen(st.channel.host, st.secret, st.channel.port);
     this.onCleanup('channel', () => this.agents.closeChannel());
     await serveControl(this, { status: () => this.statusReport(), migrations: this.migrations, checkpoints: this.checkpoints, events: this.events });
-    await this.phase('agents', () => this.agents.awaitReconnect(st.hosts.map((h) => h.name), 30_000));
+    // a host lost before the coordinator died stays lost: its agent is gone with it (its VMs run on spares)
+    for (const h of st.lostHosts ?? []) this.lostHosts.add(h);
+    await this.phase('agents', () => this.agents.awaitReconnect(st.hosts.map((h) => h.name).filter((h) => !this.lostHosts.has(h)), 30_000));
     // from here on the job is ours: a failure removes it like any run (until now it stays recoverable)
     this.onCleanup('run directory', () => removeRunDir(this.runDir));
     this.onCleanup('emulated hosts', () => this.cluster!.destroy());
@@ -426,7 +428,8 @@ export class Job implements JobContext {
     const [results, ckResults] = await Promise.all([Promise.all(ops.map((o) => o.done)), Promise.all(cks.map((c) => c.done))]);
     for (const [i, r] of results.entries()) this.say(`migration ${ops[i]!.op} of ${ops[i]!.vm}: ${r.outcome}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
     for (const r of ckResults) this.say(`checkpoint ${r.name}: ${r.outcome}${r.path ? ` (${r.path})` : ''}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
-    const status = mpi ? await this.phase('run', () => mpi!) : EXIT.runtime;
+    // as in a run: a host lost from here on restarts the job from its last checkpoint (not the end of it)
+    const status = mpi ? await this.phase('run', () => this.restarts.supervise(mpi!)) : EXIT.runtime;
     await Promise.allSettled(adopted.relays);
     this.state = 'finishing';
     await this.phase('stage-out', () => stageOut(this));

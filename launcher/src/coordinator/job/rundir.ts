@@ -50,6 +50,8 @@ export interface RecoveryState {
   vms: Array<{ name: string; index: number; host: string; mac: string; ip: string; tap: string }>;
   mpirun?: { vm: string; sid: string; rankVm: string[] };
   rsh: Array<{ rid: string; from: string; to: string; sid: string }>;
+  /** hosts lost so far (a restart moved their VMs to spares): recover does not wait for their agents */
+  lostHosts?: string[];
 }
 
 export function writeRecovery(runDir: string, st: RecoveryState): void {
