@@ -131,9 +131,11 @@ export const IMAGE_DEFAULTS = {
   /** modules the initrd loads, in this order after their dependencies (lab-measured) */
   initrdModules: ['crc32c_generic', 'virtio_pci', 'virtio_blk', 'virtio_net', 'virtio_console', 'e1000e', 'ext4', 'overlay'],
   /** extra modules shipped in the root for later features (modprobe-able, not loaded by default) */
-  rootModules: ['virtio_net', 'e1000e', 'bonding', 'failover', 'net_failover'],
+  rootModules: ['virtio_net', 'e1000e', 'bonding', 'failover', 'net_failover', 'rdma_rxe'],
   /** Debian packages whose files (and the ldd closure of their ELFs) go into the root */
-  mpiPackages: ['openmpi-bin', 'openmpi-common', 'libopenmpi3', 'libpmix2'],
+  mpiPackages: ['openmpi-bin', 'openmpi-common', 'libopenmpi3', 'libpmix2',
+    // interconnect.transport: rdma: UCX with its transport modules (libuct_ib), the verbs providers (rxe)
+    'libucx0', 'ibverbs-providers'],
   /** the same for MPICH (Hydra, libmpich, UCX with its transport modules): only in images for MPICH programs */
   mpichPackages: ['mpich', 'libmpich12', 'libucx0'],
   /** root.ext4 size = content * growth + slackMiB */
