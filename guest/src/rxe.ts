@@ -17,10 +17,16 @@ async function links(): Promise<RdmaLink[]> {
 export async function ensureRxe(dev: string, netdev: string, waitMs = 15_000): Promise<{ device: string; netdev: string; created: boolean }> {
   if (!/^[A-Za-z0-9_]{1,20}$/.test(dev)) throw new AgentError('EINVAL', `bad rdma device name ${dev}`);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(netdev)) throw new AgentError('EINVAL', `bad interface name ${netdev}`);
-  try {
-    await execFileP('modprobe', ['rdma_rxe'], { timeout: 30_000 });
-  } catch (e) {
-    throw new AgentError('ENODEV', `modprobe rdma_rxe failed (the guest image has no Soft-RoCE module?): ${(e as Error).message}`);
+  // crc32_generic first: rdma_rxe allocates the crypto API's "crc32" (the ICRC of every RoCE packet) when
+  // a device is added, not when it loads. That is a soft dependency modules.dep does not list, and the
+  // kernel's own request for "crypto-crc32" finds no alias in the guest, so without it the add fails with
+  // ENOENT ("rdma_rxe: failed to init crc32 algorithm err:-2" in dmesg).
+  for (const mod of ['crc32_generic', 'rdma_rxe']) {
+    try {
+      await execFileP('modprobe', [mod], { timeout: 30_000 });
+    } catch (e) {
+      throw new AgentError('ENODEV', `modprobe ${mod} failed (the guest image has no ${mod} module? it is in IMAGE_DEFAULTS.rootModules): ${String((e as { stderr?: string }).stderr ?? (e as Error).message).trim()}`);
+    }
   }
   let created = false;
   const cur = (await links()).find((l) => l.ifname === dev);
