@@ -85,14 +85,25 @@ export interface OpenMpiTransport {
 }
 
 /**
- * MCA parameters and rank environment for Open MPI. `ucxDevice`: UCX_NET_DEVICES (Soft-RoCE: rxe0:1);
- * undefined lets UCX pick the HCA. The user's --mca may not undo the pin (checkTransportMca).
+ * Soft-RoCE only: UCX's ud_verbs checks the destination GID in the GRH of every packet it receives on
+ * Ethernet and silently drops those that do not match; with rxe (kernel 6.1, UCX 1.13) every packet
+ * fails that check, so the wire-up messages (ud_verbs carries them for rc_verbs too) never arrive and
+ * every endpoint dies with "UD endpoint ...: unhandled timeout error" after UCX_UD_VERBS_TIMEOUT (30 s).
+ * Raw verbs (ibv_ud_pingpong, ibv_rc_pingpong) over the same rxe0 work; UCX with the check off works.
+ * The check only filters packets meant for another GID on a shared port; rxe0 has the VM's own GIDs.
+ */
+export const SOFT_ROCE_UCX_ENV: Readonly<Record<string, string>> = { UCX_UD_VERBS_ETH_DGID_CHECK: 'n' };
+
+/**
+ * MCA parameters and rank environment for Open MPI. `ucxDevice`: UCX_NET_DEVICES, given for Soft-RoCE
+ * (rxe0:1, with SOFT_ROCE_UCX_ENV); undefined lets UCX pick the HCA. The user's --mca may not undo the
+ * pin (checkTransportMca).
  */
 export function openMpiTransport(transport: Transport, ucxDevice?: string): OpenMpiTransport {
   if (transport === 'tcp') return { mca: { pml: 'ob1', btl: 'self,vader,tcp', osc: '^ucx' }, env: {} };
   return {
     mca: { pml: 'ucx', osc: 'ucx', btl: 'self,vader' },
-    env: { UCX_TLS: UCX_RDMA_TLS, ...(ucxDevice ? { UCX_NET_DEVICES: ucxDevice } : {}) },
+    env: { UCX_TLS: UCX_RDMA_TLS, ...(ucxDevice ? { UCX_NET_DEVICES: ucxDevice, ...SOFT_ROCE_UCX_ENV } : {}) },
   };
 }
 
