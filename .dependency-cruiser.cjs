@@ -12,7 +12,7 @@ const PURE = [
   '^launcher/src/coordinator/placement\\.ts$',
   '^launcher/src/slurm/(hostlist|scontrol|env|index)\\.ts$',
   '^launcher/src/qmp/codec\\.ts$',
-  '^launcher/src/mpi/(launch|detect)\\.ts$',
+  '^launcher/src/mpi/(launch|detect|transport)\\.ts$',
   '^launcher/src/local/names\\.ts$',
   '^launcher/src/image/modules\\.ts$',
   '^launcher/src/error-codes\\.ts$',

@@ -73,6 +73,8 @@ export interface NetConfigArgs {
    * virtio standby NIC (standbyMac) that migrates with the VM; the address lives on the bond.
    */
   standbyMac?: string;
+  /** interconnect.transport: rdma: a Soft-RoCE device of this name (rxe0) on the interface (the bond, with standbyMac) */
+  rxe?: string;
 }
 export interface HostsArgs { entries: Array<[string, string]> }
 export interface QuiesceArgs {

@@ -13,6 +13,7 @@ import { Sessions } from './sessions.js';
 import { interfaces } from './iface.js';
 import { netConfig } from './nic.js';
 import { bondConfig } from './bond.js';
+import { ensureRxe } from './rxe.js';
 import { Quiescer } from './quiesce.js';
 import { RshRelay } from './rsh-relay.js';
 
@@ -44,7 +45,9 @@ async function handleReq(op: string, args: Record<string, unknown>): Promise<unk
       return sessions.start(args as unknown as ExecArgs);
     case 'net-config': {
       const a = args as unknown as NetConfigArgs;
-      return a.standbyMac ? bondConfig(a as NetConfigArgs & { standbyMac: string }) : netConfig(a);
+      const r = a.standbyMac ? await bondConfig(a as NetConfigArgs & { standbyMac: string }) : await netConfig(a);
+      if (a.rxe !== undefined) await ensureRxe(String(a.rxe), a.name);
+      return r;
     }
     case 'net-report':
       return interfaces();

@@ -13,7 +13,7 @@ t.test('no file: every default, source "defaults"', async (t) => {
     accel: DEFAULTS.accel,
     image: 'auto',
     vm: { memoryMiB: DEFAULTS.vm.memoryMiB, cpus: DEFAULTS.vm.cpus, machine: DEFAULTS.vm.machine, extraArgs: [] },
-    interconnect: { type: 'emulated', model: DEFAULTS.interconnect.model },
+    interconnect: { type: 'emulated', model: DEFAULTS.interconnect.model, transport: 'tcp' },
     network: { subnet: 'auto', guestIfName: DEFAULTS.interconnect.guestIfName },
     mpi: { implementation: 'auto', tagOutput: false, mca: {}, extraArgs: [] },
     share: { cwd: true, maxBytes: DEFAULTS.share.maxBytes, exclude: [] },
@@ -69,6 +69,7 @@ t.test('every key of the full fixture is read', async (t) => {
       type: 'vfio',
       addresses: { node01: '0000:3b:00.1', node02: '0000:3b:00.1' },
       pool: ['0000:3b:02.0', '0000:3b:02.1'],
+      transport: 'rdma',
     },
     network: { subnet: '198.18.8.0/24', guestIfName: 'fab0', bridge: 'br-fabric' },
     mpi: {
@@ -101,7 +102,7 @@ t.test('every example file loads', async (t) => {
   t.equal(local.local, 3);
   t.equal(local.spares, 1);
   t.equal(local.accel, 'tcg');
-  t.same(local.interconnect, { type: 'emulated', model: 'virtio-net-pci' });
+  t.same(local.interconnect, { type: 'emulated', model: 'virtio-net-pci', transport: 'tcp' });
 
   const cluster = loadConfig({ file: example('cluster/symrun.yaml'), env: noEnv });
   t.equal(cluster.accel, 'kvm');
@@ -136,7 +137,7 @@ t.test('mca values are strings (numbers and booleans as written)', async (t) => 
 
 t.test('PCI addresses are stored in lower case', async (t) => {
   const cfg = loadConfig({ file: yamlFile('interconnect: { type: vfio, pool: ["0000:AF:02.0"] }\n'), env: noEnv });
-  t.same(cfg.interconnect, { type: 'vfio', pool: ['0000:af:02.0'] });
+  t.same(cfg.interconnect, { type: 'vfio', pool: ['0000:af:02.0'], transport: 'tcp' });
 });
 
 t.test('CLI overrides win over the file', async (t) => {
@@ -220,7 +221,7 @@ t.test('overrides do not leak between calls or mutate the input', async (t) => {
 });
 
 t.test('OVERRIDE_OPTIONS names an option for every override', async (t) => {
-  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'checkpointDir', 'checkpointInterval', 'cpus', 'cpusPerTask', 'hosts', 'image', 'keep', 'local', 'maxRestarts', 'mca', 'memory', 'migrationTls', 'mpi', 'nodes', 'np', 'ntasksPerNode', 'quiesce', 'restartFromStart', 'slotsPerVm', 'spares', 'subnet', 'tagOutput']);
+  t.same(Object.keys(OVERRIDE_OPTIONS).sort(), ['accel', 'checkpointDir', 'checkpointInterval', 'cpus', 'cpusPerTask', 'hosts', 'image', 'keep', 'local', 'maxRestarts', 'mca', 'memory', 'migrationTls', 'mpi', 'nodes', 'np', 'ntasksPerNode', 'quiesce', 'restartFromStart', 'slotsPerVm', 'spares', 'subnet', 'tagOutput', 'transport']);
   t.equal(OVERRIDE_OPTIONS.np, '-np');
   t.equal(OVERRIDE_OPTIONS.nodes, '-N');
   t.equal(OVERRIDE_OPTIONS.cpusPerTask, '--cpus-per-task');
@@ -290,4 +291,13 @@ t.test('checkpoint: dir (relative to the file, or to cwd for --checkpoint-dir), 
   t.throws(() => loadConfig({ env: noEnv, overrides: { checkpointDir: '/x', keep: '-1' } }), /--keep/);
   t.throws(() => loadConfig({ env: noEnv, overrides: { checkpointDir: '/x', checkpointInterval: 'often' } }), /--checkpoint-interval/);
   t.throws(() => loadConfig({ file: yamlFile('checkpoint:\n  every: 1m\n'), env: noEnv }), /every/);
+});
+
+t.test('interconnect.transport: tcp by default, --transport overrides, bad values and rdma checkpoints refused with the field named', async (t) => {
+  t.equal(loadConfig({ env: noEnv }).interconnect.transport, 'tcp');
+  t.equal(loadConfig({ env: noEnv, overrides: { transport: 'rdma' } }).interconnect.transport, 'rdma');
+  t.equal(loadConfig({ file: yamlFile('interconnect: { transport: rdma }\n'), env: noEnv, overrides: { transport: 'tcp' } }).interconnect.transport, 'tcp');
+  t.throws(() => loadConfig({ env: noEnv, overrides: { transport: 'ib' } }), { message: /--transport/ });
+  t.throws(() => loadConfig({ file: yamlFile('interconnect: { transport: rdma }\ncheckpoint: { dir: /tmp/ck, interval: 10m }\n'), env: noEnv }), { code: 'ESYM_CONFIG_INVALID', field: 'checkpoint.interval', message: /interconnect\.transport: rdma/, fix: /quiesce: hooks/ });
+  t.doesNotThrow(() => loadConfig({ file: yamlFile('interconnect: { transport: rdma }\nmigration: { quiesce: hooks }\ncheckpoint: { dir: /tmp/ck, interval: 10m }\n'), env: noEnv }));
 });

@@ -203,3 +203,21 @@ t.test('fault wrong-tls-key@dst: the destination gets another salt than the sour
   t.equal(prep.tls!.op, perf.tls!.op);
   t.not(prep.tls!.salt, perf.tls!.salt);
 });
+
+t.test('transport rdma: an adapter that cannot keep verbs alive is refused before any host or guest is touched', async (t) => {
+  const f = fakeJob();
+  Object.assign(f.job, { transport: { transport: 'rdma', kind: 'soft-roce' }, failoverReady: () => true });
+  const m = new Migrations(f.job, (e) => f.events.push(e), parseFaults(''));
+  t.throws(() => m.migrate({ vm: 'vm2', quiesce: 'freeze' }), { code: 'ESYM_TRANSPORT_ADAPTER', field: '--quiesce', value: 'freeze', message: /Soft-RoCE.*nothing was touched/ });
+  t.throws(() => m.migrate({ vm: 'vm2' }), { code: 'ESYM_TRANSPORT_ADAPTER', field: 'migration.quiesce' }, 'the configured default (freeze) is checked too');
+  t.same(f.agents.log(), [], 'no host agent was called');
+  t.same(f.guestOps, [], 'no guest was asked anything');
+  t.same(f.events, [], 'no operation started');
+  const hca = fakeJob();
+  Object.assign(hca.job, { transport: { transport: 'rdma', kind: 'hca' }, failoverReady: () => true });
+  t.throws(() => new Migrations(hca.job, () => undefined, parseFaults('')).migrate({ vm: 'vm2', quiesce: 'failover' }), { code: 'ESYM_TRANSPORT_ADAPTER', message: /bound to the HCA/ });
+  const r = m.migrate({ vm: 'vm2', quiesce: 'failover' });
+  await until(() => f.releasePerform.has('vm2'), 'failover migration of the Soft-RoCE job reaches perform');
+  f.releasePerform.get('vm2')!();
+  t.equal((await r.done).outcome, 'done', 'failover keeps Soft-RoCE: the migration runs');
+});

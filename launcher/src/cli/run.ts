@@ -9,7 +9,7 @@ import { collect, placementNames, checkCpusPerTask } from './args.js';
 
 interface RunFlags {
   config?: string; local?: string; spares?: string; accel?: string; image?: string; memory?: string; cpus?: string;
-  np?: string; slotsPerVm?: string; nodes?: string; ntasksPerNode?: string; cpusPerTask?: string; tagOutput?: boolean; mpi?: string; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean; events?: string; quiesce?: string; migrationTls?: string;
+  np?: string; slotsPerVm?: string; nodes?: string; ntasksPerNode?: string; cpusPerTask?: string; tagOutput?: boolean; mpi?: string; mca?: string[]; subnet?: string; quiet?: boolean; json?: boolean; events?: string; quiesce?: string; migrationTls?: string; transport?: string;
   checkpointInterval?: string; checkpointDir?: string; keep?: string; maxRestarts?: string; restartFromStart?: boolean;
 }
 
@@ -21,7 +21,7 @@ function overridesFrom(f: RunFlags): ConfigOverrides {
   });
   return {
     accel: f.accel, image: f.image, memory: f.memory, cpus: f.cpus, local: f.local, spares: f.spares, np: f.np,
-    slotsPerVm: f.slotsPerVm, nodes: f.nodes, ntasksPerNode: f.ntasksPerNode, cpusPerTask: f.cpusPerTask, tagOutput: f.tagOutput, mpi: f.mpi, mca: mca.length ? mca : undefined, subnet: f.subnet, quiesce: f.quiesce, migrationTls: f.migrationTls,
+    slotsPerVm: f.slotsPerVm, nodes: f.nodes, ntasksPerNode: f.ntasksPerNode, cpusPerTask: f.cpusPerTask, tagOutput: f.tagOutput, mpi: f.mpi, mca: mca.length ? mca : undefined, subnet: f.subnet, quiesce: f.quiesce, migrationTls: f.migrationTls, transport: f.transport,
     checkpointInterval: f.checkpointInterval, checkpointDir: f.checkpointDir, keep: f.keep,
     maxRestarts: f.maxRestarts, restartFromStart: f.restartFromStart,
   };
@@ -68,6 +68,7 @@ export function registerRun(program: Command, argv: readonly string[], app: stri
       .option('--mca <name=value>', 'Open MPI MCA parameter (also --mca NAME VALUE); repeatable', collect)
       .option('--subnet <cidr>', "private /24 for the job's network ('auto')")
       .option('--quiesce <adapter>', 'how migrations quiesce MPI traffic: freeze | failover (VMs get a standby NIC) | hooks')
+      .option('--transport <tcp|rdma>', 'MPI transport over the interconnect: tcp (Open MPI pinned to TCP, never UCX) | rdma (UCX over verbs; Soft-RoCE in local VMs) (interconnect.transport)')
       .option('--migration-tls <on|off>', 'encrypt migration streams with a per-migration key (default on; migration.tls)')
       .option('--events <file>', 'append every migration/checkpoint phase as a JSON line to FILE')
       .option('--checkpoint-dir <dir>', 'directory for checkpoints (symrun checkpoint; Slurm: a path all nodes share)')

@@ -21,6 +21,7 @@ export interface ConfigOverrides {
   subnet?: string;
   quiesce?: string;
   migrationTls?: string;
+  transport?: string;
   checkpointDir?: string;
   checkpointInterval?: string | number;
   keep?: string | number;
@@ -48,6 +49,7 @@ export const OVERRIDE_OPTIONS: Readonly<Record<keyof ConfigOverrides, string>> =
   subnet: '--subnet',
   quiesce: '--quiesce',
   migrationTls: '--migration-tls',
+  transport: '--transport',
   checkpointDir: '--checkpoint-dir',
   checkpointInterval: '--checkpoint-interval',
   keep: '--keep',
@@ -75,6 +77,7 @@ export const OVERRIDE_PATHS: Readonly<Record<keyof ConfigOverrides, readonly str
   subnet: ['network', 'subnet'],
   quiesce: ['migration', 'quiesce'],
   migrationTls: ['migration', 'tls'],
+  transport: ['interconnect', 'transport'],
   checkpointDir: ['checkpoint', 'dir'],
   checkpointInterval: ['checkpoint', 'interval'],
   keep: ['checkpoint', 'keep'],

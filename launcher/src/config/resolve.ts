@@ -38,6 +38,7 @@ export function resolveConfig(raw: Record<string, unknown>, source: string, imag
   } else {
     interconnect = { type: 'emulated', model: (ic.model as 'virtio-net-pci' | 'e1000e' | undefined) ?? DEFAULTS.interconnect.model };
   }
+  interconnect.transport = (ic.transport as 'tcp' | 'rdma' | undefined) ?? CONFIG_DEFAULTS.transport;
 
   const mca = Object.fromEntries(Object.entries(isPlainObject(mpi.mca) ? mpi.mca : {}).map(([k, v]) => [k, String(v)]));
 

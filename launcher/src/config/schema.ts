@@ -14,6 +14,7 @@ import { DEFAULTS, PROTOCOL_DEFAULTS, SLURM_DEFAULTS } from '../defaults.js';
 export const CONFIG_DEFAULTS = {
   image: 'auto',
   interconnectType: 'emulated' as 'emulated' | 'vfio',
+  transport: 'tcp' as 'tcp' | 'rdma',
   subnet: 'auto',
   shareCwd: true,
   shareExclude: [] as string[],
@@ -185,6 +186,18 @@ export const CONFIG_SCHEMA = {
           description:
             'Only with `type: vfio`: SR-IOV virtual functions (PCI addresses, the same on every host) from which ' +
             'each VM claims a free one. Used for hosts that have no entry in `addresses`.',
+        },
+        transport: {
+          type: 'string',
+          enum: ['tcp', 'rdma'],
+          default: CONFIG_DEFAULTS.transport,
+          'x-expect': 'tcp or rdma',
+          description:
+            'The MPI transport over the interconnect (--transport). `tcp`: Open MPI is pinned to TCP on the interconnect ' +
+            'interface (pml ob1, btl tcp; UCX is never loaded). `rdma`: Open MPI\'s pml ucx over verbs; with `type: emulated` ' +
+            'the verbs device is Soft-RoCE (rxe0, created in every guest on the interconnect interface). Migrations and ' +
+            'checkpoints whose quiesce adapter cannot keep RDMA connections alive are refused (freeze; failover with a real HCA). ' +
+            'Open MPI programs only. See docs/passthrough.md.',
         },
       },
     },

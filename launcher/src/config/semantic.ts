@@ -110,6 +110,19 @@ export function semanticProblems(raw: Record<string, unknown>, ctx: { slurmJob?:
     });
   }
 
+  // rdma (mpi/transport.ts): checkpoints keep RDMA connections only with the site's hooks adapter
+  const mig = raw.migration;
+  const quiesce = isPlainObject(mig) && typeof mig.quiesce === 'string' ? mig.quiesce : 'freeze';
+  if (isPlainObject(ic) && ic.transport === 'rdma' && isPlainObject(ck) && ck.interval !== undefined && quiesce !== 'hooks') {
+    out.push({
+      path: ['checkpoint', 'interval'],
+      text: `is set, but checkpoints of an rdma job need migration.quiesce: hooks (it is ${quiesce})`,
+      message: `periodic checkpoints (checkpoint.interval) of a job with interconnect.transport: rdma would be refused: a checkpoint quiesces with freeze, which does not keep RDMA connections alive (migration.quiesce is ${quiesce})`,
+      value: ck.interval,
+      fix: 'use --transport tcp for checkpointed jobs, or migration.quiesce: hooks with an MPI whose hooks reconnect its verbs connections (docs/passthrough.md)',
+    });
+  }
+
   const net = raw.network;
   if (isPlainObject(net) && typeof net.subnet === 'string' && net.subnet !== 'auto') {
     const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(net.subnet);

@@ -11,10 +11,14 @@ export interface VmConfig {
   extraArgs: string[];
 }
 
-export type InterconnectConfig =
+export type InterconnectConfig = (
   | { type: 'emulated'; model: 'virtio-net-pci' | 'e1000e' }
   /** vfio passthrough: one PCI address per host (map host -> address), or a pool of VFs shared by all hosts */
-  | { type: 'vfio'; addresses?: Record<string, string>; pool?: string[] };
+  | { type: 'vfio'; addresses?: Record<string, string>; pool?: string[] }
+) & {
+  /** the MPI transport (--transport; mpi/transport.ts): tcp over the interconnect, or rdma (UCX over verbs; Soft-RoCE when emulated); unset = tcp */
+  transport?: 'tcp' | 'rdma';
+};
 
 export interface NetworkConfig {
   /** "auto" = one free /24 in 198.18.0.0/15, or an explicit CIDR like 198.18.7.0/24 */

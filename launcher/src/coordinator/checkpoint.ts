@@ -26,6 +26,7 @@ import {
 import { detectQemu, qemuArgs } from '../vm/index.js';
 import type { SymrunConfig } from '../config/types.js';
 import type { JobAccess, QuiesceGate, QuiesceAdapter } from './migrate.js';
+import { checkTransportAdapter } from '../mpi/transport.js';
 import { parseFaults } from './faults.js';
 import { isPlugged, plugParams, unplugParams } from './job/interconnect.js';
 import { readJournal } from '../protocol/journal.js';
@@ -94,6 +95,8 @@ export class Checkpoints {
     if (!path.isAbsolute(root)) throw new SymError('ESYM_CKPT_DIR', { message: `checkpoint directory must be absolute: ${root}`, field: '--dir', value: root, exitCode: EXIT.usage, fix: 'give an absolute path (host agents and QEMU do not share your working directory)' });
     const keep = req.keep ?? cfg.checkpoint.keep;
     if (!Number.isInteger(keep) || keep < 0) throw new SymError('ESYM_USAGE', { message: `--keep must be a whole number, 0 (all) or more; got ${keep}`, field: '--keep', value: keep, exitCode: EXIT.usage });
+    // a checkpoint quiesces with freeze (or hooks): refused for an RDMA job before anything is touched
+    if (job.transport) checkTransportAdapter({ ...job.transport, adapter: cfg.migration.quiesce, op: 'checkpoint', field: 'migration.quiesce' });
     const busy = this.active();
     if (busy) throw new SymError('ESYM_BUSY', { message: `checkpoint ${busy.info.name} is being taken (${busy.exec.state.phase})`, fix: 'wait for it to finish' });
     if (this.h.migrating()) throw new SymError('ESYM_BUSY', { message: 'a migration is in progress; a checkpoint needs every VM where it is', fix: 'wait for the migration to finish (symrun status), then checkpoint' });

@@ -18,6 +18,7 @@ import type { GuestClient } from '../agent/guest.js';
 import type { MigrationConfig } from '../config/types.js';
 import type { VmSpec } from '../vm/index.js';
 import { parseFaults, type Faults } from './faults.js';
+import { checkTransportAdapter, type Transport, type RdmaKind } from '../mpi/transport.js';
 import { isPlugged, plugParams, unplugParams, type InterconnectDevice } from './job/interconnect.js';
 
 export type MigrationMode = MigrationConfig['mode'];
@@ -52,6 +53,8 @@ export interface JobAccess {
   /** move the VM's bookkeeping (events, guest link) to another host */
   setVmHost(vm: string, host: string): void;
   netConfigArgs(vm: string): Record<string, unknown>;
+  /** the job's MPI transport (interconnect.transport); unset = tcp */
+  readonly transport?: { transport: Transport; kind: RdmaKind };
 }
 
 export interface OpInfo {
@@ -188,6 +191,8 @@ export class Migrations {
     if (req.quiesce === 'failover' && !this.job.failoverReady()) {
       throw new SymError('ESYM_NO_STANDBY', { message: `${req.vm} has no standby NIC to fail over to`, field: '--quiesce', value: 'failover', fix: 'start the job with `--quiesce failover` (or migration.quiesce: failover): VMs then boot with a virtio standby bonded to the interconnect NIC', exitCode: EXIT.usage });
     }
+    // an adapter that would kill the job's RDMA connections: refused before anything is touched
+    if (this.job.transport) checkTransportAdapter({ ...this.job.transport, adapter: req.quiesce ?? this.job.migration.quiesce, op: 'migrate', vm: req.vm, field: req.quiesce ? '--quiesce' : 'migration.quiesce' });
     const to = this.pickDestination(req.vm, req.to);
     const op = `m${crypto.randomBytes(3).toString('hex')}`;
     const cfg = this.job.migration;

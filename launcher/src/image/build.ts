@@ -299,6 +299,7 @@ export async function buildInto(outDir: string, ci: ComputedInputs, opts: BuildO
   await S.addHost('/usr/sbin/ip', false);
   if (!S.seen.has('/usr/bin/ip') && !S.seen.has('/usr/sbin/ip')) warn('iproute2 `ip` not found on the host; the guest uses busybox ip');
   await S.addHost('/usr/bin/arping', false);
+  await S.addHost('/usr/bin/rdma', false); // iproute2's rdma: Soft-RoCE devices (interconnect.transport: rdma)
   await S.addHost('/usr/bin/tar', false); // GNU tar: stage-out needs -T (busybox tar has no file lists)
   await S.addHost('/usr/sbin/ldconfig');
   step('binaries');

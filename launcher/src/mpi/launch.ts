@@ -1,12 +1,14 @@
 // Builds the MPI launcher's command line run inside the first VM. Pure: no I/O.
 // Open MPI 4.1 from Debian: mpirun; remote orted are started through symrun-rsh (no sshd in the guests),
-// and MPI traffic (btl tcp and the oob) is pinned to the passthrough interface.
+// and MPI traffic is pinned to the passthrough interface: the oob always, the ranks by transport
+// (mpi/transport.ts: tcp = pml ob1 with btl tcp on that interface, never UCX; rdma = pml ucx over verbs).
 // MPICH 4.0 from Debian: Hydra's mpiexec.hydra with the rsh launcher pointed at symrun-rsh (remote
 // hydra_pmi_proxy started the same way); -iface pins Hydra's control connections, UCX_NET_DEVICES the
 // ranks' traffic (Debian's MPICH is ch4:ucx). Which one a program needs: mpi/detect.ts, docs/mpi.md.
 import { SymError, EXIT } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
 import { FINALIZE_SHIM, type MpiImpl } from './detect.js';
+import { type Transport, openMpiTransport, checkTransportMca } from './transport.js';
 
 export interface MpiVm { name: string; slots: number }
 export interface MpiPlanInput {
@@ -26,6 +28,10 @@ export interface MpiPlanInput {
   implementation?: MpiImpl;
   /** where `mpi.mca` / `--mca` came from, for the error when they are given to an MPICH program */
   mcaOrigin?: string;
+  /** interconnect.transport (default tcp) */
+  transport?: Transport;
+  /** rdma: UCX_NET_DEVICES (Soft-RoCE: rxe0:1); unset lets UCX pick the HCA */
+  ucxDevice?: string;
 }
 export interface MpiPlan { argv: string[]; env: Record<string, string>; np: number; rankVm: string[] }
 
@@ -44,16 +50,22 @@ export function planMpi(p: MpiPlanInput): MpiPlan {
   const rankVm: string[] = [];
   for (const v of p.vms) for (let i = 0; i < v.slots && rankVm.length < np; i++) rankVm.push(v.name);
   if (p.implementation === 'mpich') return planMpich(p, np, rankVm);
+  const transport = p.transport ?? 'tcp';
+  checkTransportMca(transport, p.mca, p.mcaOrigin);
+  const tr = openMpiTransport(transport, p.ucxDevice);
   const mca: Record<string, string> = {
     plm_rsh_agent: p.rshAgent ?? '/opt/symrun/bin/symrun-rsh',
     plm_rsh_no_tree_spawn: '1',
     btl: DEFAULTS.mpi.btl,
+    ...tr.mca,
     btl_tcp_if_include: p.ifName,
     oob_tcp_if_include: p.ifName,
     ...p.mca,
   };
   const argv = ['mpirun', '-np', String(np), '--host', p.vms.map((v) => `${v.name}:${v.slots}`).join(','), '--map-by', p.mapBy ?? 'slot', '--wdir', p.cwd];
   for (const [k, v] of Object.entries(mca)) argv.push('--mca', k, v);
+  // remote ranks do not inherit mpirun's environment: -x hands them UCX's settings
+  for (const [k, v] of Object.entries(tr.env)) argv.push('-x', `${k}=${v}`);
   if (p.tagOutput) argv.push('--tag-output');
   argv.push(...p.extraArgs, p.program, ...p.args);
   return {
@@ -78,6 +90,7 @@ export { FINALIZE_SHIM };
  */
 function planMpich(p: MpiPlanInput, np: number, rankVm: string[]): MpiPlan {
   checkMpiOptions('mpich', p.mca, p.program, p.mcaOrigin);
+  checkMpiTransport('mpich', p.transport ?? 'tcp', p.program);
   const argv = [HYDRA, '-launcher', 'rsh', '-launcher-exec', p.rshAgent ?? '/opt/symrun/bin/symrun-rsh',
     '-hosts', p.vms.map((v) => `${v.name}:${v.slots}`).join(','), '-n', String(np), '-wdir', p.cwd, '-iface', p.ifName,
     // to the ranks only (not to mpiexec or the proxies)
@@ -104,6 +117,16 @@ export function checkMpiOptions(impl: MpiImpl, mca: Record<string, string>, prog
       fix: 'leave out --mca / mpi.mca; give MPICH settings as environment with mpi.extraArgs: ["-genv", "NAME", "VALUE"]',
     });
   }
+}
+
+/** interconnect.transport: rdma is built for Open MPI only (MPICH over UCX verbs is not wired up or tested). */
+export function checkMpiTransport(impl: MpiImpl, transport: Transport, program: string): void {
+  if (impl !== 'mpich' || transport !== 'rdma') return;
+  throw new SymError('ESYM_TRANSPORT_UNSUPPORTED', {
+    message: `${program} is an MPICH program; interconnect.transport: rdma is supported for Open MPI programs only (MPICH runs over UCX's tcp transport)`,
+    field: 'interconnect.transport (--transport)', value: transport, exitCode: EXIT.usage,
+    fix: 'use --transport tcp for MPICH programs, or build the program with Open MPI (mpicc) for RDMA',
+  });
 }
 
 /**

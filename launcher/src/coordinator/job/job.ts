@@ -16,7 +16,8 @@ import { detectQemu, probeAccel } from '../../vm/index.js';
 import { cleanupJob, findStaleJobs, requireRoot } from '../../local/index.js';
 import { procStartTime, readState, writeState } from '../../local/state.js';
 import { resolveProgram, programClosure, snapshotDir, lddLibs } from '../../stage/index.js';
-import { planMpi, checkMpiOptions } from '../../mpi/launch.js';
+import { planMpi, checkMpiOptions, checkMpiTransport } from '../../mpi/launch.js';
+import { checkTransportMca, rdmaKindOf, RXE_DEVICE } from '../../mpi/transport.js';
 import { chooseMpi, detectMpi, launcherMissingError, missingLauncher, MPI_NAMES, type MpiImpl } from '../../mpi/detect.js';
 import type { OpEvent } from '../../protocol/events.js';
 import { createLocalHosts, createSlurmHosts, hostMode, type HostSet } from '../hosts.js';
@@ -153,6 +154,7 @@ export class Job implements JobContext {
       spec: (n, host, withDevice) => this.vmSet.spec(this.vms.get(n)!, withDevice ? this.vmSet.device(this.vms.get(n)!, host) : undefined, host),
       taps: (n, bridge) => this.vmSet.taps(this.vms.get(n)!, bridge, false),
       failoverReady: () => this.config.migration.quiesce === 'failover',
+      get transport() { return { transport: job.config.interconnect.transport ?? 'tcp', kind: rdmaKindOf(job.config.interconnect.type) }; },
       setVmHost: (n, host) => {
         const v = this.vms.get(n)!;
         v.client.detach(`moved to ${host}`);
@@ -185,6 +187,8 @@ export class Job implements JobContext {
     // which MPI launches it (docs/mpi.md): from its libraries, before anything is built or booted
     const mpiImpl: MpiImpl = restore ? 'openmpi' : chooseMpi(cfg.mpi.implementation, detectMpi(await lddLibs(program.hostPath)), program.hostPath, 'mpi.implementation (--mpi)');
     checkMpiOptions(mpiImpl, cfg.mpi.mca, program.hostPath, 'mpi.mca (--mca)');
+    checkMpiTransport(mpiImpl, cfg.interconnect.transport ?? 'tcp', program.hostPath);
+    if (mpiImpl === 'openmpi') checkTransportMca(cfg.interconnect.transport ?? 'tcp', cfg.mpi.mca);
     if (mpiImpl !== 'openmpi') this.say(`${program.hostPath} is an ${MPI_NAMES[mpiImpl]} program: launching it with ${MPI_NAMES[mpiImpl]}'s mpiexec.hydra`);
 
     // a previous run killed with SIGKILL leaves namespaces and run dirs: clean them first
@@ -281,6 +285,8 @@ export class Job implements JobContext {
       extraArgs: cfg.mpi.extraArgs,
       implementation: mpiImpl,
       mcaOrigin: 'mpi.mca (--mca)',
+      transport: cfg.interconnect.transport ?? 'tcp',
+      ...(cfg.interconnect.transport === 'rdma' && cfg.interconnect.type === 'emulated' ? { ucxDevice: `${RXE_DEVICE}:1` } : {}),
     });
     const vm1 = this.vms.get(names[0]!)!;
     const check = await vm1.client.run(['test', '-x', program.hostPath], { timeoutMs: 30_000 });

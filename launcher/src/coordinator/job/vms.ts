@@ -3,6 +3,7 @@
 // is ready), the guest's interconnect configuration, and the host agent events that concern a VM
 // (guest frames and link, QMP events, QEMU exits). A VM being migrated exists on two hosts: only the
 // host it currently belongs to speaks for it.
+import { RXE_DEVICE } from '../../mpi/transport.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SymError } from '../../errors.js';
@@ -178,6 +179,8 @@ export class Vms {
       ...findArgs(this.device(v), v.mac), name: cfg.network.guestIfName, address: `${v.ip}/${this.job.prefixLenOverride ?? this.job.cluster!.prefixLen}`, announce: true, waitMs: 15_000,
       ...(mtu ? { mtu } : {}),
       ...(cfg.migration.quiesce === 'failover' ? { standbyMac: this.standby(v).mac } : {}),
+      // transport rdma on an emulated interconnect: Soft-RoCE on the interface (the bond, with failover)
+      ...(cfg.interconnect.transport === 'rdma' && cfg.interconnect.type === 'emulated' ? { rxe: RXE_DEVICE } : {}),
     };
   }
 
