@@ -1,7 +1,8 @@
 // The host agent (agent/hostagent.ts) against its contract (wire/hostagent.ts), over the real RPC of the
 // channel (agent/channel.ts RpcPeer, unsealed, on an in-memory stream pair) and called the way the
 // coordinator calls it (agent/typed.ts callerOf): a method it does not have and params that break the
-// contract are refused with a clear error before anything happens; the VF claims round-trip (claim,
+// contract are refused with a clear error before anything happens; its events arrive checked and typed
+// (a payload that breaks the contract is dropped); the VF claims round-trip (claim,
 // idempotent claim, list, release); a VM starts, lists its devices and stops. No QEMU: a fake QMP server
 // plays it, and the node's /sys and /dev are a fake tree (an X710 port with 4 VFs, .3 still on iavf).
 import t from 'tap';
@@ -10,10 +11,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { HostAgent } from '../../launcher/src/agent/hostagent.js';
 import { RpcPeer } from '../../launcher/src/agent/channel.js';
-import { callerOf } from '../../launcher/src/agent/typed.js';
+import { callerOf, eventOf, onEvents } from '../../launcher/src/agent/typed.js';
 import { QmpClient } from '../../launcher/src/qmp/client.js';
 import { FsDeviceIO } from '../../launcher/src/device/sysfs.js';
-import { HOST_AGENT_PARAMS, type HostAgentMethods } from '../../launcher/src/wire/hostagent.js';
+import { COORDINATOR_EVENTS, HOST_AGENT_EVENTS, HOST_AGENT_PARAMS, type HostAgentEvents, type HostAgentMethods } from '../../launcher/src/wire/hostagent.js';
+import type { EventOf } from '../../launcher/src/wire/rpc.js';
 import type { VmProcess } from '../../launcher/src/vm/index.js';
 import type { VmSpec } from '../../launcher/src/wire/vm.js';
 import { FakeQmpServer } from '../fakes/qmp-server.js';
@@ -62,7 +64,7 @@ async function rig(t: Tap) {
     name, runDir: path.join(dir, name), accel: 'tcg', memoryMiB: 64, cpus: 1, machine: 'q35', kernel: 'k', initrd: 'i', rootfs: 'r',
     append: '', agentSocket: path.join(dir, name, 'agent.sock'), agentPortName: 'p', rootPorts: 2, extraArgs: [],
   });
-  return { agent, coord, call: callerOf<HostAgentMethods>(coord), started, spec };
+  return { agent, coord, qmp, call: callerOf<HostAgentMethods>(coord), started, spec };
 }
 
 t.test('a method the host agent does not have: ESYM_NO_METHOD, naming it', async (t) => {
@@ -118,4 +120,28 @@ t.test('vm.start, host.info, vm.devices, vm.stop: typed answers over the wire', 
   t.same(await r.call.call('vm.stop', { name: 'vm1' }), { stopped: true });
   t.same(await r.call.call('vm.stop', { name: 'vm1' }), { stopped: false }, 'stopped twice: not there any more');
   t.match(await r.call.call('host.info', {}), { vms: [] });
+});
+
+t.test('events: the coordinator receives them checked and typed; what breaks the contract is dropped with a reason', async (t) => {
+  const r = await rig(t);
+  const got: Array<EventOf<HostAgentEvents>> = [];
+  const bad: string[] = [];
+  onEvents<HostAgentEvents>(r.coord, HOST_AGENT_EVENTS, (ev) => got.push(ev), (why) => bad.push(why));
+  await r.call.call('vm.start', { spec: r.spec('vm1') });
+  r.qmp.emitEvent('VSERPORT_CHANGE', { id: 'p', open: true });
+  for (let i = 0; i < 200 && !got.some((e) => e.name === 'qmp.event'); i++) await new Promise((res) => setImmediate(res));
+  const q = got.find((e) => e.name === 'qmp.event');
+  t.match(q, { name: 'qmp.event', data: { vm: 'vm1', event: 'VSERPORT_CHANGE', data: { open: true } } }, 'a QMP event of vm1, typed');
+  t.same(bad, [], 'nothing the real agent sends is refused');
+
+  // the table, case by case (a host agent is on the other side of a boundary)
+  t.match(eventOf(HOST_AGENT_EVENTS, 'vm.exit', { vm: 'vm1', code: null, signal: 'SIGKILL', expected: false }), { name: 'vm.exit', data: { code: null } }, 'a nullable field may be null');
+  t.match(eventOf(HOST_AGENT_EVENTS, 'mig.progress', { vm: 'vm1', op: 'm1', note: 'x' }), { name: 'mig.progress' }, 'either form of a union payload');
+  t.same(eventOf(HOST_AGENT_EVENTS, 'vm.boom', { vm: 'vm1' }), { bad: 'unknown event "vm.boom"' });
+  t.same(eventOf(HOST_AGENT_EVENTS, '__proto__', {}), { bad: 'unknown event "__proto__"' }, 'no inherited names');
+  t.same(eventOf(HOST_AGENT_EVENTS, 'guest.frame', null), { bad: 'event guest.frame: payload must be an object, got null' });
+  t.same(eventOf(HOST_AGENT_EVENTS, 'guest.frame', { vm: 'vm1', frame: 'x' }), { bad: 'event guest.frame: frame must be an object, got string' });
+  t.same(eventOf(HOST_AGENT_EVENTS, 'guest.link', { vm: 7, up: true }), { bad: 'event guest.link: vm must be a string, got number' });
+  t.same(eventOf(HOST_AGENT_EVENTS, 'vm.exit', { vm: 'vm1', code: 0, signal: null }), { bad: 'event vm.exit: expected must be a boolean, got undefined' });
+  t.same(eventOf(COORDINATOR_EVENTS, 'guest.send', { vm: 'vm1' }), { bad: 'event guest.send: frame must be an object, got undefined' });
 });

@@ -5,13 +5,13 @@
 import net from 'node:net';
 import fs from 'node:fs';
 import { connectChannel, type RpcPeer } from './channel.js';
-import { serve } from './typed.js';
+import { onEvents, serve } from './typed.js';
 import { LineDecoder, parseGuestFrame, encodeFrame, ProtocolError } from '../../../guest/protocol/index.js';
 import { startVm, type VmProcess, type VmSpec } from '../vm/index.js';
 import { plugNic, plugVfio, unplugDevice, listDevices } from '../hotplug/index.js';
 import type { TapRequest } from '../wire/device.js';
 import type { MigrationMode } from '../wire/migration.js';
-import { HOST_AGENT_PARAMS, type HostAgentEvents, type HostAgentMethods, type CoordinatorEvents } from '../wire/hostagent.js';
+import { COORDINATOR_EVENTS, HOST_AGENT_PARAMS, type HostAgentEvents, type HostAgentMethods, type CoordinatorEvents } from '../wire/hostagent.js';
 import { JobVfs, offersFromClaims } from '../device/job-vfs.js';
 import { FsDeviceIO, type DeviceIO } from '../device/sysfs.js';
 import { askHelper } from '../node/client.js';
@@ -147,10 +147,10 @@ export class HostAgent {
         setTimeout(() => process.exit(0), 50);
         return {};
       });
-    peer.on('event', (name: string, data: CoordinatorEvents['guest.send']) => {
-      if (name === 'guest.send') {
-        const e = this.vms.get(data.vm);
-        if (e?.guest && !e.guest.destroyed) e.guest.write(encodeFrame(data.frame));
+    onEvents<CoordinatorEvents>(peer, COORDINATOR_EVENTS, (ev) => {
+      if (ev.name === 'guest.send') {
+        const e = this.vms.get(ev.data.vm);
+        if (e?.guest && !e.guest.destroyed) e.guest.write(encodeFrame(ev.data.frame));
       }
     });
     peer.on('close', () => void this.coordinatorLost());

@@ -6,8 +6,9 @@
 //   serve<M>(peer, checks, what).handle('vm.start', (p) => …)   p typed as M's params, result checked
 //   callerOf<M>(peer).call('vm.start', {…})                     params checked, result typed
 //   notifier<E>(peer).notify('vm.exit', {…})                    payload checked
+//   eventOf<E>(checks, name, data)                              an arriving event, checked and typed
 import { SymError } from '../errors.js';
-import type { CallOptions, Caller, FieldKind, Handler, Method, MethodMap, Notifier, ParamChecks, Params, Result } from '../wire/rpc.js';
+import type { CallOptions, Caller, EventChecks, EventOf, FieldKind, Handler, Method, MethodMap, Notifier, ParamChecks, Params, Result } from '../wire/rpc.js';
 import type { RpcPeer } from './channel.js';
 
 const kindOf = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
@@ -24,7 +25,7 @@ export function checkParams<M extends MethodMap<M>, K extends Method<M>>(what: s
   const p = params as Record<string, unknown>;
   for (const [field, kind] of Object.entries(required)) {
     const got = kindOf(p[field]);
-    if (got !== kind) {
+    if (kind !== 'any' && got !== kind) {
       throw new SymError('ESYM_RPC_PARAMS', { message: `${what} ${method}: params.${field} must be ${kind === 'array' || kind === 'object' ? 'an' : 'a'} ${kind}, got ${got}`, field, value: p[field] ?? null, fix });
     }
   }
@@ -64,4 +65,31 @@ export function callerOf<M extends MethodMap<M>>(peer: RpcPeer): Caller<M> {
 /** Send the events of map E over `peer`, each with its payload type. */
 export function notifier<E>(peer: RpcPeer): Notifier<E> {
   return { notify: (name, data) => peer.notify(name, data) };
+}
+
+/**
+ * An event that arrived, as one typed value (switch on `.name` narrows `.data`), or why it was not:
+ * an unknown name or a payload that lacks a required field of its kind. The receiver drops what is
+ * not an event of E (it came from the other side of a boundary) and may say why.
+ */
+export function eventOf<E>(checks: EventChecks<E>, name: string, data: unknown): EventOf<E> | { bad: string } {
+  if (!Object.prototype.hasOwnProperty.call(checks, name)) return { bad: `unknown event ${JSON.stringify(name).slice(0, 80)}` };
+  if (kindOf(data) !== 'object') return { bad: `event ${name}: payload must be an object, got ${kindOf(data)}` };
+  const d = data as Record<string, unknown>;
+  for (const [field, kind] of Object.entries(checks[name as keyof E & string] as Record<string, FieldKind>)) {
+    if (kind !== 'any' && kindOf(d[field]) !== kind) return { bad: `event ${name}: ${field} must be ${kind === 'array' || kind === 'object' ? 'an' : 'a'} ${kind}, got ${kindOf(d[field])}` };
+  }
+  return { name, data } as EventOf<E>;
+}
+
+/**
+ * Receive the events of map E on `peer`: each one checked (eventOf) and handed on typed; what is not
+ * an event of E goes to `onBad` (default: dropped).
+ */
+export function onEvents<E>(peer: RpcPeer, checks: EventChecks<E>, fn: (ev: EventOf<E>) => void, onBad?: (why: string) => void): void {
+  peer.on('event', (name: string, data: unknown) => {
+    const ev = eventOf<E>(checks, name, data);
+    if ('bad' in ev) onBad?.(ev.bad);
+    else fn(ev);
+  });
 }

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { SymError, EXIT } from '../errors.js';
 import type { OpEvent } from '../protocol/executor.js';
-import type { CheckpointResult, ControlMethods } from '../wire/control.js';
-import { callerOf } from '../agent/typed.js';
+import { CONTROL_JOB_EVENTS, type CheckpointResult, type ControlJobEvents, type ControlMethods } from '../wire/control.js';
+import { callerOf, onEvents } from '../agent/typed.js';
 import { listCheckpoints, type CheckpointEntry } from '../checkpoint/manifest.js';
 import { fmtBytes, renderPhaseTable } from './format.js';
 
@@ -73,8 +73,10 @@ export function registerCheckpoint(program: Command, findJob: FindJob, setExit: 
       const peer = await j.connect();
       const events: OpEvent<string>[] = [];
       let op = '';
-      peer.on('event', (name: string, e: OpEvent<string>) => {
-        if (name !== 'op.event' || e.kind !== 'checkpoint' || (op && e.op !== op)) return;
+      onEvents<ControlJobEvents>(peer, CONTROL_JOB_EVENTS, (ev) => {
+        if (ev.name !== 'op.event') return;
+        const e = ev.data;
+        if (e.kind !== 'checkpoint' || (op && e.op !== op)) return;
         if (e.op === '-') return; // the interval timer's notices
         if (!op) op = e.op;
         events.push(e);

@@ -4,8 +4,9 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { SymError, EXIT, isSymError } from '../errors.js';
 import { findJob } from './jobref.js';
-import { callerOf, notifier } from '../agent/typed.js';
-import type { ControlClientEvents, ControlMethods } from '../wire/control.js';
+import { callerOf, notifier, onEvents } from '../agent/typed.js';
+import { CONTROL_JOB_EVENTS, type ControlClientEvents, type ControlJobEvents, type ControlMethods } from '../wire/control.js';
+import type { EventOf } from '../wire/rpc.js';
 
 async function execCommand(vm: string, cmd: string[], flags: { job?: string; interactive?: boolean; tty?: boolean }): Promise<number> {
   if (!cmd.length) throw new SymError('ESYM_USAGE', { message: 'no command given', fix: 'symrun exec VM -- COMMAND [ARGS]', exitCode: EXIT.usage });
@@ -23,7 +24,7 @@ async function execCommand(vm: string, cmd: string[], flags: { job?: string; int
   const forwardStdin = !!flags.interactive || tty;
   let sid = '';
   let settled = false;
-  const early: Array<[string, any]> = [];
+  const early: Array<EventOf<ControlJobEvents>> = [];
   const onStdin = (d: Buffer) => ev.notify('exec.in', { sid, data: d.toString('base64') });
   const onStdinEnd = () => ev.notify('exec.in', { sid, eof: true });
   const onResize = () => ev.notify('exec.resize', { sid, cols: process.stdout.columns, rows: process.stdout.rows });
@@ -51,16 +52,17 @@ async function execCommand(vm: string, cmd: string[], flags: { job?: string; int
       fn();
       peer.close();
     };
-    peer.on('event', (name: string, d: any) => {
-      if (!sid) { early.push([name, d]); return; }
-      handle(name, d);
+    onEvents<ControlJobEvents>(peer, CONTROL_JOB_EVENTS, (ev) => {
+      if (!sid) { early.push(ev); return; }
+      handle(ev);
     });
-    const handle = (name: string, d: any) => {
+    const handle = (ev: EventOf<ControlJobEvents>) => {
+      if (ev.name === 'op.event') return;
       // one control connection carries one exec; the coordinator can send output of a command that
-      // fails at once (e.g. not found) before it knows the session id, with sid '' (see job.ts serveControl)
-      if (d?.sid !== sid && d?.sid !== '') return;
-      if (name === 'exec.out') (d.fd === 2 ? process.stderr : process.stdout).write(Buffer.from(d.data, 'base64'));
-      if (name === 'exec.exit') finish(() => resolve(Number(d.status)));
+      // fails at once (e.g. not found) before it knows the session id, with sid '' (see job/control.ts)
+      if (ev.data.sid !== sid && ev.data.sid !== '') return;
+      if (ev.name === 'exec.out') (ev.data.fd === 2 ? process.stderr : process.stdout).write(Buffer.from(ev.data.data, 'base64'));
+      else finish(() => resolve(ev.data.status));
     };
     peer.on('close', () => finish(() => reject(new SymError('ESYM_JOB_GONE', { message: `job ${j.id} ended during exec`, exitCode: EXIT.runtime }))));
     job.call('exec.start', { vm, argv: cmd, pty, cwd }).then((r) => {
@@ -74,7 +76,7 @@ async function execCommand(vm: string, cmd: string[], flags: { job?: string; int
         process.stdin.resume();
         if (tty) process.stdout.on('resize', onResize);
       } else ev.notify('exec.in', { sid, eof: true });
-      for (const [n, d] of early.splice(0)) handle(n, d);
+      for (const ev of early.splice(0)) handle(ev);
     }, (e) => finish(() => reject(isSymError(e) && e.code === 'ESYM_NO_VM' ? new SymError('ESYM_NO_VM', { message: e.message, field: 'VM', value: vm, fix: e.fix, exitCode: EXIT.usage }) : e)));
   });
 }

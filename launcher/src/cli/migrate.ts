@@ -6,8 +6,8 @@ import cliProgress from 'cli-progress';
 import { SymError, EXIT } from '../errors.js';
 import { parseDurationMs, parseSizeBytes } from '../config/load.js';
 import type { OpEvent, OpResult } from '../protocol/executor.js';
-import { callerOf } from '../agent/typed.js';
-import type { ControlMethods, QuiesceMode } from '../wire/control.js';
+import { callerOf, onEvents } from '../agent/typed.js';
+import { CONTROL_JOB_EVENTS, type ControlJobEvents, type ControlMethods, type QuiesceMode } from '../wire/control.js';
 import type { MigrationMode } from '../wire/migration.js';
 import { fmtBytes, renderPhaseTable } from './format.js';
 
@@ -82,8 +82,10 @@ export function registerMigrate(program: Command, findJob: FindJob, setExit: (n:
       const tty = !f.json && process.stderr.isTTY;
       const bar = tty ? new cliProgress.SingleBar({ stream: process.stderr, format: `${vm} {phase} [{bar}] {percentage}% {sent}/{total} {rate}`, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined;
       let barOn = false;
-      peer.on('event', (name: string, e: OpEvent) => {
-        if (name !== 'op.event' || (op && e.op !== op) || (e.data as { vm?: string } | undefined)?.vm !== vm) return;
+      onEvents<ControlJobEvents>(peer, CONTROL_JOB_EVENTS, (ev) => {
+        if (ev.name !== 'op.event') return;
+        const e = ev.data;
+        if ((op && e.op !== op) || (e.data as { vm?: string } | undefined)?.vm !== vm) return;
         events.push(e);
         const d = e.data ?? {};
         if (e.event === 'progress' && bar && typeof d.totalBytes === 'number' && (d.totalBytes as number) > 0) {

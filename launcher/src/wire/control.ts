@@ -15,7 +15,7 @@ import type { OpEvent } from '../protocol/events.js';
 import type { OpResult } from '../protocol/executor.js';
 import type { CkptPhase } from '../protocol/checkpoint.js';
 import type { MigrationMode } from './migration.js';
-import type { ParamChecks } from './rpc.js';
+import type { EventChecks, ParamChecks } from './rpc.js';
 
 type NoParams = Record<string, never>;
 
@@ -112,3 +112,17 @@ export interface JobStatus {
   restarts: { count: number; max: number; lostHosts: string[]; log: Array<{ at: string; hosts: string[]; why: string; from?: string; ms?: number; moved?: Array<{ vm: string; from: string; to: string }> }> };
   phases: Record<string, number>;
 }
+
+/** The control client's check of each job event's payload (agent/typed.ts eventOf). */
+export const CONTROL_JOB_EVENTS: EventChecks<ControlJobEvents> = {
+  'op.event': { ts: 'string', op: 'string', kind: 'string', phase: 'string', event: 'string' },
+  'exec.out': { sid: 'string', fd: 'number', data: 'string' },
+  'exec.exit': { sid: 'string', status: 'number' },
+};
+
+/** The job's check of each control client event's payload. */
+export const CONTROL_CLIENT_EVENTS: EventChecks<ControlClientEvents> = {
+  'exec.in': { sid: 'string' },
+  'exec.resize': { sid: 'string', cols: 'number', rows: 'number' },
+  'exec.signal': { sid: 'string', sig: 'string' },
+};

@@ -17,7 +17,7 @@
 import type { GuestFrame, HostFrame } from '../../../guest/protocol/index.js';
 import type { HeldVf, InterconnectDevice, PciDeviceInfo, PlugResult, TapRequest, UnplugResult, VfOffer } from './device.js';
 import type { MigrationMode, MigrationProgress, MigrationTlsRequest, MigrationTuning } from './migration.js';
-import type { Caller, Notifier, ParamChecks } from './rpc.js';
+import type { Caller, EventChecks, Notifier, ParamChecks } from './rpc.js';
 import type { VmSpec } from './vm.js';
 
 /** `{}` on the wire: a method without parameters. */
@@ -104,4 +104,19 @@ export const HOST_AGENT_PARAMS: ParamChecks<HostAgentMethods> = {
   'ckpt.save': { name: 'string', file: 'string' },
   'ckpt.resume': { name: 'string' },
   'ckpt.restore': { spec: 'object', file: 'string' },
+};
+
+/** The coordinator's check of each host agent event's payload (agent/typed.ts eventOf). */
+export const HOST_AGENT_EVENTS: EventChecks<HostAgentEvents> = {
+  'vm.exit': { vm: 'string', code: 'any', signal: 'any', expected: 'boolean' },
+  'qmp.event': { vm: 'string', event: 'string', data: 'any' },
+  'guest.link': { vm: 'string', up: 'boolean' },
+  'guest.frame': { vm: 'string', frame: 'object' },
+  'guest.bad': { vm: 'string', reason: 'string' },
+  'mig.progress': { vm: 'string', op: 'string' },
+};
+
+/** The host agent's check of each coordinator event's payload. */
+export const COORDINATOR_EVENTS: EventChecks<CoordinatorEvents> = {
+  'guest.send': { vm: 'string', frame: 'object' },
 };

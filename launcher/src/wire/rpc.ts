@@ -9,6 +9,8 @@
 //                  fields and their JSON kind. The compiler derives the table's shape from M, so a
 //                  field added to a contract must be added here too (and a field that is not in M
 //                  cannot be listed).
+//   EventChecks<E> the same for events: the receiving side checks each payload (agent/typed.ts
+//                  eventOf) and switches on EventOf<E>, which narrows the payload by name.
 // Types only (and no I/O): imported by both sides and by the fakes.
 
 /** One method of a contract: what the caller sends, what the callee answers. */
@@ -42,11 +44,12 @@ export type Handlers<M extends MethodMap<M>> = { [K in Method<M>]: Handler<M, K>
 /** An event of a contract as one value (name and payload), for a switch that narrows the payload. */
 export type EventOf<E> = { [K in keyof E & string]: { name: K; data: E[K] } }[keyof E & string];
 
-/** The JSON kind of a field, as the runtime check sees it. */
-export type FieldKind = 'string' | 'number' | 'boolean' | 'array' | 'object';
+/** The JSON kind of a field, as the runtime check sees it ('any': a field that may be null or of any kind). */
+export type FieldKind = 'string' | 'number' | 'boolean' | 'array' | 'object' | 'any';
 
 /** The kind a field of type T has on the wire (an enum of strings is a string; a record is an object). */
-export type KindOf<T> = [T] extends [string] ? 'string'
+export type KindOf<T> = null extends T ? 'any'
+  : [T] extends [string] ? 'string'
   : [T] extends [number] ? 'number'
   : [T] extends [boolean] ? 'boolean'
   : [T] extends [readonly unknown[]] ? 'array'
@@ -60,3 +63,6 @@ export type RequiredFields<P> = { [F in RequiredKeys<P> & string]: KindOf<P[F]> 
 
 /** The runtime check table of a contract: each method's required fields (see the header). */
 export type ParamChecks<M extends MethodMap<M>> = { [K in Method<M>]: RequiredFields<Params<M, K>> };
+
+/** The receiving side's check of a map of events: each event's required payload fields. */
+export type EventChecks<E> = { [K in keyof E & string]: RequiredFields<E[K]> };

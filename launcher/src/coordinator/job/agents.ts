@@ -10,14 +10,16 @@ import type { ChildProcess } from 'node:child_process';
 import { SymError } from '../../errors.js';
 import { DEFAULTS, SLURM_DEFAULTS, PROTOCOL_DEFAULTS } from '../../defaults.js';
 import { serveChannel, type RpcPeer, type ChannelServer } from '../../agent/channel.js';
-import type { HostAgentPeer } from '../../wire/hostagent.js';
+import { HOST_AGENT_EVENTS, type HostAgentEvents, type HostAgentPeer } from '../../wire/hostagent.js';
+import type { EventOf } from '../../wire/rpc.js';
+import { onEvents } from '../../agent/typed.js';
 import { signalGroup, stopChild } from '../../util/children.js';
 import type { HostSet } from '../hosts.js';
 import { ending, type JobContext } from './context.js';
 
 export interface AgentHooks {
   /** an event from a host agent (guest frames, QMP events, migration progress, VM exits) */
-  onEvent(peer: RpcPeer, name: string, data: unknown): void;
+  onEvent(peer: RpcPeer, ev: EventOf<HostAgentEvents>): void;
   /** a host is gone (agent silent or disconnected) */
   onLost(host: string, why: string): void;
 }
@@ -61,7 +63,12 @@ export class HostAgents {
     // may never close it, and it would keep symrun alive after the job)
     if (old && old !== p) old.close();
     this.waiters.get(p.name)?.(p);
-    p.on('event', (name: string, data: unknown) => this.hooks.onEvent(p, name, data));
+    // what breaks the contract is dropped; said once per connection (the same installation on both sides: a bug)
+    let warned = false;
+    onEvents<HostAgentEvents>(p, HOST_AGENT_EVENTS, (ev) => this.hooks.onEvent(p, ev), (why) => {
+      if (!warned) this.job.say(`host agent ${p.name}: dropped an event that breaks the contract (${why}); further ones are dropped silently`);
+      warned = true;
+    });
     p.on('close', (reason?: SymError) => { if (this.peers.get(p.name) === p) this.hooks.onLost(p.name, reason ? `its host agent's connection was closed: ${reason.message}` : 'its host agent\'s connection closed'); });
     p.start();
   }

@@ -12,8 +12,8 @@ import { serveUnix, type RpcPeer } from '../../agent/channel.js';
 import type { ExecHandle } from '../../agent/guest.js';
 import type { Migrations } from '../migrate.js';
 import type { Checkpoints } from '../checkpoint.js';
-import { notifier, serve } from '../../agent/typed.js';
-import { CONTROL_PARAMS, type ControlJobEvents, type ControlMethods, type JobStatus } from '../../wire/control.js';
+import { notifier, onEvents, serve } from '../../agent/typed.js';
+import { CONTROL_CLIENT_EVENTS, CONTROL_PARAMS, type ControlClientEvents, type ControlJobEvents, type ControlMethods, type JobStatus } from '../../wire/control.js';
 import type { EventSink } from './events.js';
 import type { JobContext } from './context.js';
 
@@ -99,14 +99,17 @@ function attach(job: JobContext, deps: ControlDeps, p: RpcPeer): void {
     void h.done.then((r) => { execs.delete(h.sid); ev.notify('exec.exit', { sid: h.sid, status: r.status }); });
     return { sid: h.sid };
   });
-  p.on('event', (name: string, d: any) => {
-    const h = execs.get(String(d?.sid));
+  onEvents<ControlClientEvents>(p, CONTROL_CLIENT_EVENTS, (ev) => {
+    const h = execs.get(ev.data.sid);
     if (!h) return;
-    if (name === 'exec.in') {
-      if (d.data) h.write(Buffer.from(String(d.data), 'base64'));
-      if (d.eof) h.end();
-    } else if (name === 'exec.resize') h.resize(Number(d.cols), Number(d.rows));
-    else if (name === 'exec.signal') h.signal(String(d.sig));
+    switch (ev.name) {
+      case 'exec.in':
+        if (typeof ev.data.data === 'string') h.write(Buffer.from(ev.data.data, 'base64'));
+        if (ev.data.eof === true) h.end();
+        break;
+      case 'exec.resize': h.resize(ev.data.cols, ev.data.rows); break;
+      case 'exec.signal': h.signal(ev.data.sig); break;
+    }
   });
   p.on('close', () => {
     deps.events.unsubscribe(p);

@@ -78,7 +78,7 @@ export class Job implements JobContext {
     this.err = opts.stderr ?? process.stderr;
     this.teardown = new Teardown((l) => this.err.write(`symrun: warning: ${l}\n`));
     this.events = new EventSink((m) => this.say(m));
-    this.agents = new HostAgents(this, { onEvent: (p, n, d) => this.vmSet.onHostEvent(p, n, d), onLost: (h, why) => this.restarts.hostLost(h, why) });
+    this.agents = new HostAgents(this, { onEvent: (p, ev) => this.vmSet.onHostEvent(p, ev), onLost: (h, why) => this.restarts.hostLost(h, why) });
     this.mpi = new MpiSession(this, this.t0);
     this.vmSet = new Vms(this, this.agents, (from, f) => void this.mpi.relay(from, f), (op, p) => this.migrations.onProgress(op, p as never));
     const access = this.access();

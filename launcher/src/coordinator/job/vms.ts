@@ -11,6 +11,8 @@ import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../defaults.js';
 import { GuestClient } from '../../agent/guest.js';
 import type { RpcPeer } from '../../agent/channel.js';
 import type { GuestFrame } from '../../../../guest/protocol/index.js';
+import type { HostAgentEvents } from '../../wire/hostagent.js';
+import type { EventOf } from '../../wire/rpc.js';
 import type { VmSpec } from '../../vm/index.js';
 import { STANDBY, bootArgs, deviceKind, findArgs, nicFor, vfOffers, vfioFor, vmMac, type InterconnectDevice } from './interconnect.js';
 import { vmTap, standbyTap, vmMacFor } from '../../node/names.js';
@@ -195,33 +197,35 @@ export class Vms {
   }
 
   /** A host agent's event: route it to the VM it concerns (if that VM belongs to that host now). */
-  onHostEvent(p: RpcPeer, name: string, data: any): void {
-    const named = data?.vm ? this.job.vms.get(String(data.vm)) : undefined;
+  onHostEvent(p: RpcPeer, ev: EventOf<HostAgentEvents>): void {
+    const named = this.job.vms.get(ev.data.vm);
     const vm = named && named.host === p.name ? named : undefined;
-    switch (name) {
+    switch (ev.name) {
       case 'mig.progress':
-        if (data.progress) this.onProgress(String(data.op), data.progress);
+        if ('progress' in ev.data) this.onProgress(ev.data.op, ev.data.progress);
         break;
       case 'guest.frame':
-        vm?.client.receive(data.frame as GuestFrame);
+        vm?.client.receive(ev.data.frame);
         break;
       case 'guest.link':
         if (!vm) break;
-        if (data.up) vm.client.attach((frame) => this.agents.peer(vm.host).notify('guest.send', { vm: vm.name, frame }));
+        if (ev.data.up) vm.client.attach((frame) => this.agents.peer(vm.host).notify('guest.send', { vm: vm.name, frame }));
         else vm.client.detach('link down');
         break;
       case 'qmp.event':
         // the guest opened the agent's port: sync now instead of at the next retry tick
-        if (vm && data.event === 'VSERPORT_CHANGE' && data.data?.open === true) vm.client.resync();
+        if (vm && ev.data.event === 'VSERPORT_CHANGE' && (ev.data.data as { open?: unknown } | null)?.open === true) vm.client.resync();
         break;
-      case 'vm.exit':
-        if (named && !vm && !data.expected) this.job.say(`QEMU of ${named.name} on ${p.name} exited (${data.code ?? data.signal}); the VM runs on ${named.host}`);
-        if (vm && !data.expected && this.job.state !== 'tearing-down') this.job.say(`${vm.name} stopped unexpectedly (exit ${data.code ?? data.signal})`);
+      case 'vm.exit': {
+        const d = ev.data;
+        if (named && !vm && !d.expected) this.job.say(`QEMU of ${named.name} on ${p.name} exited (${d.code ?? d.signal}); the VM runs on ${named.host}`);
+        if (vm && !d.expected && this.job.state !== 'tearing-down') this.job.say(`${vm.name} stopped unexpectedly (exit ${d.code ?? d.signal})`);
         // a VM that ends while it boots (the initrd powers off when the root is unusable) fails its boot now,
         // not after the boot timeout
-        if (vm && vm.state === 'booting' && !data.expected) vm.client.close();
+        if (vm && vm.state === 'booting' && !d.expected) vm.client.close();
         if (vm) vm.state = 'stopped';
         break;
+      }
       default:
         break;
     }
