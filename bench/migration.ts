@@ -45,6 +45,8 @@ const USAGE = `usage: node dist/bench/migration.js [options]
   --deadline-actions L  (d) actions the policy may take, in order (default postcopy,stop-copy)
   --give-up TIME        (d) QEMU defaults: cancel after this without landing (default 60s)
   --memstress-mib N     (d) MiB the guest keeps rewriting (default 150)
+  --before FILE         an earlier run's JSON (e.g. the committed bench/results/migration.json, saved
+                        before it is overwritten): adds (f), its key figures next to this run's
   --json-out FILE       also write the JSON there
   --md-out FILE         also write the markdown there
   --accel A             auto | kvm | tcg, passed to symrun (default symrun's own, auto); bare VMs use what symrun used
@@ -91,6 +93,7 @@ function opts() {
         'memstress-mib': { type: 'string', default: '150' },
         'tls-memstress-mib': { type: 'string', default: '16' },
         'json-out': { type: 'string' },
+        before: { type: 'string' },
         'md-out': { type: 'string' },
         accel: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -117,8 +120,13 @@ function opts() {
   if (!Number.isInteger(memstressMiB) || memstressMiB < 8 || memstressMiB > 400) fail(`--memstress-mib must be an integer 8..400 (got ${v['memstress-mib']})`);
   const tlsMemstressMiB = Number(v['tls-memstress-mib']);
   if (!Number.isInteger(tlsMemstressMiB) || tlsMemstressMiB < 8 || tlsMemstressMiB > 400) fail(`--tls-memstress-mib must be an integer 8..400 (got ${v['tls-memstress-mib']})`);
+  let before: any;
+  if (v.before !== undefined) {
+    try { before = JSON.parse(fs.readFileSync(v.before, 'utf8')); } catch (e) { fail(`--before ${v.before}: not a readable JSON file (${(e as Error).message}); give the JSON an earlier run wrote`); }
+    if (before?.benchmark !== 'migration' || !before.summary) fail(`--before ${v.before}: not a bench/migration result (no benchmark: migration / summary); give the JSON an earlier run wrote`);
+  }
   return {
-    repeat, bareRepeat, parts,
+    repeat, bareRepeat, parts, before,
     bandwidthBytes: parseSize(v.bandwidth!, '--bandwidth'),
     deadlineMs: parseDuration(v.deadline!, '--deadline'),
     deadlineActions: actions,
@@ -191,7 +199,22 @@ interface MigrationRun {
   actions?: Array<{ action?: string; reason?: string }>;
   /** where finish and reconfigure spent their time (their end events: launcher/src/coordinator/migrate.ts, guest/src/nic.ts) */
   sub?: Record<string, number>;
+  /**
+   * the application's longest pause around this migration: rank 0's longest time between two ring
+   * iterations (ring --gaps), from the migrate call until 200 iterations after it; includes the ring's
+   * own --sleep-ms. Undefined when no gap over GAP_MS was printed (the pause was shorter).
+   */
+  pauseMs?: number;
   loadavg1: number;
+}
+
+/** ring prints every time between two iterations longer than this (--gaps) */
+const GAP_MS = 100;
+const SLEEP_MS = 20;
+/** the longest "ring gap G ms" line in a slice of the job's stdout */
+function longestGap(out: string): number | undefined {
+  const gs = [...out.matchAll(/^ring gap (\d+) ms/gm)].map((m) => Number(m[1]));
+  return gs.length ? Math.max(...gs) : undefined;
 }
 
 interface JobRun {
@@ -228,7 +251,7 @@ async function until(j: Job, what: string, fn: () => boolean, ms: number): Promi
 async function startJob(label: string, work: string, events: string, extra: string[], o: Opts, run: JobRun): Promise<Job> {
   const stopFile = path.join(work, `stop-${label}`);
   const args = ['--local', '3', '--spares', '1', ...(o.accel ? ['--accel', o.accel] : []), ...extra, '--events', events,
-    '--', './ring', '1000000', '--progress', '100', '--sleep-ms', '20', '--stop-file', stopFile];
+    '--', './ring', '1000000', '--progress', '100', '--sleep-ms', String(SLEEP_MS), '--gaps', String(GAP_MS), '--stop-file', stopFile];
   run.args = ['symrun', ...args];
   say(`${label}: symrun ${args.join(' ')}`);
   const proc = spawnSymrun(args, { cwd: work });
@@ -341,12 +364,15 @@ async function ringJob(label: string, work: string, extra: string[], migrations:
     await sleep(3000); // let the ring settle after the launch
     for (let i = 1; i <= migrations; i++) {
       say(`${label}: migration ${i}/${migrations} of ${VM}`);
+      const mark = j.out.stdout.length;
       const m = await migrateOnce(j, work, VM);
       run.migrations.push(m);
       say(`${label}: ${m.outcome ?? 'no result'} in ${m.totalMs ?? '?'} ms (${m.from} → ${m.to}; cli ${m.cliWallMs} ms)${m.error ? `: ${m.error}` : ''}`);
       if (m.outcome !== 'done') throw new Error(`${label}: migration ${i} ${m.outcome ?? 'failed'}: ${m.error ?? ''}`);
       const before = iterations(j);
       await until(j, `ring progress after migration ${i}`, () => iterations(j!) >= before + 200, 180_000);
+      m.pauseMs = longestGap(j.out.stdout.slice(mark));
+      if (m.pauseMs !== undefined) say(`${label}: longest pause of the ring around it ${m.pauseMs} ms (QEMU downtime ${m.perform?.downtimeMs ?? '?'} ms)`);
       await sleep(2000);
     }
     if (baselineMs !== undefined) {
@@ -716,6 +742,10 @@ function phaseStats(ms: MigrationRun[]) {
     qemuTotalMs: stat(ok.map((m) => m.perform?.qemuTotalMs)),
     /** the frozen window without the transfer (perform): what symrun itself adds while ranks are frozen */
     frozenBeyondPerformMs: stat(ok.map((m) => ['quiesce', 'unplug', 'finish', 'replug', 'reconfigure', 'resume'].reduce((s, p) => s + (m.phasesMs![p] ?? 0), 0))),
+    /** the ring's longest pause around each migration (< GAP_MS counts as GAP_MS: an upper bound) */
+    pauseMs: stat(ok.map((m) => m.pauseMs ?? GAP_MS)),
+    /** that pause minus QEMU's downtime of the same migration: what switching paths costs beyond it */
+    pauseBeyondDowntimeMs: stat(ok.map((m) => (m.perform?.downtimeMs === undefined ? undefined : (m.pauseMs ?? GAP_MS) - m.perform.downtimeMs))),
     subMs: Object.fromEntries([...new Set(ok.flatMap((m) => Object.keys(m.sub ?? {})))].map((k) => [k, stat(ok.map((m) => m.sub?.[k]))]).filter(([, v]) => v !== null)) as Record<string, Stat>,
   };
 }
@@ -802,7 +832,7 @@ async function main(): Promise<number> {
       },
       params: {
         repeat: R, bareRepeat: o.bareRepeat, parts: [...o.parts].sort(), vm: VM, vmShape: shape,
-        program: 'test/fixtures/mpi/ring.c: ./ring 1000000 --progress 100 --sleep-ms 20 --stop-file F (3 ranks, one VM each, + 1 spare host)',
+        program: `test/fixtures/mpi/ring.c: ./ring 1000000 --progress 100 --sleep-ms ${SLEEP_MS} --gaps ${GAP_MS} --stop-file F (3 ranks, one VM each, + 1 spare host)`,
         migrate: 'symrun migrate vm2 --job ID --json (to the free spare: host2 → host4 → host2 …; live mode, config defaults: maxBandwidth 10G, downtime-limit 300 ms)',
         bareTuning: bare?.tuning, bareImage: bare?.image?.from,
         nonconv: { bandwidthBytesPerSec: o.bandwidthBytes, memstressMiB: o.memstressMiB, deadlineMs: o.deadlineMs, deadlineActions: o.deadlineActions, giveUpMs: o.giveUpMs, postcopyBandwidthCapped: true },
@@ -810,6 +840,7 @@ async function main(): Promise<number> {
         symrun: symrunBin,
       },
       summary: { phases: { freeze: freezeStats, failover: failoverStats }, bare: bareStats, overhead, maxgap, nonconv: nonconv?.cases.map((c) => ({ policy: c.policy, landed: c.landed, timeToLandMs: c.timeToLandMs ?? null, gaveUpAtMs: c.gaveUpAtMs ?? null, actions: c.actions.map((a) => `${a.kind}${a.percent ? `:${a.percent}` : ''}@${a.atMs}ms`) })), tls: tls ? tlsSummary(tls) : undefined },
+      before: o.before ? { date: o.before.date, loadavg1: o.before.machine?.loadavg1, summary: o.before.summary } : undefined,
       runs: { jobs, bare, nonconv, tls },
       failedRuns,
     };
@@ -886,6 +917,30 @@ function markdown(r: any): string {
     row('`--quiesce failover`', g.failover);
     row('no migration (baseline)', g.baseline);
     L.push('', 'Window: from the first `ring iteration 100` line to the stop request; the baseline runs as long as the freeze job.', '');
+    if (fz?.pauseMs || fo?.pauseMs) {
+      L.push(`Per migration: rank 0's longest time between two iterations from the \`migrate\` call until 200 iterations later (ring \`--gaps ${GAP_MS}\`; it includes the ring's own ${SLEEP_MS} ms sleep; a pause under ${GAP_MS} ms counts as ${GAP_MS}), next to QEMU's downtime of the same migration.`, '');
+      L.push('| job | pause (ms) | QEMU downtime (ms) | pause − downtime (ms) |', '|---|---:|---:|---:|');
+      if (fz?.pauseMs) L.push(`| \`--quiesce freeze\` | ${msS(fz.pauseMs)} | ${msS(fz.downtimeMs)} | ${msS(fz.pauseBeyondDowntimeMs)} |`);
+      if (fo?.pauseMs) L.push(`| \`--quiesce failover\` | ${msS(fo.pauseMs)} | ${msS(fo.downtimeMs)} | ${msS(fo.pauseBeyondDowntimeMs)} |`);
+      L.push('');
+    }
+  }
+  if (r.before) {
+    const bs = r.before.summary;
+    const bfz = bs.phases?.freeze, bfo = bs.phases?.failover;
+    L.push(`## (f) Before → after: the run of ${r.before.date} (load ${r.before.loadavg1 ?? 'n/a'} at its end) and this one (medians, ms)`, '');
+    L.push('| | before | after |', '|---|---:|---:|');
+    const med = (x: Stat | null | undefined) => (x ? String(x.median) : 'n/a');
+    const rowBA = (name: string, a: Stat | null | undefined, b: Stat | null | undefined) => L.push(`| ${name} | ${med(a)} | ${med(b)} |`);
+    rowBA('freeze: quiesce → resume (ranks frozen)', bfz?.quiesceToResumeMs, fz?.quiesceToResumeMs);
+    rowBA('freeze: of which perform (QEMU transfer)', bfz?.phasesMs?.perform, fz?.phasesMs?.perform);
+    rowBA('freeze: frozen beyond perform', bfz?.frozenBeyondPerformMs ?? (bfz?.quiesceToResumeMs && bfz?.phasesMs?.perform ? { ...bfz.quiesceToResumeMs, median: bfz.quiesceToResumeMs.median - bfz.phasesMs.perform.median } : null), fz?.frozenBeyondPerformMs);
+    for (const p of ['prepare', 'quiesce', 'unplug', 'finish', 'replug', 'reconfigure', 'resume', 'confirm']) rowBA(`freeze: ${p}`, bfz?.phasesMs?.[p], fz?.phasesMs?.[p]);
+    rowBA('freeze: protocol total', bfz?.totalMs, fz?.totalMs);
+    L.push(`| overhead beyond a bare QEMU migration | ${bs.overhead?.totalMinusBareCompletedMs ?? 'n/a'} | ${sum.overhead?.totalMinusBareCompletedMs ?? 'n/a'} |`);
+    rowBA('failover: protocol total', bfo?.totalMs, fo?.totalMs);
+    L.push(`| failover: ring maxgap over the job | ${bs.maxgap?.failover?.maxgapMs ?? 'n/a'} | ${g.failover?.maxgapMs ?? 'n/a'} |`);
+    L.push(`| no migration: ring maxgap (the machine's own jitter) | ${bs.maxgap?.baseline?.maxgapMs ?? 'n/a'} | ${g.baseline?.maxgapMs ?? 'n/a'} |`, '');
   }
   const nc = r.runs.nonconv;
   if (nc) {
