@@ -46,7 +46,7 @@ async function handleReq(op: string, args: Record<string, unknown>): Promise<unk
     case 'net-config': {
       const a = args as unknown as NetConfigArgs;
       const r = a.standbyMac ? await bondConfig(a as NetConfigArgs & { standbyMac: string }) : await netConfig(a);
-      if (a.rxe !== undefined) await ensureRxe(String(a.rxe), a.name);
+      if (a.rxe !== undefined) await ensureRxe(String(a.rxe), a.name, a.address);
       return r;
     }
     case 'net-report':

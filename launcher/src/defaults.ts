@@ -134,7 +134,9 @@ export const IMAGE_DEFAULTS = {
   rootModules: ['virtio_net', 'e1000e', 'bonding', 'failover', 'net_failover', 'rdma_rxe',
     // rdma_rxe asks the crypto API for "crc32" (its ICRC) when a device is added, a soft dependency
     // modules.dep does not list: without it `rdma link add` fails with ENOENT (guest/src/rxe.ts)
-    'crc32_generic'],
+    'crc32_generic',
+    // with the failover bond rxe sits on an ipvlan over the bond, whose GIDs a bond failover leaves alone
+    'ipvlan'],
   /**
    * drivers of passed-through VFs (only in images for interconnect.type vfio; ~7.6 MB with their
    * dependencies on Debian 6.1): Intel VFs (iavf: X710/E810, igbvf: 82576/QEMU igb, ixgbevf: 82599),

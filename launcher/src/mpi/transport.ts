@@ -8,15 +8,16 @@
 // rdma  Open MPI's pml ucx (and osc ucx) with UCX limited to its verbs transports (rc_verbs, ud_verbs
 //       for the wire-up) plus shared memory and self inside a VM. With `interconnect.type: emulated`
 //       the verbs device is Soft-RoCE: the guest agent creates `rxe0` (kernel rdma_rxe) on the
-//       interconnect interface (the failover bond when there is one) and UCX is pinned to it; with
-//       `vfio` it is the passed-through HCA (UCX picks it).
+//       interconnect interface (with the failover bond: on an ipvlan over the bond, guest/src/rxe.ts)
+//       and UCX is pinned to it; with `vfio` it is the passed-through HCA (UCX picks it).
 //
 // Which adapter keeps which transport (the rule migrate and checkpoint apply before anything is touched):
 //   tcp:                  freeze, failover, hooks     (TCP state lives in guest memory)
 //   rdma, Soft-RoCE:      failover, hooks             rxe's queue pairs are software objects in guest
-//                                                     RAM, bound to a netdev: on the failover bond they
-//                                                     move with the VM; freeze unplugs the NIC rxe runs
-//                                                     on, which destroys the rxe device and its QPs
+//                                                     RAM, bound to a netdev: on the ipvlan over the
+//                                                     failover bond they move with the VM (shown:
+//                                                     test/system/rdma.test.ts); freeze unplugs the NIC
+//                                                     rxe runs on, which destroys the rxe device and its QPs
 //   rdma, hardware HCA:   hooks                       QPs and registrations live in the HCA: unplugging
 //                                                     it (freeze) or failing IP traffic over to a virtio
 //                                                     standby (failover) leaves the ranks with dead verbs
