@@ -184,8 +184,11 @@ t.test('(c) postcopy, started after the first dirty sync', async (t) => {
   const { src, dst } = await boot(t, 'postcopy');
   let switched: Promise<void> | undefined;
   let switchedAtMs = 0;
-  // downtime-limit 1 ms: precopy cannot converge on its own while memstress runs, so postcopy must do it
-  const r = await migrate(t, src, dst!, { maxBandwidthBytes: 10 * GiB, postcopy: true, downtimeLimitMs: 1 }, (p, atMs) => {
+  // 64 MiB/s: the first pass takes seconds and memstress dirties its 150 MiB again meanwhile, so the
+  // second dirty sync is seen for sure (at 10 GiB/s precopy converged within ~200 ms of it, between two
+  // 100 ms samples on a loaded machine); downtime-limit 1 ms keeps precopy from finishing on its own
+  // (not 0: QEMU 7.2 only re-syncs the dirty bitmap when what is left is below bandwidth x limit)
+  const r = await migrate(t, src, dst!, { maxBandwidthBytes: 64 * MiB, postcopy: true, downtimeLimitMs: 1 }, (p, atMs) => {
     if (!switched && p.status === 'active' && (p.dirtySyncCount ?? 0) >= 2) { switchedAtMs = atMs; switched = startPostcopy(src.qmp); }
   });
   await switched;
@@ -202,7 +205,11 @@ t.test('(d) stop-copy chosen by the deadline projector; destination stays paused
   let stopped: Promise<unknown> | undefined;
   let stoppedAt = 0;
   let decision = '';
-  const r = await migrate(t, src, dst!, { maxBandwidthBytes: 10 * GiB, downtimeLimitMs: 1 }, (_p, _atMs, samples) => {
+  // 64 MiB/s: the first pass alone (memstress's 150 MiB plus the kernel's) takes longer than the 2 s
+  // deadline, so the projector must act. At 10 GiB/s precopy converges by itself whenever memstress
+  // dirties less than the link sends (a loaded machine slows the guest): a CI run saw
+  // exactly that, a migration finished before the projector had a reason to stop it.
+  const r = await migrate(t, src, dst!, { maxBandwidthBytes: 64 * MiB, downtimeLimitMs: 1 }, (_p, _atMs, samples) => {
     if (stopped) return;
     const d = deadlineDecision(samples, { deadlineMs: 2_000, allowed: ['stop-copy'], alreadyTaken: [], downtimeLimitMs: 1 });
     if (d.kind === 'stop-copy') {
