@@ -509,7 +509,7 @@ export class Job implements JobContext {
       ...(this.allocation.feed ? { watch: this.allocation.feed.status() } : {}),
       vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state, migrating: this.migrations.active(v.name)?.exec.state.phase })),
       migrations: this.migrations.list(),
-      restarts: { count: this.restarts.count, max: this.config.checkpoint.maxRestarts, lostHosts: [...this.lostHosts], log: this.restarts.log },
+      restarts: { count: this.restarts.count, max: this.restarts.max, lostHosts: [...this.lostHosts], log: this.restarts.log },
       phases: this.phases,
     };
   }
