@@ -17,7 +17,7 @@ import { FileJournal } from '../../launcher/src/protocol/journal.js';
 import { DEFAULTS, PROTOCOL_DEFAULTS } from '../../launcher/src/defaults.js';
 import type { SymrunConfig } from '../../launcher/src/config/types.js';
 import type { OpEvent } from '../../launcher/src/protocol/executor.js';
-import { Pulse } from '../fixtures/wait.js';
+import { Pulse, within } from '../fixtures/wait.js';
 import { FakeHostAgents, okAnswers, pciDevice } from '../fakes/host-agent.js';
 
 const pulse = new Pulse();
@@ -184,6 +184,24 @@ t.test('the interval timer takes checkpoints while the job runs; stop() waits fo
   clock.tick(10 * 40); // ten more intervals
   t.equal(c.list().length, n, 'no checkpoint after stop()');
   t.ok((await listCheckpoints(f.root)).filter((e) => e.status === 'complete').length <= 2, 'keep 2');
+});
+
+t.test('a recovered job\'s timer: the first checkpoint when what is left of its interval is over, each completed one reported', async (t) => {
+  const f = fake({ intervalMs: 60_000, keep: 2 });
+  const c = new Checkpoints(f.host);
+  // the interval was over while nobody coordinated (firstMs 0): the next one at once, not 60 s from now
+  const taken: Date[] = [];
+  let reported!: () => void;
+  const first = new Promise<void>((r) => { reported = r; });
+  const t0 = Date.now();
+  const timer = c.startTimer(60_000, { firstMs: 0, onTaken: (at) => { taken.push(at); reported(); } });
+  await within(first, 20_000, 'the overdue periodic checkpoint');
+  await timer.stop();
+  t.equal(c.list().length, 1, 'one checkpoint, before a whole interval');
+  t.equal(c.list()[0]!.result?.outcome, 'done');
+  t.match(c.list()[0]!.reason, /^every 60 s/, 'a periodic one');
+  t.equal(taken.length, 1, 'its completion reported (the job records its clock)');
+  t.ok(taken[0]!.getTime() >= t0);
 });
 
 t.test('after a coordinator restart: a checkpoint in flight is rolled back from the journal', async (t) => {

@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 import { SymError, EXIT } from '../errors.js';
 import { PROTOCOL_DEFAULTS } from '../defaults.js';
-import { Job, listRecoverable } from '../coordinator/job/index.js';
+import { listRecoverable } from '../coordinator/job/index.js';
+import { runJob } from './runjob.js';
 import { controlProxy } from './jobref.js';
 
 export function registerRecover(program: Command, setExit: (n: number) => void): void {
@@ -28,10 +29,13 @@ Exit status: the application's, as for a run.`)
         });
       }
       const st = pick.state;
-      const job = new Job({ config: st.config, app: st.app, cwd: st.cwd, jobId: st.jobId, quiet: f.quiet });
-      const r = await job.recover(st);
-      if (f.json) process.stderr.write(JSON.stringify({ jobId: r.jobId, exitCode: r.exitCode, phasesMs: r.phases }) + '\n');
-      setExit(r.exitCode);
+      // as a run: Ctrl-C / SIGTERM stop the job and remove its VMs (files copied back first); events go
+      // on into the job's --events file
+      setExit(await runJob(
+        { config: st.config, app: st.app, cwd: st.cwd, jobId: st.jobId, quiet: f.quiet, eventsFile: st.carry?.eventsFile },
+        f.json ? (r) => ({ jobId: r.jobId, exitCode: r.exitCode, phasesMs: r.phases }) : undefined,
+        (job) => job.recover(st),
+      ));
     });
 
   program

@@ -171,26 +171,34 @@ export class Checkpoints {
     return out;
   }
 
-  /** The periodic timer (checkpoint.interval); stop() also waits (bounded) for a checkpoint in flight. */
-  startTimer(intervalMs = this.h.config().checkpoint.intervalMs): { stop(): Promise<void> } {
+  /**
+   * The periodic timer (checkpoint.interval); stop() also waits (bounded) for a checkpoint in flight.
+   * `firstMs`: the first one after this long instead of a whole interval (a recovered job goes on with
+   * its clock); `onTaken`: called when a periodic checkpoint completed (the job records its clock).
+   */
+  startTimer(intervalMs = this.h.config().checkpoint.intervalMs, o: { firstMs?: number; onTaken?: (at: Date) => void } = {}): { stop(): Promise<void> } {
     let timer: NodeJS.Timeout | undefined;
+    const tick = () => {
+      if (this.h.state() !== 'running') return;
+      let why = '';
+      if (this.active()) why = 'the previous checkpoint is still being taken';
+      else if (this.h.migrating()) why = 'a migration is in progress';
+      if (why) {
+        this.h.emit(opEvent('checkpoint', '-', 'new', 'progress', { skipped: why, reason: 'interval' }));
+        return;
+      }
+      try {
+        void this.checkpoint({ reason: `every ${Math.round(intervalMs! / 1000)} s` }).done.then((r) => { if (r.outcome === 'done') o.onTaken?.(new Date()); }, () => undefined);
+      } catch (e) {
+        this.h.emit(opEvent('checkpoint', '-', 'new', 'progress', { skipped: (e as Error).message, reason: 'interval' }));
+      }
+    };
     if (intervalMs && intervalMs > 0) {
-      timer = setInterval(() => {
-        if (this.h.state() !== 'running') return;
-        let why = '';
-        if (this.active()) why = 'the previous checkpoint is still being taken';
-        else if (this.h.migrating()) why = 'a migration is in progress';
-        if (why) {
-          this.h.emit(opEvent('checkpoint', '-', 'new', 'progress', { skipped: why, reason: 'interval' }));
-          return;
-        }
-        try {
-          void this.checkpoint({ reason: `every ${Math.round(intervalMs / 1000)} s` }).done;
-        } catch (e) {
-          this.h.emit(opEvent('checkpoint', '-', 'new', 'progress', { skipped: (e as Error).message, reason: 'interval' }));
-        }
-      }, intervalMs);
-      timer.unref();
+      const every = () => { timer = setInterval(tick, intervalMs); timer.unref(); };
+      if (o.firstMs !== undefined && o.firstMs < intervalMs) {
+        timer = setTimeout(() => { if (timer) { tick(); every(); } }, Math.max(0, o.firstMs));
+        timer.unref();
+      } else every();
     }
     return {
       stop: async () => {

@@ -37,6 +37,7 @@ import { serveControl } from './control.js';
 import { Restarts } from './restarts.js';
 import { Allocation } from './allocation.js';
 import { cleanStaleRunDirs, newJobId, recoverable, removeRunDir, runDirFor, writeOwner, writeRecovery, type RecoveryState } from './rundir.js';
+import { awaitedHosts, carryOn, firstTickMs, type Carried, type CarryOn } from './carry.js';
 import { checkpointImage } from './image.js';
 import { siteImageDirs } from '../../node/config.js';
 import { opEvent } from '../../protocol/events.js';
@@ -61,6 +62,8 @@ export class Job implements JobContext {
   readonly err: NodeJS.WritableStream;
   private t0 = performance.now();
   private teardown: Teardown;
+  /** the periodic checkpoint clock (recorded for a successor: carry.ts) */
+  private ckptClock?: { intervalMs: number; since: string };
   readonly events: EventSink;
   readonly agents: HostAgents;
   readonly vmSet: Vms;
@@ -208,7 +211,7 @@ export class Job implements JobContext {
     fs.mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
     writeOwner(this.runDir, { app: this.opts.app, cwd: this.opts.cwd });
     this.onCleanup('run directory', () => removeRunDir(this.runDir));
-    if (this.opts.eventsFile) this.onCleanup('events file', this.events.toFile(this.opts.eventsFile));
+    this.openEventsFile();
 
     const [image, , accel] = await this.phase('image', () =>
       Promise.all([
@@ -299,16 +302,50 @@ export class Job implements JobContext {
     for (const v of this.vms.values()) v.state = 'running';
     this.allocation.policy?.evaluate(); // nodes that went bad while the VMs booted
     this.restarts.launch = { vm: vm1.name, argv: plan.argv, env: plan.env, rankVm: plan.rankVm, stage: { abs: closure.files, cwd: snap?.files ?? [] } };
-    return this.runToEnd(this.mpi.run(vm1, plan.argv, plan.env, plan.rankVm));
+    const carry = this.carryFrom(undefined);
+    return this.runToEnd(this.mpi.run(vm1, plan.argv, plan.env, plan.rankVm), carry);
   }
 
-  /** The job runs (periodic checkpoints, restarts after losses) until mpirun ends; then its files come back. */
-  private async runToEnd(mpi: Promise<number>): Promise<number> {
-    const ckptTimer = this.checkpoints.startTimer(); // checkpoint.interval
+  /** --events FILE: every event appended from now on (a run, and a recovered job: the same file). */
+  private openEventsFile(): void {
+    if (this.opts.eventsFile) this.onCleanup('events file', this.events.toFile(this.opts.eventsFile));
+  }
+
+  /**
+   * Run, restart and recover alike: what the job goes on with (carry.ts), set up by this one function.
+   * `carried` undefined: a fresh start (no restart used, the checkpoint clock starts now); else what a
+   * dead coordinator recorded (restarts used and their budget, its checkpoint clock, how mpirun was
+   * launched, the MAC seed, the guests' prefix length).
+   */
+  carryFrom(carried: Carried | undefined): CarryOn {
+    const plan = carryOn(this.config.checkpoint, carried, Date.now());
+    this.restarts.resume(plan.restarts);
+    this.ckptClock = plan.timer ? { ...plan.timer } : undefined;
+    if (carried) {
+      this.macSeed = carried.macSeed;
+      this.prefixLenOverride = carried.prefixLenOverride;
+      this.restarts.launch = carried.launch;
+    }
+    return plan;
+  }
+
+  /**
+   * The job runs (periodic checkpoints, restarts after losses) until mpirun ends; then its files come
+   * back. A run, a restart and a recovered job all end here, with what carryFrom set up: the periodic
+   * checkpoints go on with the job's clock (the first one when the interval since the last is over).
+   * `relays`: adopted orted relays (recover), waited for before stage-out.
+   */
+  private async runToEnd(mpi: Promise<number>, carry: CarryOn, relays: Array<Promise<void>> = []): Promise<number> {
+    const ckptTimer = this.checkpoints.startTimer(carry.timer?.intervalMs ?? 0, {
+      firstMs: carry.timer ? firstTickMs(carry.timer.intervalMs, this.ckptClock?.since, Date.now()) : undefined,
+      onTaken: (at) => { if (this.ckptClock) { this.ckptClock.since = at.toISOString(); this.saveRecovery(); } },
+    });
     this.onCleanup('checkpoint timer', () => ckptTimer.stop());
+    this.saveRecovery();
     let status: number;
     try {
       status = await this.phase('run', () => this.restarts.supervise(mpi));
+      await Promise.allSettled(relays);
     } catch (e) {
       // interrupted (scancel, a time limit, Ctrl-C): the ranks were stopped, but what they wrote is in
       // the guests' memory: copy it back before the VMs go (bounded: Slurm SIGKILLs after KillWait)
@@ -356,7 +393,7 @@ export class Job implements JobContext {
     this.event(opEvent('job', this.id, 'restore', 'action', { action: 'placed', vms: Object.fromEntries(placement), spares: cluster.hosts.slice(m.vms.length).map((h) => h.name) }));
     const { mpi } = await this.phase('restore', () => this.restarts.restoreFrom(ck, placement));
     this.checkAbort();
-    return this.runToEnd(mpi);
+    return this.runToEnd(mpi, this.carryFrom(undefined));
   }
 
   // ---------- recovery after a coordinator restart (symrun recover) ----------
@@ -369,8 +406,21 @@ export class Job implements JobContext {
       accel: this.accel, image: this.image, config: this.config, app: this.opts.app, cwd: this.opts.cwd,
       hosts: c.hosts, prefixLen: c.prefixLen, vmHostCount: this.vmHostCount,
       vms: [...this.vms.values()].map((v) => ({ name: v.name, index: v.index, host: v.host, mac: v.mac, ip: v.ip, tap: v.tap })),
-      mpirun: s.mpirun, rsh: s.rsh, lostHosts: [...this.lostHosts],
+      mpirun: s.mpirun, rsh: s.rsh, lostHosts: [...this.lostHosts], carry: this.carried(),
     });
+  }
+
+  /** What a successor must go on with (carry.ts); recover() hands it back to runToEnd and the rooms. */
+  carried(): Carried {
+    const launch = this.config.checkpoint.restartFromStart ? this.restarts.launch : undefined; // only a restart from the beginning uses it
+    return {
+      restarts: { used: this.restarts.count, max: this.restarts.max, log: this.restarts.log },
+      ...(this.ckptClock ? { checkpointTimer: { ...this.ckptClock } } : {}),
+      ...(launch ? { launch } : {}),
+      macSeed: this.macSeed,
+      ...(this.prefixLenOverride !== undefined ? { prefixLenOverride: this.prefixLenOverride } : {}),
+      ...(this.opts.eventsFile ? { eventsFile: this.opts.eventsFile } : {}),
+    };
   }
 
   /** Take over a job whose coordinator died: re-attach to its host agents and VMs, finish what the journal shows in flight, stream mpirun to the end. */
@@ -389,8 +439,11 @@ export class Job implements JobContext {
     writeOwner(this.runDir, { app: this.opts.app, cwd: this.opts.cwd, recovered: true });
     const ls = readState(this.id);
     if (ls) writeState({ ...ls, ownerPid: process.pid, ownerStartTime: procStartTime(process.pid) });
+    this.openEventsFile();
     this.image = st.image;
     this.accel = st.accel;
+    // before anything records the job again (saveRecovery): what the dead coordinator had
+    const carry = this.carryFrom(st.carry);
     const ips = new Map(st.vms.map((v) => [v.index, v.ip]));
     this.cluster = {
       mode: 'local', coordinatorIp: st.channel.host, prefixLen: st.prefixLen, hosts: st.hosts,
@@ -411,11 +464,13 @@ export class Job implements JobContext {
     await serveControl(this, { status: () => this.statusReport(), migrations: this.migrations, checkpoints: this.checkpoints, events: this.events });
     // a host lost before the coordinator died stays lost: its agent is gone with it (its VMs run on spares)
     for (const h of st.lostHosts ?? []) this.lostHosts.add(h);
-    await this.phase('agents', () => this.agents.awaitReconnect(st.hosts.map((h) => h.name).filter((h) => !this.lostHosts.has(h)), 30_000));
+    await this.phase('agents', () => this.agents.awaitReconnect(awaitedHosts(st.hosts, this.lostHosts), 30_000));
     // from here on the job is ours: a failure removes it like any run (until now it stays recoverable)
     this.onCleanup('run directory', () => removeRunDir(this.runDir));
     this.onCleanup('emulated hosts', () => this.cluster!.destroy());
     this.onCleanup('host agents', () => this.agents.stopAll());
+    // as in a run: an agent silent for agentLostMs is lost (not only one whose connection closes)
+    this.agents.startHeartbeat();
     if (restart) {
       this.say(`recovering restart ${restart.op} (was in ${restart.phase}): restoring every VM from ${restart.checkpoint} again`);
       const ck = await pickCheckpoint(path.dirname(restart.checkpoint), { from: restart.checkpoint });
@@ -434,12 +489,9 @@ export class Job implements JobContext {
     const [results, ckResults] = await Promise.all([Promise.all(ops.map((o) => o.done)), Promise.all(cks.map((c) => c.done))]);
     for (const [i, r] of results.entries()) this.say(`migration ${ops[i]!.op} of ${ops[i]!.vm}: ${r.outcome}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
     for (const r of ckResults) this.say(`checkpoint ${r.name}: ${r.outcome}${r.path ? ` (${r.path})` : ''}${r.leftovers.length ? `; left: ${r.leftovers.map((l) => l.message).join('; ')}` : ''}`);
-    // as in a run: a host lost from here on restarts the job from its last checkpoint (not the end of it)
-    const status = mpi ? await this.phase('run', () => this.restarts.supervise(mpi!)) : EXIT.runtime;
-    await Promise.allSettled(adopted.relays);
-    this.state = 'finishing';
-    await this.phase('stage-out', () => stageOut(this));
-    return status;
+    // as in a run (the same code): mpirun supervised (a host lost from here on restarts the job from its
+    // last checkpoint, with the restarts the dead coordinator left), periodic checkpoints on its clock
+    return this.runToEnd(mpi ?? Promise.resolve(EXIT.runtime), carry, adopted.relays);
   }
 
   // ---------- control socket (symrun status) ----------
@@ -457,7 +509,7 @@ export class Job implements JobContext {
       ...(this.allocation.feed ? { watch: this.allocation.feed.status() } : {}),
       vms: [...this.vms.values()].map((v) => ({ name: v.name, host: v.host, ip: v.ip, mac: v.mac, state: v.state, agent: v.client.state, migrating: this.migrations.active(v.name)?.exec.state.phase })),
       migrations: this.migrations.list(),
-      restarts: { count: this.restarts.count, max: this.config.checkpoint.maxRestarts, lostHosts: [...this.lostHosts], log: this.restarts.log },
+      restarts: { count: this.restarts.count, max: this.restarts.max, lostHosts: [...this.lostHosts], log: this.restarts.log },
       phases: this.phases,
     };
   }

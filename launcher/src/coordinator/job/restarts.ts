@@ -35,7 +35,10 @@ export interface RestartDeps {
 }
 
 export class Restarts {
+  /** restarts used so far (a recovered job goes on counting from what its dead coordinator had used) */
   count = 0;
+  /** how many restarts the job may use in all (--max-restarts) */
+  max: number;
   readonly log: RestartLogEntry[] = [];
   /** a loss the run loop has not handled yet */
   private pending?: { hosts: string[]; why: string };
@@ -43,7 +46,16 @@ export class Restarts {
   private wake?: () => void;
   launch?: LaunchRecord;
 
-  constructor(private job: JobContext, private d: RestartDeps) {}
+  constructor(private job: JobContext, private d: RestartDeps) {
+    this.max = job.config.checkpoint.maxRestarts;
+  }
+
+  /** Go on with a budget partly used already (job.ts: a run starts at 0, a recovered job where it was). */
+  resume(r: { used: number; max: number; log: RestartLogEntry[] }): void {
+    this.count = r.used;
+    this.max = r.max;
+    this.log.splice(0, this.log.length, ...r.log);
+  }
 
   /** A host is gone (agent silent or disconnected, or Slurm says DOWN): its VMs are lost with it. */
   hostLost(host: string, why: string): void {
@@ -63,7 +75,7 @@ export class Restarts {
 
   private possible(): boolean {
     const c = this.job.config.checkpoint;
-    return c.maxRestarts > 0 && (!!c.dir || c.restartFromStart);
+    return this.max > 0 && (!!c.dir || c.restartFromStart);
   }
 
   /** Wait for mpirun; when a host with VMs is lost meanwhile, restart (from the last checkpoint) and wait again. */
@@ -132,9 +144,9 @@ export class Restarts {
       for (const r of picked?.refused ?? []) job.say(`checkpoint ${r.name} not used: ${r.reason}`);
     }
     const again = picked ? `symrun restart ${root} --from ${picked.manifest.name} -- (in a new allocation)` : undefined;
-    if (this.count >= cfg.checkpoint.maxRestarts) {
+    if (this.count >= this.max) {
       throw new SymError('ESYM_RESTART_LIMIT', {
-        message: `${what}; ${cfg.checkpoint.maxRestarts === 0 ? 'restarts are off (--max-restarts 0)' : `all ${cfg.checkpoint.maxRestarts} restarts (--max-restarts) are used up`}`,
+        message: `${what}; ${this.max === 0 ? 'restarts are off (--max-restarts 0)' : `all ${this.max} restarts (--max-restarts) are used up`}`,
         fix: again ?? 'take checkpoints (--checkpoint-dir DIR --checkpoint-interval 10m) so the job can be restarted',
       });
     }
@@ -158,14 +170,14 @@ export class Restarts {
           fix: 'take checkpoints (--checkpoint-dir DIR --checkpoint-interval 10m), or let symrun run the job again from the beginning (--restart-from-start)',
         });
       }
-      job.say(`restart ${this.count}/${cfg.checkpoint.maxRestarts}: ${what}; no checkpoint: running the job again from the beginning${plan.moved.length ? ` (${plan.moved.map((m) => `${m.vm} on ${m.to}`).join(', ')})` : ''}`);
+      job.say(`restart ${this.count}/${this.max}: ${what}; no checkpoint: running the job again from the beginning${plan.moved.length ? ` (${plan.moved.map((m) => `${m.vm} on ${m.to}`).join(', ')})` : ''}`);
       const mpi = await job.phase(`restart-${this.count}`, () => this.relaunch(plan.placement));
       entry.ms = Math.round(performance.now() - t0);
       return mpi;
     }
     const m = picked.manifest;
     entry.from = m.name;
-    job.say(`restart ${this.count}/${cfg.checkpoint.maxRestarts}: ${what}; restoring every VM from checkpoint ${m.name} (taken ${Math.round((Date.now() - Date.parse(m.createdAt)) / 1000)} s ago)${plan.moved.length ? `: ${plan.moved.map((x) => `${x.vm} ${x.from} -> ${x.to}`).join(', ')}` : ''}`);
+    job.say(`restart ${this.count}/${this.max}: ${what}; restoring every VM from checkpoint ${m.name} (taken ${Math.round((Date.now() - Date.parse(m.createdAt)) / 1000)} s ago)${plan.moved.length ? `: ${plan.moved.map((x) => `${x.vm} ${x.from} -> ${x.to}`).join(', ')}` : ''}`);
     const mpi = await job.phase(`restart-${this.count}`, () => this.restoreFrom(picked!, plan.placement));
     entry.ms = Math.round(performance.now() - t0);
     if (job.cluster?.mode === 'slurm') void this.d.checkAllocation();

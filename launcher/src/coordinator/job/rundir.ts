@@ -13,6 +13,7 @@ import type { SymrunConfig } from '../../config/types.js';
 import { readNodeConfig } from '../../node/config.js';
 import { nodeLayer } from '../../node/layer.js';
 import type { JobOptions } from './context.js';
+import type { Carried } from './carry.js';
 
 export function newJobId(): string {
   return crypto.randomBytes(4).toString('hex').slice(0, 6).replace(/^\d/, 'j');
@@ -52,6 +53,9 @@ export interface RecoveryState {
   rsh: Array<{ rid: string; from: string; to: string; sid: string }>;
   /** hosts lost so far (a restart moved their VMs to spares): recover does not wait for their agents */
   lostHosts?: string[];
+  /** what the job carries on with (restart budget used, periodic checkpoint clock, launch, MAC seed...;
+   *  carry.ts); missing in a record of an older symrun: the successor starts those afresh */
+  carry?: Carried;
 }
 
 export function writeRecovery(runDir: string, st: RecoveryState): void {
