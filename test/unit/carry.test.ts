@@ -1,7 +1,7 @@
 // What a job carries across a coordinator restart (coordinator/job/carry.ts): the restart budget used,
 // the periodic checkpoint clock and the hosts whose agents a successor waits for.
 import t from 'tap';
-import { awaitedHosts, carryOn, firstTickMs, type Carried } from '../../launcher/src/coordinator/job/carry.js';
+import { awaitedHosts, carryOn, firstTickMs, type Carried, checkCarried } from '../../launcher/src/coordinator/job/carry.js';
 
 const ckpt = (o: { intervalMs?: number; maxRestarts?: number } = {}) => ({ keep: 0, maxRestarts: o.maxRestarts ?? 3, restartFromStart: false, ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}) });
 const now = Date.parse('2026-12-05T12:00:00.000Z');
@@ -42,4 +42,18 @@ t.test('awaitedHosts: hosts lost before the coordinator died are not waited for'
   t.same(awaitedHosts(hosts, []), ['h1', 'h2', 'h3', 'h4']);
   t.same(awaitedHosts(hosts, new Set(['h2'])), ['h1', 'h3', 'h4'], 'h2 is gone (its VMs run on a spare now)');
   t.same(awaitedHosts(hosts, ['h1', 'h4']), ['h2', 'h3']);
+});
+
+t.test('checkCarried: a damaged recover.json carry is not taken as it is', async (t) => {
+  const good = { restarts: { used: 1, max: 2, log: [] }, macSeed: 'j4a5a3', checkpointTimer: { intervalMs: 60_000, since: '2026-12-06T00:00:00.000Z' }, prefixLenOverride: 24, eventsFile: '/tmp/ev.jsonl' };
+  t.same(checkCarried(good), { carried: good, dropped: [] }, 'a whole carry passes unchanged');
+  t.same(checkCarried(undefined), { dropped: [] }, 'an older record without carry: nothing carried, nothing said');
+  t.same(checkCarried('x').dropped, ['carry']);
+  t.same(checkCarried({ ...good, restarts: { used: '9', max: 2, log: [] } }), { dropped: ['carry.restarts'] }, 'restart budget not a count: nothing carried');
+  t.same(checkCarried({ ...good, restarts: { used: -1, max: 2, log: [] } }).carried, undefined);
+  t.same(checkCarried({ ...good, macSeed: '../../x' }), { dropped: ['carry.macSeed'] });
+  const r = checkCarried({ ...good, checkpointTimer: { intervalMs: -5, since: 'yesterday' }, prefixLenOverride: 99, eventsFile: 7 });
+  t.same(r.dropped, ['carry.checkpointTimer', 'carry.prefixLenOverride', 'carry.eventsFile'], 'each damaged part named');
+  t.same(r.carried, { restarts: good.restarts, macSeed: good.macSeed }, 'the sound parts kept');
+  t.same(checkCarried({ ...good, launch: { vm: 'vm1', argv: [1], rankVm: [] } }).dropped, ['carry.launch']);
 });

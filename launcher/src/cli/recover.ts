@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { SymError, EXIT } from '../errors.js';
 import { PROTOCOL_DEFAULTS } from '../defaults.js';
 import { listRecoverable } from '../coordinator/job/index.js';
+import { checkCarried } from '../coordinator/job/carry.js';
 import { runJob } from './runjob.js';
 import { controlProxy } from './jobref.js';
 
@@ -32,7 +33,7 @@ Exit status: the application's, as for a run.`)
       // as a run: Ctrl-C / SIGTERM stop the job and remove its VMs (files copied back first); events go
       // on into the job's --events file
       setExit(await runJob(
-        { config: st.config, app: st.app, cwd: st.cwd, jobId: st.jobId, quiet: f.quiet, eventsFile: st.carry?.eventsFile },
+        { config: st.config, app: st.app, cwd: st.cwd, jobId: st.jobId, quiet: f.quiet, eventsFile: checkCarried(st.carry).carried?.eventsFile },
         f.json ? (r) => ({ jobId: r.jobId, exitCode: r.exitCode, phasesMs: r.phases }) : undefined,
         (job) => job.recover(st),
       ));

@@ -56,3 +56,40 @@ export function awaitedHosts(hosts: Array<{ name: string }>, lost: Iterable<stri
   const gone = new Set(lost);
   return hosts.map((h) => h.name).filter((h) => !gone.has(h));
 }
+
+/**
+ * recover.json's `carry`, checked before the successor goes on with it (the file lives in the job's run
+ * directory; a damaged or hand-edited one must not set the restart budget or the MAC seed to garbage).
+ * A part whose shape is wrong is dropped and named in `dropped`: the successor starts that part afresh
+ * (carryOn's defaults), the rest is kept. No carry at all (an older symrun's record): undefined.
+ */
+export function checkCarried(x: unknown): { carried?: Carried; dropped: string[] } {
+  if (x === undefined || x === null) return { dropped: [] };
+  if (typeof x !== 'object' || Array.isArray(x)) return { dropped: ['carry'] };
+  const o = x as Record<string, unknown>;
+  const dropped: string[] = [];
+  const count = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  const r = o.restarts as Record<string, unknown> | undefined;
+  if (!r || typeof r !== 'object' || !count(r.used) || !count(r.max) || !Array.isArray(r.log)) { dropped.push('carry.restarts'); return { dropped }; }
+  if (typeof o.macSeed !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(o.macSeed)) { dropped.push('carry.macSeed'); return { dropped }; }
+  const c: Carried = { restarts: { used: r.used as number, max: r.max as number, log: r.log as RestartLogEntry[] }, macSeed: o.macSeed };
+  const t = o.checkpointTimer as Record<string, unknown> | undefined;
+  if (t !== undefined) {
+    if (t && typeof t === 'object' && typeof t.intervalMs === 'number' && Number.isFinite(t.intervalMs) && t.intervalMs > 0 && typeof t.since === 'string' && Number.isFinite(Date.parse(t.since))) c.checkpointTimer = { intervalMs: t.intervalMs, since: t.since };
+    else dropped.push('carry.checkpointTimer');
+  }
+  if (o.prefixLenOverride !== undefined) {
+    if (typeof o.prefixLenOverride === 'number' && Number.isInteger(o.prefixLenOverride) && o.prefixLenOverride >= 1 && o.prefixLenOverride <= 32) c.prefixLenOverride = o.prefixLenOverride;
+    else dropped.push('carry.prefixLenOverride');
+  }
+  if (o.eventsFile !== undefined) {
+    if (typeof o.eventsFile === 'string' && o.eventsFile.length > 0 && !o.eventsFile.includes('\0')) c.eventsFile = o.eventsFile;
+    else dropped.push('carry.eventsFile');
+  }
+  if (o.launch !== undefined) {
+    const l = o.launch as Record<string, unknown> | null;
+    if (l && typeof l === 'object' && typeof l.vm === 'string' && Array.isArray(l.argv) && l.argv.every((a) => typeof a === 'string') && Array.isArray(l.rankVm)) c.launch = l as unknown as LaunchRecord;
+    else dropped.push('carry.launch');
+  }
+  return { carried: c, dropped };
+}

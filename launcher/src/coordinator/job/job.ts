@@ -37,7 +37,7 @@ import { serveControl } from './control.js';
 import { Restarts } from './restarts.js';
 import { Allocation } from './allocation.js';
 import { cleanStaleRunDirs, newJobId, recoverable, removeRunDir, runDirFor, writeOwner, writeRecovery, type RecoveryState } from './rundir.js';
-import { awaitedHosts, carryOn, firstTickMs, type Carried, type CarryOn } from './carry.js';
+import { awaitedHosts, carryOn, checkCarried, firstTickMs, type Carried, type CarryOn } from './carry.js';
 import { checkpointImage } from './image.js';
 import { siteImageDirs } from '../../node/config.js';
 import { opEvent } from '../../protocol/events.js';
@@ -443,7 +443,9 @@ export class Job implements JobContext {
     this.image = st.image;
     this.accel = st.accel;
     // before anything records the job again (saveRecovery): what the dead coordinator had
-    const carry = this.carryFrom(st.carry);
+    const checked = checkCarried(st.carry);
+    for (const d of checked.dropped) this.say(`warning: recover.json: ${d} is damaged; the job goes on with that part started afresh`);
+    const carry = this.carryFrom(checked.carried);
     const ips = new Map(st.vms.map((v) => [v.index, v.ip]));
     this.cluster = {
       mode: 'local', coordinatorIp: st.channel.host, prefixLen: st.prefixLen, hosts: st.hosts,
