@@ -10,7 +10,7 @@ import type { ExecArgs, NetConfigArgs, HostsArgs, QuiesceArgs } from '../protoco
 import { AgentError, log } from './util.js';
 import { Channel } from './channel.js';
 import { Sessions } from './sessions.js';
-import { interfaces } from './iface.js';
+import { interfaces, ipPool } from './iface.js';
 import { netConfig } from './nic.js';
 import { bondConfig } from './bond.js';
 import { ensureRxe } from './rxe.js';
@@ -112,3 +112,6 @@ process.on('unhandledRejection', (e) => log(`unhandled: ${(e as Error)?.stack ??
 rsh.start();
 ch.start();
 log(`started (pid ${process.pid}, port ${PORT})`);
+// `ip` processes started ahead for the reconfiguration after a move (warm-ip.ts); 2 s in, so their
+// exec does not compete with the job's own start-up (whose first network set-up runs one at call time)
+setTimeout(() => ipPool.fill(), 2000).unref();

@@ -1,9 +1,9 @@
-// Interfaces as the guest sees them, and `ip` driven in one process per change (every exec costs ~0.1 s
-// under TCG, and the ranks may be frozen while it runs). Values from the host are checked before use.
+// Interfaces as the guest sees them, and `ip` driven in one process per change, started ahead (every
+// exec costs ~0.1 s under TCG, and the ranks may be frozen while it runs). Values from the host are checked before use.
 import fs from 'node:fs';
-import { execFile } from 'node:child_process';
 import type { InterfaceReport } from '../protocol/index.js';
 import { AgentError, execFileP, readSys } from './util.js';
+import { WarmIp } from './warm-ip.js';
 
 /**
  * Can the interface send? It is up (IFF_UP) and has carrier. Not operstate: the kernel updates
@@ -49,15 +49,13 @@ function checkMtu(v: unknown): number | undefined {
   return v;
 }
 
-/** `ip -json -batch -`: the commands in one process (it stops at the first that fails); its JSON output. */
+/** The agent's pool of `ip` processes started ahead (warm-ip.ts); the agent fills it once it is up. */
+export const ipPool = new WarmIp();
+
+/** `ip -json -batch -`: the commands in one process (it stops at the first that fails); its JSON output.
+ * The process was started ahead when the pool has one waiting, so no exec is paid while ranks are frozen. */
 export function ipBatch(cmds: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('ip', ['-json', '-batch', '-'], { timeout: 15_000 }, (err, stdout, stderr) => {
-      if (err) reject(new AgentError('EIO', `ip: ${String(stderr).trim() || err.message} (commands: ${cmds.join('; ')})`));
-      else resolve(String(stdout));
-    });
-    child.stdin!.end(cmds.join('\n') + '\n');
-  });
+  return ipPool.batch(cmds);
 }
 
 /** inet addresses per interface from `ip -json addr show` output (one JSON array per show command). */
