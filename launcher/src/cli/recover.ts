@@ -29,6 +29,7 @@ Exit status: the application's, as for a run.`)
           exitCode: EXIT.usage,
         });
       }
+      if (!pick.state) throw pick.problem;
       const st = pick.state;
       // as a run: Ctrl-C / SIGTERM stop the job and remove its VMs (files copied back first); events go
       // on into the job's --events file

@@ -8,12 +8,13 @@ import { runtimeRoot } from '../../defaults.js';
 import { ownerAlive, procStartTime, readState } from '../../local/state.js';
 import { pidsInNetns } from '../../local/index.js';
 import { writeFileAtomic } from '../../util/fsatomic.js';
-import type { ImageInfo } from '../../image/index.js';
-import type { SymrunConfig } from '../../config/types.js';
 import { readNodeConfig } from '../../node/config.js';
 import { nodeLayer } from '../../node/layer.js';
 import type { JobOptions } from './context.js';
-import type { Carried } from './carry.js';
+import { SymError } from '../../errors.js';
+import { checkRecoveryState, type RecoveryState } from './recovery-check.js';
+
+export type { RecoveryState } from './recovery-check.js';
 
 export function newJobId(): string {
   return crypto.randomBytes(4).toString('hex').slice(0, 6).replace(/^\d/, 'j');
@@ -32,30 +33,6 @@ export function writeOwner(runDir: string, o: { app: string[]; cwd: string; reco
     ...(o.recovered ? { recovered: true } : {}),
     ...(process.env.SLURM_JOB_ID ? { slurmJobId: process.env.SLURM_JOB_ID } : {}),
   }));
-}
-
-/** runDir/recover.json: everything `symrun recover` needs to take over a job whose coordinator died. */
-export interface RecoveryState {
-  v: 1;
-  jobId: string;
-  secret: string;
-  channel: { host: string; port: number };
-  accel: 'kvm' | 'tcg';
-  image: ImageInfo;
-  config: SymrunConfig;
-  app: string[];
-  cwd: string;
-  hosts: Array<{ name: string; ip: string; bridge: string }>;
-  prefixLen: number;
-  vmHostCount: number;
-  vms: Array<{ name: string; index: number; host: string; mac: string; ip: string; tap: string }>;
-  mpirun?: { vm: string; sid: string; rankVm: string[] };
-  rsh: Array<{ rid: string; from: string; to: string; sid: string }>;
-  /** hosts lost so far (a restart moved their VMs to spares): recover does not wait for their agents */
-  lostHosts?: string[];
-  /** what the job carries on with (restart budget used, periodic checkpoint clock, launch, MAC seed...;
-   *  carry.ts); missing in a record of an older symrun: the successor starts those afresh */
-  carry?: Carried;
 }
 
 export function writeRecovery(runDir: string, st: RecoveryState): void {
@@ -119,15 +96,32 @@ export function recoverable(jobId: string): boolean {
   });
 }
 
-/** Jobs on this machine whose coordinator is gone but whose recovery record is there. */
-export function listRecoverable(): Array<{ id: string; state: RecoveryState }> {
+/**
+ * Jobs on this machine whose coordinator is gone but whose recovery record is there: its state, checked
+ * (recovery-check.ts), or the problem that makes it unusable (a damaged record is listed, so that
+ * `symrun recover` names the damage instead of saying there is nothing to recover).
+ */
+export type Recoverable = { id: string; state: RecoveryState; problem?: undefined } | { id: string; state?: undefined; problem: SymError };
+
+export function listRecoverable(): Recoverable[] {
   return runDirs()
     .filter((r) => !r.alive && !r.foreign)
-    .flatMap((r) => {
+    .flatMap((r): Recoverable[] => {
+      const file = path.join(r.dir, 'recover.json');
+      let text: string;
       try {
-        return [{ id: r.id, state: JSON.parse(fs.readFileSync(path.join(r.dir, 'recover.json'), 'utf8')) as RecoveryState }];
+        text = fs.readFileSync(file, 'utf8');
       } catch {
         return [];
+      }
+      try {
+        return [{ id: r.id, state: checkRecoveryState(JSON.parse(text), r.id, file) }];
+      } catch (e) {
+        const problem = e instanceof SymError ? e : new SymError('ESYM_RECOVER', {
+          message: `${file} is not JSON (${(e as Error).message})`,
+          fix: `the recovery record of job ${r.id} is damaged, so the job cannot be taken over; run the job again, or resume it from its last checkpoint (symrun restart DIR --local N)`,
+        });
+        return [{ id: r.id, problem }];
       }
     });
 }
