@@ -59,6 +59,9 @@ function pool(t: { teardown(fn: () => void): void }, o: WarmIpOptions = {}): { p
   return { p, children };
 }
 
+/** the error a batch rejects with (undefined if it resolved) */
+const rejection = (p: Promise<string>): Promise<unknown> => p.then(() => undefined, (err: unknown) => err);
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
   const end = Date.now() + ms;
@@ -131,10 +134,7 @@ t.test('a waiting process that died is skipped, not handed a batch', async (t) =
 t.test('a failing command: EIO with what ip said and the commands', async (t) => {
   const { p } = pool(t);
   p.fill();
-  const e = await p.batch(['addr flush dev eth1', 'fail here', 'link set dev eth1 up']).then(
-    () => undefined,
-    (err: unknown) => err,
-  );
+  const e = await rejection(p.batch(['addr flush dev eth1', 'fail here', 'link set dev eth1 up']));
   t.ok(e instanceof AgentError);
   t.equal((e as AgentError).code, 'EIO');
   t.match((e as AgentError).message, /Operation not permitted/);
@@ -144,10 +144,7 @@ t.test('a failing command: EIO with what ip said and the commands', async (t) =>
 t.test('a batch that hangs is killed after timeoutMs and reported', async (t) => {
   const { p } = pool(t, { timeoutMs: 300 });
   p.fill();
-  const e = await p.batch(['hang']).then(
-    () => undefined,
-    (err: unknown) => err,
-  );
+  const e = await rejection(p.batch(['hang']));
   t.ok(e instanceof AgentError);
   t.equal((e as AgentError).code, 'ETIMEDOUT');
   t.match((e as AgentError).message, /no answer within 300 ms, killed \(commands: hang\)/);
@@ -157,10 +154,7 @@ t.test('an ip that cannot be started: EIO, and the pool stays usable', async (t)
   const p = new WarmIp({ ip: '/nonexistent/ip', refillMs: 60_000 });
   t.teardown(() => p.close());
   p.fill();
-  const e = await p.batch(['addr show']).then(
-    () => undefined,
-    (err: unknown) => err,
-  );
+  const e = await rejection(p.batch(['addr show']));
   t.ok(e instanceof AgentError);
   t.equal((e as AgentError).code, 'EIO');
   t.match((e as AgentError).message, /ENOENT/);
