@@ -1,5 +1,5 @@
-// Interfaces as the guest sees them, and `ip` driven in one process per change, started ahead (every
-// exec costs ~0.1 s under TCG, and the ranks may be frozen while it runs). Values from the host are checked before use.
+// Interfaces as the guest sees them, and `ip` driven in one process per change, started ahead (the ranks
+// may be frozen while it runs: warm-ip.ts says what that saves). Values from the host are checked before use.
 import fs from 'node:fs';
 import type { InterfaceReport } from '../protocol/index.js';
 import { AgentError, execFileP, readSys } from './util.js';

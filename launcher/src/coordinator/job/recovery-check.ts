@@ -5,6 +5,7 @@
 // (carry.ts checkCarried: a damaged part is started afresh); everything here is needed to re-attach, so a
 // damaged field refuses the recovery.
 import { SymError, EXIT } from '../../errors.js';
+import { show } from '../../config/problems.js';
 import type { ImageInfo } from '../../image/index.js';
 import type { SymrunConfig } from '../../config/types.js';
 import type { Carried } from './carry.js';
@@ -33,12 +34,12 @@ export interface RecoveryState {
   carry?: Carried;
 }
 
-
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 /** host, VM, tap and bridge names, session and relay ids: no path or shell characters */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const JOB_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
+const A_NAME = 'must be a name (letters, digits, _ . -)';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -74,7 +75,7 @@ function obj(v: unknown, field: string): Obj {
 
 function strList(o: Obj, k: string, at: string, re?: RegExp): string[] {
   return arr(o, k, at).map((x, i) => {
-    if (typeof x !== 'string' || (re && !re.test(x))) throw new Bad(`${at}${k}[${i}]`, x, re ? 'must be a name (letters, digits, _ . -)' : 'must be a string');
+    if (typeof x !== 'string' || (re && !re.test(x))) throw new Bad(`${at}${k}[${i}]`, x, re ? A_NAME : 'must be a string');
     return x;
   });
 }
@@ -99,9 +100,9 @@ function checkFields(raw: unknown, dirId: string): void {
   const hosts = new Set<string>();
   arr(st, 'hosts', '').forEach((h, i) => {
     const o = obj(h, `hosts[${i}]`);
-    hosts.add(str(o, 'name', `hosts[${i}].`, NAME, 'must be a name (letters, digits, _ . -)'));
+    hosts.add(str(o, 'name', `hosts[${i}].`, NAME, A_NAME));
     str(o, 'ip', `hosts[${i}].`, IPV4, 'must be an IPv4 address');
-    str(o, 'bridge', `hosts[${i}].`, NAME, 'must be a name (letters, digits, _ . -)');
+    str(o, 'bridge', `hosts[${i}].`, NAME, A_NAME);
   });
   if (!hosts.size) throw new Bad('hosts', st.hosts, 'must list the emulated hosts');
   int(st, 'prefixLen', '', 8, 30);
@@ -110,17 +111,17 @@ function checkFields(raw: unknown, dirId: string): void {
   arr(st, 'vms', '').forEach((v, i) => {
     const at = `vms[${i}].`;
     const o = obj(v, `vms[${i}]`);
-    vmNames.add(str(o, 'name', at, NAME, 'must be a name (letters, digits, _ . -)'));
+    vmNames.add(str(o, 'name', at, NAME, A_NAME));
     int(o, 'index', at, 0, 65535);
-    const host = str(o, 'host', at, NAME, 'must be a name (letters, digits, _ . -)');
+    const host = str(o, 'host', at, NAME, A_NAME);
     if (!hosts.has(host)) throw new Bad(`${at}host`, host, `must be one of the hosts (${[...hosts].join(', ')})`);
     str(o, 'mac', at, MAC, 'must be a MAC address');
     str(o, 'ip', at, IPV4, 'must be an IPv4 address');
-    str(o, 'tap', at, NAME, 'must be a name (letters, digits, _ . -)');
+    str(o, 'tap', at, NAME, A_NAME);
   });
   if (st.mpirun !== undefined) {
     const m = obj(st.mpirun, 'mpirun');
-    const vm = str(m, 'vm', 'mpirun.', NAME, 'must be a name (letters, digits, _ . -)');
+    const vm = str(m, 'vm', 'mpirun.', NAME, A_NAME);
     if (!vmNames.has(vm)) throw new Bad('mpirun.vm', vm, `must be one of the VMs (${[...vmNames].join(', ')})`);
     str(m, 'sid', 'mpirun.', NAME, 'must be a session id');
     strList(m, 'rankVm', 'mpirun.', NAME);
@@ -142,12 +143,7 @@ export function checkRecoveryState(raw: unknown, dirId: string, file = 'recover.
     checkFields(raw, dirId);
   } catch (e) {
     if (!(e instanceof Bad)) throw e;
-    let shown: string;
-    try {
-      shown = JSON.stringify(e.value) ?? String(e.value);
-    } catch {
-      shown = String(e.value);
-    }
+    let shown = show(e.value);
     if (shown.length > 80) shown = `${shown.slice(0, 77)}...`;
     throw new SymError('ESYM_RECOVER', {
       message: `${file}: ${e.field} ${e.want} (it is ${shown})`,
